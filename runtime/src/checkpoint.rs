@@ -1,0 +1,192 @@
+//! Model files. A checkpoint is ONE `.safetensors` file whose tensor names are the reference's
+//! parameter paths and whose `__metadata__` carries the config as JSON under `cappa.config`
+//! (and, optionally, the tokenizer under `cappa.tokenizer`). The reference fixtures' folder
+//! form — `params.safetensors` + `config.json` — loads too, and [`Checkpoint::to_single_file`]
+//! turns either into the single-file form.
+
+use alloc::borrow::Cow;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::config::Config;
+use crate::cpu::{CpuBackend, Gemm};
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::safetensors_io::{serialize, DType, OwnedTensor, SafetensorsFile};
+use crate::weights::RandomParams;
+
+/// `__metadata__` key holding the config JSON.
+pub const CONFIG_KEY: &str = "cappa.config";
+/// `__metadata__` key holding the tokenizer.
+pub const TOKENIZER_KEY: &str = "cappa.tokenizer";
+
+/// A model file: config plus parameter tensors (parsed lazily from the file's bytes).
+#[derive(Debug, Clone)]
+pub struct Checkpoint<'a> {
+    config: Config,
+    bytes: Cow<'a, [u8]>,
+    tokenizer: Option<String>,
+}
+
+impl<'a> Checkpoint<'a> {
+    /// A single-file checkpoint (config in `__metadata__`), borrowing `bytes`.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self> {
+        Self::single_file(Cow::Borrowed(bytes))
+    }
+
+    /// The folder form: parameter file bytes plus the `config.json` text. A `cappa.config` in
+    /// the file's metadata is ignored in favour of `config_json`.
+    pub fn from_parts(params: &'a [u8], config_json: &str) -> Result<Self> {
+        Self::with_config(Cow::Borrowed(params), config_json)
+    }
+
+    fn with_config(bytes: Cow<'a, [u8]>, config_json: &str) -> Result<Self> {
+        let config = Config::from_json(config_json)?;
+        let tokenizer = SafetensorsFile::parse(&bytes)?
+            .metadata(TOKENIZER_KEY)
+            .map(str::to_string);
+        Ok(Checkpoint {
+            config,
+            bytes,
+            tokenizer,
+        })
+    }
+
+    fn single_file(bytes: Cow<'a, [u8]>) -> Result<Self> {
+        let file = SafetensorsFile::parse(&bytes)?;
+        let json = file.metadata(CONFIG_KEY).ok_or_else(|| {
+            Error::Config(format!(
+                "the file has no `{CONFIG_KEY}` in its __metadata__ (for the folder form, \
+                 give params.safetensors with a config.json beside it)"
+            ))
+        })?;
+        let config = Config::from_json(json)?;
+        let tokenizer = file.metadata(TOKENIZER_KEY).map(str::to_string);
+        drop(file);
+        Ok(Checkpoint {
+            config,
+            bytes,
+            tokenizer,
+        })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The tokenizer text stored with the model, if any.
+    pub fn tokenizer(&self) -> Option<&str> {
+        self.tokenizer.as_deref()
+    }
+
+    /// The parsed tensors.
+    pub fn file(&self) -> Result<SafetensorsFile<'_>> {
+        SafetensorsFile::parse(&self.bytes)
+    }
+
+    /// Total size of the parameters in bytes as stored.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Writes the single-file form: every tensor (converted to `dtype` if given, else as
+    /// stored) with the config (and tokenizer) in `__metadata__`.
+    pub fn to_single_file(&self, dtype: Option<DType>) -> Result<Vec<u8>> {
+        let file = self.file()?;
+        let tensors = file
+            .entries()
+            .map(|(name, e)| match dtype {
+                Some(dt) => Ok(OwnedTensor::float(name, &e.shape, &e.to_f32(name)?, dt)),
+                None => Ok(OwnedTensor::copy_of(name, e)),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut meta = alloc::vec![(CONFIG_KEY, self.config.to_json())];
+        if let Some(t) = &self.tokenizer {
+            meta.push((TOKENIZER_KEY, t.clone()));
+        }
+        serialize(&tensors, &meta)
+    }
+
+    /// A checkpoint with every parameter `config` implies, filled with seeded random values
+    /// (for tests and demos; not the reference initialisers).
+    pub fn random(config: &Config, seed: u64) -> Result<Checkpoint<'static>> {
+        let mut config = config.clone();
+        config.resolve();
+        let source = RandomParams::new(seed);
+        Model::from_source(&config, &source, CpuBackend::with_gemm(Gemm::Blocked))?;
+        let tensors: Vec<OwnedTensor> = source
+            .into_tensors()
+            .iter()
+            .map(|(name, t)| OwnedTensor::f32(name, t))
+            .collect();
+        let bytes = serialize(&tensors, &[(CONFIG_KEY, config.to_json())])?;
+        Checkpoint::single_file(Cow::Owned(bytes))
+    }
+
+    /// Owns a single-file checkpoint's bytes.
+    pub fn from_vec(bytes: Vec<u8>) -> Result<Checkpoint<'static>> {
+        Checkpoint::single_file(Cow::Owned(bytes))
+    }
+
+    /// Sets the tokenizer text written by [`Checkpoint::to_single_file`].
+    pub fn set_tokenizer(&mut self, tokenizer: Option<String>) {
+        self.tokenizer = tokenizer;
+    }
+}
+
+#[cfg(feature = "std")]
+impl Checkpoint<'static> {
+    /// Loads a model from `path`: a single `.safetensors` file, or a folder holding
+    /// `params.safetensors` and `config.json` (the fixtures' layout).
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())))
+        };
+        if path.is_dir() {
+            let params = read(&path.join("params.safetensors"))?;
+            let cfg_path = path.join("config.json");
+            let json = String::from_utf8(read(&cfg_path)?)
+                .map_err(|_| Error::Config(format!("{} is not UTF-8", cfg_path.display())))?;
+            Checkpoint::with_config(Cow::Owned(params), &json)
+        } else {
+            Checkpoint::from_vec(read(path)?)
+        }
+    }
+
+    /// Writes the single-file form to `path` atomically (temporary file, fsync, rename), so a
+    /// crash never leaves a half-written model.
+    pub fn save(&self, path: impl AsRef<std::path::Path>, dtype: Option<DType>) -> Result<()> {
+        write_atomic(path.as_ref(), &self.to_single_file(dtype)?)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder, fsynced and renamed.
+#[cfg(feature = "std")]
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let err = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path.file_name().ok_or_else(|| Error::Io(format!("{}: not a file path", path.display())))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable; not every platform lets a folder be opened.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}

@@ -1,0 +1,361 @@
+//! Model hyperparameters, named as in the reference configs and `fixtures/*/config.json`.
+//!
+//! Field names follow the fixture's `config.json`; keys this crate does not use are ignored,
+//! so reference config files load as they are. Decoder sizes of 0 mean "same as the encoder",
+//! as in the reference (`decoder_emb_dim or emb_dim`).
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How position embeddings are made (reference `posemb_type`, shared by encoder and decoder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PosEmb {
+    /// A learned table (`encoder/pos_embedding`, `pos_embedding_decoder`).
+    Learn,
+    /// The fixed 2-D sin-cos table of the reference ViT (no parameter in the checkpoint).
+    Sincos2d,
+}
+
+/// Every hyperparameter of a CapPa model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Free-form model name.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Square input image side in pixels.
+    pub image_size: usize,
+    /// Square patch side in pixels.
+    pub patch_size: usize,
+    /// Image channels (3 for RGB).
+    #[serde(default = "default_channels")]
+    pub in_channels: usize,
+    /// Encoder width.
+    pub enc_width: usize,
+    /// Number of encoder blocks.
+    pub enc_depth: usize,
+    /// Encoder attention heads.
+    pub enc_heads: usize,
+    /// Encoder MLP hidden size.
+    pub enc_mlp: usize,
+    /// Decoder width (0: same as the encoder).
+    #[serde(default)]
+    pub dec_width: usize,
+    /// Number of decoder blocks (0: same as the encoder).
+    #[serde(default)]
+    pub dec_depth: usize,
+    /// Decoder attention heads (0: same as the encoder).
+    #[serde(default)]
+    pub dec_heads: usize,
+    /// Decoder MLP hidden size (0: same as the encoder).
+    #[serde(default)]
+    pub dec_mlp: usize,
+    /// Number of output classes (the `[MASK]` id is `vocab_size`, never an output class).
+    pub vocab_size: usize,
+    /// Maximum caption length in tokens (`seq_len` in the reference).
+    pub max_len: usize,
+    /// Biases in the decoder blocks' LayerNorms and MLPs (reference default `true`; the CapPa
+    /// pretraining config sets `false`).
+    #[serde(default = "default_true")]
+    pub decoder_bias: bool,
+    /// Probability that a training example uses Pa. Any value > 0 adds the `[MASK]` row to
+    /// the token embedding.
+    #[serde(default)]
+    pub masked_pred_prob: f32,
+    /// Fraction of positions replaced by `[MASK]` in a Pa example (CapPa: 1.0).
+    #[serde(default = "default_one")]
+    pub masking_ratio: f32,
+    /// Padding id (also excluded from the loss).
+    #[serde(default)]
+    pub pad_id: u32,
+    /// End-of-sequence id.
+    #[serde(default = "default_eos")]
+    pub eos_id: u32,
+    /// Start id fed to the decoder (the reference shifts right with 0).
+    #[serde(default)]
+    pub bos_id: u32,
+    /// The `[MASK]` id; must equal `vocab_size` when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_id: Option<u32>,
+    /// Unknown-token id for tokenizers.
+    #[serde(default = "default_unk")]
+    pub unk_id: u32,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub layernorm_eps: f32,
+    /// Label smoothing of the training loss.
+    #[serde(default)]
+    pub label_smoothing: f32,
+    /// Position embedding type for both encoder and decoder.
+    #[serde(default = "default_posemb")]
+    pub posemb_type: PosEmb,
+}
+
+fn default_name() -> String {
+    "cappa".to_string()
+}
+fn default_channels() -> usize {
+    3
+}
+fn default_true() -> bool {
+    true
+}
+fn default_one() -> f32 {
+    1.0
+}
+fn default_eos() -> u32 {
+    1
+}
+fn default_unk() -> u32 {
+    2
+}
+fn default_eps() -> f32 {
+    1e-6
+}
+fn default_posemb() -> PosEmb {
+    PosEmb::Learn
+}
+
+impl Config {
+    /// Parses a JSON config (reference key names), fills "same as encoder" decoder sizes and
+    /// checks that the sizes are consistent.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let mut cfg: Config =
+            serde_json::from_str(json).map_err(|e| Error::Config(format!("{e}")))?;
+        cfg.resolve();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Serialises to JSON (decoder sizes written out explicitly).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("config serialises")
+    }
+
+    /// Replaces decoder sizes of 0 by the encoder's.
+    pub fn resolve(&mut self) {
+        if self.dec_width == 0 {
+            self.dec_width = self.enc_width;
+        }
+        if self.dec_depth == 0 {
+            self.dec_depth = self.enc_depth;
+        }
+        if self.dec_heads == 0 {
+            self.dec_heads = self.enc_heads;
+        }
+        if self.dec_mlp == 0 {
+            self.dec_mlp = self.enc_mlp;
+        }
+    }
+
+    /// Checks that the sizes fit together; the error says which do not.
+    pub fn validate(&self) -> Result<()> {
+        let mut problems: Vec<String> = Vec::new();
+        let positive = [
+            ("image_size", self.image_size),
+            ("patch_size", self.patch_size),
+            ("in_channels", self.in_channels),
+            ("enc_width", self.enc_width),
+            ("enc_depth", self.enc_depth),
+            ("enc_heads", self.enc_heads),
+            ("enc_mlp", self.enc_mlp),
+            ("dec_width", self.dec_width),
+            ("dec_depth", self.dec_depth),
+            ("dec_heads", self.dec_heads),
+            ("dec_mlp", self.dec_mlp),
+            ("vocab_size", self.vocab_size),
+            ("max_len", self.max_len),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                problems.push(format!("{name} must be positive"));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Config(problems.join("; ")));
+        }
+        if self.image_size % self.patch_size != 0 {
+            problems.push(format!(
+                "image_size {} is not divisible by patch_size {}",
+                self.image_size, self.patch_size
+            ));
+        }
+        if self.enc_width % self.enc_heads != 0 {
+            problems.push(format!(
+                "enc_width {} is not divisible by enc_heads {}",
+                self.enc_width, self.enc_heads
+            ));
+        }
+        if self.dec_width % self.dec_heads != 0 {
+            problems.push(format!(
+                "dec_width {} is not divisible by dec_heads {}",
+                self.dec_width, self.dec_heads
+            ));
+        }
+        if self.vocab_size >= u32::MAX as usize {
+            problems.push(format!("vocab_size {} is too large", self.vocab_size));
+        }
+        for (name, id) in [
+            ("pad_id", self.pad_id),
+            ("eos_id", self.eos_id),
+            ("bos_id", self.bos_id),
+        ] {
+            if id as usize >= self.vocab_size {
+                problems.push(format!(
+                    "{name} {id} is not below vocab_size {}",
+                    self.vocab_size
+                ));
+            }
+        }
+        if let Some(m) = self.mask_id {
+            if m as usize != self.vocab_size {
+                problems.push(format!(
+                    "mask_id {m} must equal vocab_size {} (the extra embedding row)",
+                    self.vocab_size
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.masked_pred_prob) {
+            problems.push(format!(
+                "masked_pred_prob {} is not in [0, 1]",
+                self.masked_pred_prob
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.masking_ratio) {
+            problems.push(format!(
+                "masking_ratio {} is not in [0, 1]",
+                self.masking_ratio
+            ));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            problems.push(format!(
+                "label_smoothing {} is not in [0, 1)",
+                self.label_smoothing
+            ));
+        }
+        if !(self.layernorm_eps > 0.0) {
+            problems.push(format!(
+                "layernorm_eps {} must be positive",
+                self.layernorm_eps
+            ));
+        }
+        if self.posemb_type == PosEmb::Sincos2d {
+            for (name, w) in [("enc_width", self.enc_width), ("dec_width", self.dec_width)] {
+                if w % 4 != 0 || w < 8 {
+                    problems.push(format!(
+                        "{name} {w} must be a multiple of 4 (and at least 8) for sincos2d"
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(problems.join("; ")))
+        }
+    }
+
+    /// Patches per image side.
+    pub fn grid(&self) -> usize {
+        self.image_size / self.patch_size
+    }
+
+    /// Image tokens per image.
+    pub fn num_patches(&self) -> usize {
+        self.grid() * self.grid()
+    }
+
+    /// Values in one flattened patch.
+    pub fn patch_dim(&self) -> usize {
+        self.patch_size * self.patch_size * self.in_channels
+    }
+
+    /// Whether the token embedding has the extra `[MASK]` row (CapPa, `masked_pred_prob > 0`).
+    pub fn has_mask_token(&self) -> bool {
+        self.masked_pred_prob > 0.0
+    }
+
+    /// The `[MASK]` id.
+    pub fn mask_token(&self) -> u32 {
+        self.vocab_size as u32
+    }
+
+    /// Rows of the token embedding table.
+    pub fn embed_rows(&self) -> usize {
+        self.vocab_size + usize::from(self.has_mask_token())
+    }
+
+    /// A small CapPa config for tests and examples (image 16, patch 8, width 16).
+    pub fn tiny_for_tests() -> Self {
+        Config {
+            name: "tiny".to_string(),
+            image_size: 16,
+            patch_size: 8,
+            in_channels: 3,
+            enc_width: 16,
+            enc_depth: 1,
+            enc_heads: 2,
+            enc_mlp: 32,
+            dec_width: 16,
+            dec_depth: 1,
+            dec_heads: 2,
+            dec_mlp: 32,
+            vocab_size: 12,
+            max_len: 6,
+            decoder_bias: false,
+            masked_pred_prob: 0.75,
+            masking_ratio: 1.0,
+            pad_id: 0,
+            eos_id: 1,
+            bos_id: 0,
+            mask_id: None,
+            unk_id: 2,
+            layernorm_eps: 1e-6,
+            label_smoothing: 0.0,
+            posemb_type: PosEmb::Learn,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoder_sizes_default_to_encoder() {
+        let cfg = Config::from_json(
+            r#"{"image_size":32,"patch_size":8,"enc_width":64,"enc_depth":2,"enc_heads":4,
+                "enc_mlp":128,"vocab_size":50,"max_len":10,"unknown_key":"ignored"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (cfg.dec_width, cfg.dec_depth, cfg.dec_heads, cfg.dec_mlp),
+            (64, 2, 4, 128)
+        );
+        assert!(cfg.decoder_bias);
+        assert!(!cfg.has_mask_token());
+    }
+
+    #[test]
+    fn inconsistent_sizes_are_named() {
+        let err = Config::from_json(
+            r#"{"image_size":30,"patch_size":8,"enc_width":64,"enc_depth":2,"enc_heads":5,
+                "enc_mlp":128,"vocab_size":50,"max_len":10}"#,
+        )
+        .unwrap_err();
+        let msg = alloc::format!("{err}");
+        assert!(matches!(err, Error::Config(_)));
+        assert!(msg.contains("image_size 30 is not divisible by patch_size 8"), "{msg}");
+        assert!(msg.contains("enc_width 64 is not divisible by enc_heads 5"), "{msg}");
+    }
+
+    #[test]
+    fn missing_key_is_a_config_error() {
+        let err = Config::from_json(r#"{"image_size":32}"#).unwrap_err();
+        assert!(matches!(err, Error::Config(ref m) if m.contains("patch_size")), "{err}");
+    }
+}

@@ -1,0 +1,244 @@
+//! The CPU backend: exact `f32`, `no_std`, the oracle every other backend is tested against.
+//! With `std` its matmuls use `matrixmultiply` and all cores; without, a blocked loop.
+
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use crate::backend::{Attention, Backend, Matmul};
+use crate::error::Result;
+use crate::ops::{self, shape_error};
+pub use crate::ops::matmul::Gemm;
+use crate::tensor::{numel, HostTensor};
+
+/// An `f32` tensor of the CPU backend (shared, copy-on-write).
+#[derive(Debug, Clone)]
+pub struct CpuTensor {
+    shape: Vec<usize>,
+    data: Arc<Vec<f32>>,
+}
+
+impl CpuTensor {
+    fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        debug_assert_eq!(numel(&shape), data.len());
+        CpuTensor {
+            shape,
+            data: Arc::new(data),
+        }
+    }
+
+    /// The values.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+}
+
+/// Token ids of the CPU backend.
+#[derive(Debug, Clone)]
+pub struct CpuIds {
+    shape: Vec<usize>,
+    data: Vec<u32>,
+}
+
+/// The CPU backend.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuBackend {
+    gemm: Gemm,
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CpuBackend {
+    /// The fastest CPU backend this build has (`Gemm::Fast` with `std`).
+    pub fn new() -> Self {
+        #[cfg(feature = "std")]
+        let gemm = Gemm::Fast;
+        #[cfg(not(feature = "std"))]
+        let gemm = Gemm::Blocked;
+        CpuBackend { gemm }
+    }
+
+    /// A CPU backend with the given GEMM.
+    pub fn with_gemm(gemm: Gemm) -> Self {
+        CpuBackend { gemm }
+    }
+
+    /// The GEMM in use.
+    pub fn gemm(&self) -> Gemm {
+        self.gemm
+    }
+}
+
+impl Backend for CpuBackend {
+    type Tensor = CpuTensor;
+    type Ids = CpuIds;
+
+    fn name(&self) -> String {
+        match self.gemm {
+            Gemm::Blocked => "cpu (blocked gemm)".to_string(),
+            #[cfg(feature = "std")]
+            Gemm::Fast => alloc::format!("cpu ({} threads)", crate::threads::num_threads()),
+        }
+    }
+
+    fn upload(&self, t: &HostTensor) -> Result<CpuTensor> {
+        Ok(CpuTensor::new(t.shape().to_vec(), t.data().to_vec()))
+    }
+
+    fn download(&self, t: &CpuTensor) -> Result<HostTensor> {
+        HostTensor::new(&t.shape, t.data.as_ref().clone())
+    }
+
+    fn upload_ids(&self, shape: &[usize], ids: &[u32]) -> Result<CpuIds> {
+        if numel(shape) != ids.len() {
+            return Err(shape_error(
+                "upload_ids",
+                alloc::format!("{} ids for shape {shape:?}", ids.len()),
+            ));
+        }
+        Ok(CpuIds {
+            shape: shape.to_vec(),
+            data: ids.to_vec(),
+        })
+    }
+
+    fn download_ids(&self, ids: &CpuIds) -> Result<Vec<u32>> {
+        Ok(ids.data.clone())
+    }
+
+    fn shape(&self, t: &CpuTensor) -> Vec<usize> {
+        t.shape.clone()
+    }
+
+    fn reshape(&self, t: &CpuTensor, shape: &[usize]) -> Result<CpuTensor> {
+        if numel(shape) != t.data.len() {
+            return Err(shape_error(
+                "reshape",
+                alloc::format!("cannot reshape {:?} to {shape:?}", t.shape),
+            ));
+        }
+        Ok(CpuTensor {
+            shape: shape.to_vec(),
+            data: t.data.clone(),
+        })
+    }
+
+    fn zeros(&self, shape: &[usize]) -> Result<CpuTensor> {
+        Ok(CpuTensor::new(shape.to_vec(), alloc::vec![0.0; numel(shape)]))
+    }
+
+    fn matmul(&self, a: &CpuTensor, b: &CpuTensor, op: Matmul<'_, CpuTensor>) -> Result<CpuTensor> {
+        let bias_shape = op.bias.map(|t| t.shape.as_slice());
+        let d = ops::matmul::dims(&a.shape, &b.shape, op.trans_a, op.trans_b, op.batched, bias_shape)?;
+        let out = ops::matmul::cpu(
+            &a.data,
+            &b.data,
+            op.bias.map(|t| t.data.as_slice()),
+            op.activation,
+            &d,
+            self.gemm,
+        );
+        Ok(CpuTensor::new(d.out_shape, out))
+    }
+
+    fn layer_norm(
+        &self,
+        x: &CpuTensor,
+        scale: &CpuTensor,
+        bias: Option<&CpuTensor>,
+        eps: f32,
+    ) -> Result<CpuTensor> {
+        ops::layer_norm::check(&x.shape, &scale.shape, bias.map(|b| b.shape.as_slice()))?;
+        let out = ops::layer_norm::cpu(&x.data, &scale.data, bias.map(|b| b.data.as_slice()), eps);
+        Ok(CpuTensor::new(x.shape.clone(), out))
+    }
+
+    fn attention(
+        &self,
+        q: &CpuTensor,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        op: Attention<'_>,
+    ) -> Result<CpuTensor> {
+        let d = ops::attention::dims(&q.shape, &k.shape, &v.shape, &op)?;
+        let out = ops::attention::cpu(&q.data, &k.data, &v.data, d, &op.mask);
+        Ok(CpuTensor::new(q.shape.clone(), out))
+    }
+
+    fn gelu(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let mut out = x.data.as_ref().clone();
+        ops::gelu::cpu(&mut out);
+        Ok(CpuTensor::new(x.shape.clone(), out))
+    }
+
+    fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        let shape = ops::add::check(&a.shape, &b.shape)?;
+        Ok(CpuTensor::new(shape, ops::add::cpu(&a.data, &b.data)))
+    }
+
+    fn embed(&self, table: &CpuTensor, ids: &CpuIds) -> Result<CpuTensor> {
+        let shape = ops::embed::check(&table.shape, &ids.shape)?;
+        ops::embed::check_ids(&ids.data, table.shape[0])?;
+        let out = ops::embed::cpu(&table.data, table.shape[1], &ids.data);
+        Ok(CpuTensor::new(shape, out))
+    }
+
+    fn patchify(&self, images: &CpuTensor, patch: usize) -> Result<CpuTensor> {
+        let shape = ops::patchify::check(&images.shape, patch)?;
+        let out = ops::patchify::cpu(&images.data, &images.shape, patch);
+        Ok(CpuTensor::new(shape, out))
+    }
+
+    fn mean_rows(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let shape = ops::rows::check_mean(&x.shape)?;
+        Ok(CpuTensor::new(shape, ops::rows::cpu_mean(&x.data, &x.shape)))
+    }
+
+    fn slice_rows(&self, x: &CpuTensor, start: usize, len: usize) -> Result<CpuTensor> {
+        let shape = ops::rows::check_slice(&x.shape, start, len)?;
+        let out = ops::rows::cpu_slice(&x.data, &x.shape, start, len);
+        Ok(CpuTensor::new(shape, out))
+    }
+
+    fn write_rows(&self, dst: &mut CpuTensor, src: &CpuTensor, start: usize) -> Result<()> {
+        ops::rows::check_write(&dst.shape, &src.shape, start)?;
+        let shape = dst.shape.clone();
+        let data = Arc::make_mut(&mut dst.data);
+        ops::rows::cpu_write(data, &shape, &src.data, src.shape[1], start);
+        Ok(())
+    }
+
+    fn log_softmax(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let (_, v) = ops::rows_and_last(&x.shape);
+        let out = ops::softmax::cpu_log_softmax(&x.data, v);
+        Ok(CpuTensor::new(x.shape.clone(), out))
+    }
+
+    fn argmax(&self, x: &CpuTensor) -> Result<CpuIds> {
+        let (_, v) = ops::rows_and_last(&x.shape);
+        if x.shape.is_empty() || v == 0 {
+            return Err(shape_error("argmax", alloc::format!("no classes in {:?}", x.shape)));
+        }
+        Ok(CpuIds {
+            shape: x.shape[..x.shape.len() - 1].to_vec(),
+            data: ops::softmax::cpu_argmax(&x.data, v),
+        })
+    }
+
+    fn cross_entropy(
+        &self,
+        logits: &CpuTensor,
+        targets: &CpuIds,
+        label_smoothing: f32,
+    ) -> Result<CpuTensor> {
+        let shape = ops::cross_entropy::check(&logits.shape, &targets.shape)?;
+        let (_, v) = ops::rows_and_last(&logits.shape);
+        ops::cross_entropy::check_targets(&targets.data, v)?;
+        let out = ops::cross_entropy::cpu(&logits.data, &logits.shape, &targets.data, label_smoothing);
+        Ok(CpuTensor::new(shape, out))
+    }
+}

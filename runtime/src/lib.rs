@@ -1,0 +1,75 @@
+//! # cappa — CapPa image captioning, anywhere
+//!
+//! CapPa (Tschannen et al., 2023, *Image Captioners Are Scalable Vision Learners Too*,
+//! arXiv:2306.07915) pairs a ViT image encoder with a transformer text decoder trained on two
+//! tasks: **Cap** (autoregressive captioning, causal mask, teacher forcing) and **Pa** (parallel
+//! prediction: every decoder input is `[MASK]`, attention is bidirectional, all tokens come out
+//! in one pass).
+//!
+//! This crate runs such models exactly as the public reference implementation (big_vision) does.
+//! The model is written once, over the [`Backend`] trait; the [`CpuBackend`] is exact `f32`, works
+//! without `std`, and is the oracle every other backend is tested against.
+//!
+//! * [`Config`] — every hyperparameter, named as in the reference configs.
+//! * [`Checkpoint`] — a parsed `.safetensors` file (tensor names are the reference's parameter
+//!   paths), in the single-file form (config in `__metadata__`) or the folder form.
+//! * [`Model`] — encoder + decoder over a backend: logits in both modes, loss, greedy decoding
+//!   with a KV cache, one-shot parallel decoding, zero-shot scoring, GAP features.
+//!
+//! ```
+//! use cappa::{Backend, Checkpoint, Config, CpuBackend, HostTensor, Model, Mode, Tokens};
+//!
+//! // A tiny random model, built in memory (real models load from a file).
+//! let config = Config::tiny_for_tests();
+//! let ckpt = Checkpoint::random(&config, 7).unwrap();
+//! let model = Model::new(&ckpt, CpuBackend::new()).unwrap();
+//!
+//! let images = HostTensor::zeros(&[1, config.image_size, config.image_size, 3]);
+//! let encoded = model.encode(&images).unwrap();
+//! let caption = model.parallel_decode(&encoded).unwrap();
+//! assert_eq!(caption.len(), 1);
+//! let tokens = Tokens::new(vec![3, 4, 1, 0], 1, 4).unwrap();
+//! let logits = model.logits(&encoded, &tokens, Mode::Cap).unwrap();
+//! assert_eq!(model.backend().download(&logits).unwrap().shape(), &[1, 4, config.vocab_size]);
+//! ```
+//!
+//! Features: `std` (default) adds file loading, threads and a fast GEMM to the CPU backend.
+//! Without it the crate is `no_std` + `alloc`.
+#![no_std]
+#![deny(missing_docs)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod backend;
+pub mod checkpoint;
+pub mod config;
+pub mod cpu;
+pub mod decoder;
+pub mod decoding;
+pub mod encoder;
+pub mod error;
+pub mod layers;
+pub mod loss;
+mod math;
+pub mod model;
+pub mod ops;
+pub mod pooling;
+pub mod rng;
+pub mod safetensors_io;
+pub mod scoring;
+pub mod tensor;
+mod threads;
+pub mod weights;
+
+pub use backend::{Backend, Mask};
+pub use checkpoint::Checkpoint;
+pub use config::{Config, PosEmb};
+pub use cpu::{CpuBackend, Gemm};
+pub use decoding::{Greedy, GreedyOutput};
+pub use error::{Error, Result};
+pub use loss::LossOutput;
+pub use model::{Mode, Model};
+pub use tensor::{HostTensor, Tokens};
+pub use safetensors_io::DType;

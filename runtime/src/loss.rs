@@ -1,0 +1,79 @@
+//! The training loss, as the reference (`generative.py` + `utils.weighted_softmax_xent`):
+//! softmax cross-entropy per position (with optional label smoothing), weight 0 on PAD targets,
+//! per caption the weighted sum divided by its number of non-PAD targets, then the batch mean —
+//! every caption counts the same whatever its length.
+
+use alloc::vec::Vec;
+
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::model::{Mode, Model};
+use crate::tensor::Tokens;
+
+/// A loss and its per-caption parts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossOutput {
+    /// Mean over the batch.
+    pub mean: f32,
+    /// One value per caption.
+    pub per_example: Vec<f32>,
+}
+
+/// Per-position cross-entropy of `logits [B, L, V]` against `targets [B, L]`, downloaded.
+pub fn token_losses<B: Backend>(
+    be: &B,
+    logits: &B::Tensor,
+    targets: &Tokens,
+    label_smoothing: f32,
+) -> Result<Vec<f32>> {
+    let ids = be.upload_ids(&[targets.batch(), targets.len()], targets.ids())?;
+    let ce = be.cross_entropy(logits, &ids, label_smoothing)?;
+    Ok(be.download(&ce)?.into_data())
+}
+
+/// The reference loss of `logits [B, L, V]` for `targets [B, L]`.
+pub fn caption_loss<B: Backend>(
+    be: &B,
+    logits: &B::Tensor,
+    targets: &Tokens,
+    pad_id: u32,
+    label_smoothing: f32,
+) -> Result<LossOutput> {
+    let ce = token_losses(be, logits, targets, label_smoothing)?;
+    let per_example: Vec<f32> = (0..targets.batch())
+        .map(|b| {
+            let row = targets.row(b);
+            let ce = &ce[b * targets.len()..(b + 1) * targets.len()];
+            let (mut sum, mut weight) = (0.0f32, 0.0f32);
+            for (&t, &l) in row.iter().zip(ce) {
+                if t != pad_id {
+                    sum += l;
+                    weight += 1.0;
+                }
+            }
+            sum / weight.max(2e-38)
+        })
+        .collect();
+    let mean = per_example.iter().sum::<f32>() / per_example.len() as f32;
+    Ok(LossOutput { mean, per_example })
+}
+
+impl<B: Backend> Model<B> {
+    /// The training loss of `targets` with every caption in `mode`.
+    pub fn loss(&self, encoded: &B::Tensor, targets: &Tokens, mode: Mode, label_smoothing: f32) -> Result<LossOutput> {
+        let logits = self.logits(encoded, targets, mode)?;
+        caption_loss(self.backend(), &logits, targets, self.config().pad_id, label_smoothing)
+    }
+
+    /// The training loss with a mode per caption (CapPa's mixed batch).
+    pub fn loss_per_row(
+        &self,
+        encoded: &B::Tensor,
+        targets: &Tokens,
+        modes: &[Mode],
+        label_smoothing: f32,
+    ) -> Result<LossOutput> {
+        let logits = self.logits_per_row(encoded, targets, modes)?;
+        caption_loss(self.backend(), &logits, targets, self.config().pad_id, label_smoothing)
+    }
+}

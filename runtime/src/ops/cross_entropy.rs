@@ -1,0 +1,55 @@
+//! Softmax cross-entropy per row with label smoothing, as the reference
+//! (`big_vision.utils.weighted_softmax_xent` with `onehot(..., on=1-ls, off=ls/(V-1))`):
+//! `loss = −[(1 − ls)·logp[t] + ls/(V − 1)·Σ_{c≠t} logp[c]]`.
+
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::{rows_and_last, shape_error, softmax::log_softmax_row};
+use crate::error::{Error, Result};
+
+/// Checks `targets` has `logits`' leading shape and returns it.
+pub fn check(logits: &[usize], targets: &[usize]) -> Result<Vec<usize>> {
+    let lead = &logits[..logits.len().saturating_sub(1)];
+    if logits.len() < 2 || lead != targets {
+        return Err(shape_error(
+            "cross_entropy",
+            format!("logits {logits:?} need targets of shape {lead:?}, got {targets:?}"),
+        ));
+    }
+    Ok(lead.to_vec())
+}
+
+/// Checks every target is a class.
+pub fn check_targets(targets: &[u32], classes: usize) -> Result<()> {
+    match targets.iter().position(|&t| t as usize >= classes) {
+        Some(index) => Err(Error::TokenOutOfRange {
+            token: targets[index] as i64,
+            index,
+            limit: classes as u32,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// CPU reference: one loss per row.
+pub fn cpu(logits: &[f32], shape: &[usize], targets: &[u32], ls: f32) -> Vec<f32> {
+    let (_, v) = rows_and_last(shape);
+    let off = if v > 1 { ls / (v - 1) as f32 } else { 0.0 };
+    let mut lp = vec![0.0f32; v];
+    logits
+        .chunks_exact(v)
+        .zip(targets)
+        .map(|(row, &t)| {
+            log_softmax_row(row, &mut lp);
+            let true_lp = lp[t as usize];
+            if ls == 0.0 {
+                -true_lp
+            } else {
+                let others: f32 = lp.iter().sum::<f32>() - true_lp;
+                -((1.0 - ls) * true_lp + off * others)
+            }
+        })
+        .collect()
+}

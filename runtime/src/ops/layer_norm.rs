@@ -1,0 +1,45 @@
+//! LayerNorm as Flax's default: statistics over the last axis in f32, variance
+//! `max(0, E[x²] − E[x]²)`, `y = (x − μ)·rsqrt(var + eps)·scale (+ bias)`.
+
+use alloc::format;
+use alloc::vec::Vec;
+
+use super::{rows_and_last, shape_error};
+use crate::error::Result;
+use crate::math;
+
+/// Checks `scale` and `bias` have the width of `x`'s last axis.
+pub fn check(x: &[usize], scale: &[usize], bias: Option<&[usize]>) -> Result<()> {
+    let (_, d) = rows_and_last(x);
+    if scale != [d] || bias.is_some_and(|b| b != [d]) {
+        return Err(shape_error(
+            "layer_norm",
+            format!("x {x:?} needs scale and bias of shape [{d}], got {scale:?} and {bias:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// CPU reference.
+pub fn cpu(x: &[f32], scale: &[f32], bias: Option<&[f32]>, eps: f32) -> Vec<f32> {
+    let d = scale.len();
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks_exact(d) {
+        let (mut s, mut s2) = (0.0f32, 0.0f32);
+        for &v in row {
+            s += v;
+            s2 += v * v;
+        }
+        let mean = s / d as f32;
+        let var = (s2 / d as f32 - mean * mean).max(0.0);
+        let inv = 1.0 / math::sqrt(var + eps);
+        for (j, &v) in row.iter().enumerate() {
+            let y = (v - mean) * inv * scale[j];
+            out.push(match bias {
+                Some(b) => y + b[j],
+                None => y,
+            });
+        }
+    }
+    out
+}

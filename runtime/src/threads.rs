@@ -1,0 +1,54 @@
+//! Splitting row-parallel CPU work over threads (with `std`); a plain loop without it.
+
+/// Below this many multiply-adds (or similar units) a job runs on the calling thread: spawning
+/// costs tens of microseconds.
+const MIN_WORK_PER_THREAD: usize = 1 << 18;
+
+/// Threads to use: `CAPPA_NUM_THREADS` if set, else the available parallelism.
+#[cfg(feature = "std")]
+pub fn num_threads() -> usize {
+    use std::sync::OnceLock;
+    static N: OnceLock<usize> = OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("CAPPA_NUM_THREADS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|&n: &usize| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    })
+}
+
+/// Threads to use without `std`: one.
+#[cfg(not(feature = "std"))]
+pub fn num_threads() -> usize {
+    1
+}
+
+/// Calls `f(first_row, rows)` over contiguous chunks of `out`, whose rows are `row_len` long,
+/// in parallel when the total `work_per_row × rows` is large enough.
+pub fn for_row_chunks<F>(out: &mut [f32], row_len: usize, work_per_row: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    let rows = if row_len == 0 { 0 } else { out.len() / row_len };
+    let threads = num_threads()
+        .min(rows)
+        .min((rows * work_per_row) / MIN_WORK_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        f(0, out);
+        return;
+    }
+    #[cfg(feature = "std")]
+    {
+        let per = rows.div_ceil(threads);
+        std::thread::scope(|s| {
+            let f = &f;
+            for (i, chunk) in out.chunks_mut(per * row_len).enumerate() {
+                s.spawn(move || f(i * per, chunk));
+            }
+        });
+    }
+    #[cfg(not(feature = "std"))]
+    f(0, out);
+}
