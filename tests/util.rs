@@ -1,1 +1,162 @@
+//! Shared helpers of the cross-crate tests: finding the golden fixtures, and one comparison
+//! harness with named tolerances that reports the worst element.
 
+use std::path::{Path, PathBuf};
+
+use cappa::safetensors_io::SafetensorsFile;
+use cappa::{HostTensor, Tokens};
+
+/// A tolerance: `|got − want| ≤ abs + rel·|want|`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tol {
+    /// Absolute part.
+    pub abs: f32,
+    /// Relative part.
+    pub rel: f32,
+}
+
+impl Tol {
+    /// f32 activations and logits (the fixture README's "about 1e-4 absolute").
+    pub const ACTIVATIONS: Tol = Tol {
+        abs: 1e-4,
+        rel: 0.0,
+    };
+    /// f32 losses and zero-shot scores (the fixture README's "1e-5").
+    pub const LOSSES: Tol = Tol {
+        abs: 1e-5,
+        rel: 0.0,
+    };
+    /// Two CPU GEMMs on the same f32 inputs: rounding differences only.
+    pub const SAME_MATH: Tol = Tol {
+        abs: 1e-5,
+        rel: 1e-5,
+    };
+}
+
+/// The folder holding fixture folders: `$CAPPA_FIXTURES`, else the workspace's sibling
+/// `../shared/fixtures`, else the copy committed under `tests/fixtures`.
+pub fn fixtures_root() -> PathBuf {
+    if let Ok(p) = std::env::var("CAPPA_FIXTURES") {
+        return PathBuf::from(p);
+    }
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shared = here.join("../../shared/fixtures");
+    if shared.is_dir() {
+        return shared;
+    }
+    here.join("fixtures")
+}
+
+/// Every fixture folder (one with `config.json`, `params.safetensors`, `inputs.safetensors`,
+/// `expected.safetensors`). Panics — failing the test, never skipping it — when there is none.
+pub fn fixture_dirs() -> Vec<PathBuf> {
+    let root = fixtures_root();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("fixture folder {} is missing: {e}", root.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("expected.safetensors").is_file() && p.join("config.json").is_file())
+        .collect();
+    dirs.sort();
+    assert!(!dirs.is_empty(), "no fixtures found in {}", root.display());
+    dirs
+}
+
+/// A fixture folder's files.
+pub struct Fixture {
+    /// The folder.
+    pub dir: PathBuf,
+    inputs: Vec<u8>,
+    expected: Vec<u8>,
+}
+
+impl Fixture {
+    /// Reads a fixture folder.
+    pub fn open(dir: &Path) -> Self {
+        let read = |n: &str| {
+            std::fs::read(dir.join(n)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(n).display()))
+        };
+        Fixture {
+            dir: dir.to_path_buf(),
+            inputs: read("inputs.safetensors"),
+            expected: read("expected.safetensors"),
+        }
+    }
+
+    /// The parsed `inputs.safetensors`.
+    pub fn inputs(&self) -> SafetensorsFile<'_> {
+        SafetensorsFile::parse(&self.inputs).expect("inputs parse")
+    }
+
+    /// The parsed `expected.safetensors`.
+    pub fn expected(&self) -> SafetensorsFile<'_> {
+        SafetensorsFile::parse(&self.expected).expect("expected parse")
+    }
+
+    /// `images`.
+    pub fn images(&self) -> HostTensor {
+        self.inputs().f32("images").expect("images")
+    }
+
+    /// An int32 `[B, L]` input as tokens.
+    pub fn tokens(&self, name: &str) -> Tokens {
+        let (shape, ids) = self.inputs().i32(name).expect(name);
+        Tokens::from_i32(&ids, shape[0], shape[1]).expect(name)
+    }
+
+    /// An expected float tensor.
+    pub fn want(&self, name: &str) -> HostTensor {
+        self.expected()
+            .f32(name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// An expected int tensor.
+    pub fn want_ids(&self, name: &str) -> Vec<i32> {
+        self.expected()
+            .i32(name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .1
+    }
+}
+
+/// Asserts `got` matches `want` in shape and within `tol`, naming the worst element.
+pub fn assert_close(what: &str, got: &HostTensor, want: &HostTensor, tol: Tol) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    assert_close_slice(what, got.data(), want.data(), tol);
+}
+
+/// [`assert_close`] on slices.
+pub fn assert_close_slice(what: &str, got: &[f32], want: &[f32], tol: Tol) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst: Option<(usize, f32)> = None;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let excess = (g - w).abs() - (tol.abs + tol.rel * w.abs());
+        let bad = excess > 0.0 || excess.is_nan();
+        if bad && worst.is_none_or(|(_, e)| excess > e || excess.is_nan()) {
+            worst = Some((i, excess));
+        }
+    }
+    if let Some((i, _)) = worst {
+        panic!(
+            "{what}: element {i} is {} but should be {} (|diff| {:e}, tolerance {:?}); max |diff| {:e}",
+            got[i],
+            want[i],
+            (got[i] - want[i]).abs(),
+            tol,
+            max_abs_diff(got, want)
+        );
+    }
+}
+
+/// Largest `|a − b|`.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Token ids as i32 (for comparing with int32 fixtures).
+pub fn as_i32(ids: &[u32]) -> Vec<i32> {
+    ids.iter().map(|&t| t as i32).collect()
+}

@@ -100,8 +100,12 @@ pub trait Backend {
     fn zeros(&self, shape: &[usize]) -> Result<Self::Tensor>;
 
     /// `act(op(a) · op(b) + bias)`; see [`crate::ops::matmul`] for the shape rules.
-    fn matmul(&self, a: &Self::Tensor, b: &Self::Tensor, op: Matmul<'_, Self::Tensor>)
-        -> Result<Self::Tensor>;
+    fn matmul(
+        &self,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+        op: Matmul<'_, Self::Tensor>,
+    ) -> Result<Self::Tensor>;
     /// LayerNorm over the last axis, `E[x²] − E[x]²` variance (see [`crate::ops::layer_norm`]).
     fn layer_norm(
         &self,

@@ -178,26 +178,42 @@ impl Config {
         if !problems.is_empty() {
             return Err(Error::Config(problems.join("; ")));
         }
-        if self.image_size % self.patch_size != 0 {
+        // Sizes no real model reaches; a hostile file must not make us allocate terabytes
+        // before any shape check can fail.
+        let limits = [
+            ("image_size", self.image_size, 1 << 14),
+            ("in_channels", self.in_channels, 64),
+            ("enc_width", self.enc_width, 1 << 16),
+            ("enc_depth", self.enc_depth, 1 << 10),
+            ("enc_mlp", self.enc_mlp, 1 << 18),
+            ("dec_width", self.dec_width, 1 << 16),
+            ("dec_depth", self.dec_depth, 1 << 10),
+            ("dec_mlp", self.dec_mlp, 1 << 18),
+            ("vocab_size", self.vocab_size, 1 << 24),
+            ("max_len", self.max_len, 1 << 16),
+        ];
+        for (name, v, max) in limits {
+            if v > max {
+                problems.push(format!("{name} {v} exceeds the supported maximum {max}"));
+            }
+        }
+        if !self.image_size.is_multiple_of(self.patch_size) {
             problems.push(format!(
                 "image_size {} is not divisible by patch_size {}",
                 self.image_size, self.patch_size
             ));
         }
-        if self.enc_width % self.enc_heads != 0 {
+        if !self.enc_width.is_multiple_of(self.enc_heads) {
             problems.push(format!(
                 "enc_width {} is not divisible by enc_heads {}",
                 self.enc_width, self.enc_heads
             ));
         }
-        if self.dec_width % self.dec_heads != 0 {
+        if !self.dec_width.is_multiple_of(self.dec_heads) {
             problems.push(format!(
                 "dec_width {} is not divisible by dec_heads {}",
                 self.dec_width, self.dec_heads
             ));
-        }
-        if self.vocab_size >= u32::MAX as usize {
-            problems.push(format!("vocab_size {} is too large", self.vocab_size));
         }
         for (name, id) in [
             ("pad_id", self.pad_id),
@@ -237,7 +253,7 @@ impl Config {
                 self.label_smoothing
             ));
         }
-        if !(self.layernorm_eps > 0.0) {
+        if self.layernorm_eps.is_nan() || self.layernorm_eps <= 0.0 {
             problems.push(format!(
                 "layernorm_eps {} must be positive",
                 self.layernorm_eps
@@ -349,13 +365,22 @@ mod tests {
         .unwrap_err();
         let msg = alloc::format!("{err}");
         assert!(matches!(err, Error::Config(_)));
-        assert!(msg.contains("image_size 30 is not divisible by patch_size 8"), "{msg}");
-        assert!(msg.contains("enc_width 64 is not divisible by enc_heads 5"), "{msg}");
+        assert!(
+            msg.contains("image_size 30 is not divisible by patch_size 8"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("enc_width 64 is not divisible by enc_heads 5"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn missing_key_is_a_config_error() {
         let err = Config::from_json(r#"{"image_size":32}"#).unwrap_err();
-        assert!(matches!(err, Error::Config(ref m) if m.contains("patch_size")), "{err}");
+        assert!(
+            matches!(err, Error::Config(ref m) if m.contains("patch_size")),
+            "{err}"
+        );
     }
 }

@@ -7,8 +7,8 @@ use alloc::vec::Vec;
 
 use crate::backend::{Attention, Backend, Matmul};
 use crate::error::Result;
-use crate::ops::{self, shape_error};
 pub use crate::ops::matmul::Gemm;
+use crate::ops::{self, shape_error};
 use crate::tensor::{numel, HostTensor};
 
 /// An `f32` tensor of the CPU backend (shared, copy-on-write).
@@ -128,12 +128,17 @@ impl Backend for CpuBackend {
     }
 
     fn zeros(&self, shape: &[usize]) -> Result<CpuTensor> {
-        Ok(CpuTensor::new(shape.to_vec(), alloc::vec![0.0; numel(shape)]))
+        Ok(CpuTensor::new(
+            shape.to_vec(),
+            alloc::vec![0.0; numel(shape)],
+        ))
     }
 
     fn matmul(&self, a: &CpuTensor, b: &CpuTensor, op: Matmul<'_, CpuTensor>) -> Result<CpuTensor> {
         let bias_shape = op.bias.map(|t| t.shape.as_slice());
-        let d = ops::matmul::dims(&a.shape, &b.shape, op.trans_a, op.trans_b, op.batched, bias_shape)?;
+        let d = ops::matmul::dims(
+            &a.shape, &b.shape, op.trans_a, op.trans_b, op.batched, bias_shape,
+        )?;
         let out = ops::matmul::cpu(
             &a.data,
             &b.data,
@@ -195,7 +200,10 @@ impl Backend for CpuBackend {
 
     fn mean_rows(&self, x: &CpuTensor) -> Result<CpuTensor> {
         let shape = ops::rows::check_mean(&x.shape)?;
-        Ok(CpuTensor::new(shape, ops::rows::cpu_mean(&x.data, &x.shape)))
+        Ok(CpuTensor::new(
+            shape,
+            ops::rows::cpu_mean(&x.data, &x.shape),
+        ))
     }
 
     fn slice_rows(&self, x: &CpuTensor, start: usize, len: usize) -> Result<CpuTensor> {
@@ -221,7 +229,10 @@ impl Backend for CpuBackend {
     fn argmax(&self, x: &CpuTensor) -> Result<CpuIds> {
         let (_, v) = ops::rows_and_last(&x.shape);
         if x.shape.is_empty() || v == 0 {
-            return Err(shape_error("argmax", alloc::format!("no classes in {:?}", x.shape)));
+            return Err(shape_error(
+                "argmax",
+                alloc::format!("no classes in {:?}", x.shape),
+            ));
         }
         Ok(CpuIds {
             shape: x.shape[..x.shape.len() - 1].to_vec(),
@@ -238,7 +249,8 @@ impl Backend for CpuBackend {
         let shape = ops::cross_entropy::check(&logits.shape, &targets.shape)?;
         let (_, v) = ops::rows_and_last(&logits.shape);
         ops::cross_entropy::check_targets(&targets.data, v)?;
-        let out = ops::cross_entropy::cpu(&logits.data, &logits.shape, &targets.data, label_smoothing);
+        let out =
+            ops::cross_entropy::cpu(&logits.data, &logits.shape, &targets.data, label_smoothing);
         Ok(CpuTensor::new(shape, out))
     }
 }

@@ -28,19 +28,37 @@ pub struct DecoderBlock<B: Backend> {
 
 impl<B: Backend> DecoderBlock<B> {
     fn load(be: &B, s: &Scope<'_>, cfg: &Config) -> Result<Self> {
-        let (d, h, eps, bias) = (cfg.dec_width, cfg.dec_heads, cfg.layernorm_eps, cfg.decoder_bias);
+        let (d, h, eps, bias) = (
+            cfg.dec_width,
+            cfg.dec_heads,
+            cfg.layernorm_eps,
+            cfg.decoder_bias,
+        );
         Ok(DecoderBlock {
             ln1: LayerNorm::load(be, &s.pp("LayerNorm1"), d, bias, eps)?,
             self_attn: MultiHeadAttention::load(be, &s.pp("SelfAttn"), d, d, h, false)?,
             ln2: LayerNorm::load(be, &s.pp("LayerNorm2"), d, bias, eps)?,
-            cross_attn: MultiHeadAttention::load(be, &s.pp("CrossAttn"), d, cfg.enc_width, h, false)?,
+            cross_attn: MultiHeadAttention::load(
+                be,
+                &s.pp("CrossAttn"),
+                d,
+                cfg.enc_width,
+                h,
+                false,
+            )?,
             ln3: LayerNorm::load(be, &s.pp("LayerNorm3"), d, bias, eps)?,
             mlp: Mlp::load(be, &s.pp("MLP"), d, cfg.dec_mlp, bias)?,
         })
     }
 
     /// Cross-attention and MLP halves, shared by the full pass and the cached step.
-    fn cross_and_mlp(&self, be: &B, x: B::Tensor, ck: &B::Tensor, cv: &B::Tensor) -> Result<B::Tensor> {
+    fn cross_and_mlp(
+        &self,
+        be: &B,
+        x: B::Tensor,
+        ck: &B::Tensor,
+        cv: &B::Tensor,
+    ) -> Result<B::Tensor> {
         let y = self.ln2.forward(be, &x)?;
         let y = self.cross_attn.attend(be, &y, ck, cv, Mask::None)?;
         let x = be.add(&x, &y)?;
@@ -96,7 +114,9 @@ impl<B: Backend> Decoder<B> {
             PosEmb::Sincos2d => HostTensor::new(&[1, l, d], posemb_sincos_2d(1, l, d))?,
         };
         let s = root.pp("decoder");
-        let embedding = s.pp("EmbedTargets").get("embedding", &[cfg.embed_rows(), d])?;
+        let embedding = s
+            .pp("EmbedTargets")
+            .get("embedding", &[cfg.embed_rows(), d])?;
         let blocks = (0..cfg.dec_depth)
             .map(|i| DecoderBlock::load(be, &s.pp(&format!("EncDecBlock{i}")), cfg))
             .collect::<Result<Vec<_>>>()?;
@@ -125,7 +145,14 @@ impl<B: Backend> Decoder<B> {
 
     /// Logits `[B, L, V]` for decoder inputs `ids [B, L]` (already shifted, or all `[MASK]`)
     /// attending to `encoded [B, patches, E]` with self-attention `mask`.
-    pub fn forward(&self, be: &B, encoded: &B::Tensor, ids: &B::Ids, len: usize, mask: Mask<'_>) -> Result<B::Tensor> {
+    pub fn forward(
+        &self,
+        be: &B,
+        encoded: &B::Tensor,
+        ids: &B::Ids,
+        len: usize,
+        mask: Mask<'_>,
+    ) -> Result<B::Tensor> {
         if len > self.max_len {
             return Err(Error::InvalidInput(format!(
                 "{len} decoder positions exceed max_len {}",
@@ -155,7 +182,12 @@ impl<B: Backend> Decoder<B> {
         let own = self
             .blocks
             .iter()
-            .map(|_| Ok((be.zeros(&[batch, self.max_len, self.width])?, be.zeros(&[batch, self.max_len, self.width])?)))
+            .map(|_| {
+                Ok((
+                    be.zeros(&[batch, self.max_len, self.width])?,
+                    be.zeros(&[batch, self.max_len, self.width])?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(KvCache {
             cross,
@@ -176,12 +208,18 @@ impl<B: Backend> Decoder<B> {
             )));
         }
         let mut x = self.embed(be, ids, pos, 1)?;
-        for (block, ((ck, cv), (k, v))) in self.blocks.iter().zip(cache.cross.iter().zip(cache.own.iter_mut())) {
+        for (block, ((ck, cv), (k, v))) in self
+            .blocks
+            .iter()
+            .zip(cache.cross.iter().zip(cache.own.iter_mut()))
+        {
             let y = block.ln1.forward(be, &x)?;
             let (k_new, v_new) = block.self_attn.project_kv(be, &y)?;
             be.write_rows(k, &k_new, pos)?;
             be.write_rows(v, &v_new, pos)?;
-            let y = block.self_attn.attend(be, &y, k, v, Mask::Causal { offset: pos })?;
+            let y = block
+                .self_attn
+                .attend(be, &y, k, v, Mask::Causal { offset: pos })?;
             x = be.add(&x, &y)?;
             x = block.cross_and_mlp(be, x, ck, cv)?;
         }

@@ -63,7 +63,13 @@ impl<B: Backend> Encoder<B> {
     /// Loads `encoder/...` from the scope `s` (which should be the `encoder` scope).
     pub fn load(be: &B, s: &Scope<'_>, cfg: &Config) -> Result<Self> {
         let (p, w, n) = (cfg.patch_size, cfg.enc_width, cfg.num_patches());
-        let embedding = Dense::load(be, &s.pp("embedding"), &[p, p, cfg.in_channels, w], 3, Some(&[w]))?;
+        let embedding = Dense::load(
+            be,
+            &s.pp("embedding"),
+            &[p, p, cfg.in_channels, w],
+            3,
+            Some(&[w]),
+        )?;
         let pos = match cfg.posemb_type {
             PosEmb::Learn => s.get("pos_embedding", &[1, n, w])?,
             PosEmb::Sincos2d => {
@@ -86,13 +92,20 @@ impl<B: Backend> Encoder<B> {
     /// Encodes NHWC images `[B, H, W, C]` (values in the model's range, [-1, 1]) to
     /// `[B, patches, width]`. `tap` sees `encoder/stem`, `encoder/with_posemb` and
     /// `encoder/block_i`.
-    pub fn forward(&self, be: &B, images: &B::Tensor, mut tap: Option<Tap<'_, B>>) -> Result<B::Tensor> {
+    pub fn forward(
+        &self,
+        be: &B,
+        images: &B::Tensor,
+        mut tap: Option<Tap<'_, B>>,
+    ) -> Result<B::Tensor> {
         let mut emit = |name: &str, t: &B::Tensor| match tap.as_mut() {
             Some(f) => f(name, t),
             None => Ok(()),
         };
         let patches = be.patchify(images, self.patch)?;
-        let x = self.embedding.forward(be, &patches, crate::backend::Activation::None)?;
+        let x = self
+            .embedding
+            .forward(be, &patches, crate::backend::Activation::None)?;
         emit("encoder/stem", &x)?;
         let mut x = be.add(&x, &self.pos_embedding)?;
         emit("encoder/with_posemb", &x)?;

@@ -101,6 +101,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::MalformedFile(m) => write!(f, "malformed safetensors file: {m}"),
+            Error::MissingTensor { name, expected } if expected.is_empty() => {
+                write!(f, "missing tensor `{name}`")
+            }
             Error::MissingTensor { name, expected } => write!(
                 f,
                 "missing tensor `{name}` (expected shape {})",

@@ -127,7 +127,13 @@ impl<B: Backend> MultiHeadAttention<B> {
             query: Dense::load(be, &s.pp("query"), &[width, heads, hd], 1, qkv_bias)?,
             key: Dense::load(be, &s.pp("key"), &[kv_in, heads, hd], 1, qkv_bias)?,
             value: Dense::load(be, &s.pp("value"), &[kv_in, heads, hd], 1, qkv_bias)?,
-            out: Dense::load(be, &s.pp("out"), &[heads, hd, width], 2, bias.then_some(&out_bias[..]))?,
+            out: Dense::load(
+                be,
+                &s.pp("out"),
+                &[heads, hd, width],
+                2,
+                bias.then_some(&out_bias[..]),
+            )?,
             heads,
         })
     }
@@ -150,12 +156,26 @@ impl<B: Backend> MultiHeadAttention<B> {
         mask: Mask<'_>,
     ) -> Result<B::Tensor> {
         let q = self.query.forward(be, x, Activation::None)?;
-        let o = be.attention(&q, k, v, Attention { heads: self.heads, mask })?;
+        let o = be.attention(
+            &q,
+            k,
+            v,
+            Attention {
+                heads: self.heads,
+                mask,
+            },
+        )?;
         self.out.forward(be, &o, Activation::None)
     }
 
     /// Attends from `x` to `kv`.
-    pub fn forward(&self, be: &B, x: &B::Tensor, kv: &B::Tensor, mask: Mask<'_>) -> Result<B::Tensor> {
+    pub fn forward(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        kv: &B::Tensor,
+        mask: Mask<'_>,
+    ) -> Result<B::Tensor> {
         let (k, v) = self.project_kv(be, kv)?;
         self.attend(be, x, &k, &v, mask)
     }

@@ -71,5 +71,5 @@ pub use decoding::{Greedy, GreedyOutput};
 pub use error::{Error, Result};
 pub use loss::LossOutput;
 pub use model::{Mode, Model};
-pub use tensor::{HostTensor, Tokens};
 pub use safetensors_io::DType;
+pub use tensor::{HostTensor, Tokens};

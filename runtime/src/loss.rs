@@ -60,9 +60,21 @@ pub fn caption_loss<B: Backend>(
 
 impl<B: Backend> Model<B> {
     /// The training loss of `targets` with every caption in `mode`.
-    pub fn loss(&self, encoded: &B::Tensor, targets: &Tokens, mode: Mode, label_smoothing: f32) -> Result<LossOutput> {
+    pub fn loss(
+        &self,
+        encoded: &B::Tensor,
+        targets: &Tokens,
+        mode: Mode,
+        label_smoothing: f32,
+    ) -> Result<LossOutput> {
         let logits = self.logits(encoded, targets, mode)?;
-        caption_loss(self.backend(), &logits, targets, self.config().pad_id, label_smoothing)
+        caption_loss(
+            self.backend(),
+            &logits,
+            targets,
+            self.config().pad_id,
+            label_smoothing,
+        )
     }
 
     /// The training loss with a mode per caption (CapPa's mixed batch).
@@ -74,6 +86,12 @@ impl<B: Backend> Model<B> {
         label_smoothing: f32,
     ) -> Result<LossOutput> {
         let logits = self.logits_per_row(encoded, targets, modes)?;
-        caption_loss(self.backend(), &logits, targets, self.config().pad_id, label_smoothing)
+        caption_loss(
+            self.backend(),
+            &logits,
+            targets,
+            self.config().pad_id,
+            label_smoothing,
+        )
     }
 }

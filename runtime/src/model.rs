@@ -94,7 +94,11 @@ impl<B: Backend> Model<B> {
 
     /// [`Model::encode`], showing intermediates (`encoder/stem`, `encoder/with_posemb`,
     /// `encoder/block_i`) to `tap`.
-    pub fn encode_with_tap(&self, images: &HostTensor, tap: Option<Tap<'_, B>>) -> Result<B::Tensor> {
+    pub fn encode_with_tap(
+        &self,
+        images: &HostTensor,
+        tap: Option<Tap<'_, B>>,
+    ) -> Result<B::Tensor> {
         let x = self.upload_images(images)?;
         self.encoder.forward(&self.backend, &x, tap)
     }
@@ -154,7 +158,12 @@ impl<B: Backend> Model<B> {
 
     /// Logits with a mode per row: Cap rows causal and shifted, Pa rows all `[MASK]` and
     /// unmasked, in one batch (CapPa's task mixing).
-    pub fn logits_per_row(&self, encoded: &B::Tensor, targets: &Tokens, modes: &[Mode]) -> Result<B::Tensor> {
+    pub fn logits_per_row(
+        &self,
+        encoded: &B::Tensor,
+        targets: &Tokens,
+        modes: &[Mode],
+    ) -> Result<B::Tensor> {
         self.check_encoded(encoded, Some(targets.batch()))?;
         self.check_targets(targets)?;
         if modes.len() != targets.batch() {
@@ -165,7 +174,9 @@ impl<B: Backend> Model<B> {
             )));
         }
         let inputs = self.decoder_inputs(targets, modes)?;
-        let ids = self.backend.upload_ids(&[inputs.batch(), inputs.len()], inputs.ids())?;
+        let ids = self
+            .backend
+            .upload_ids(&[inputs.batch(), inputs.len()], inputs.ids())?;
         let causal: Vec<bool> = modes.iter().map(|m| *m == Mode::Cap).collect();
         let mask = if causal.iter().all(|&c| c) {
             Mask::Causal { offset: 0 }
@@ -174,6 +185,7 @@ impl<B: Backend> Model<B> {
         } else {
             Mask::CausalRows(&causal)
         };
-        self.decoder.forward(&self.backend, encoded, &ids, targets.len(), mask)
+        self.decoder
+            .forward(&self.backend, encoded, &ids, targets.len(), mask)
     }
 }

@@ -151,8 +151,8 @@ impl<'a> SafetensorsFile<'a> {
         }
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| Error::MalformedFile(format!("{e} (truncated or corrupt file?)")))?;
-        let (_, meta) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| Error::MalformedFile(format!("{e}")))?;
+        let (_, meta) =
+            SafeTensors::read_metadata(bytes).map_err(|e| Error::MalformedFile(format!("{e}")))?;
         let metadata = meta
             .metadata()
             .as_ref()

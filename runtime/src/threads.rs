@@ -30,7 +30,7 @@ pub fn for_row_chunks<F>(out: &mut [f32], row_len: usize, work_per_row: usize, f
 where
     F: Fn(usize, &mut [f32]) + Sync,
 {
-    let rows = if row_len == 0 { 0 } else { out.len() / row_len };
+    let rows = out.len().checked_div(row_len).unwrap_or(0);
     let threads = num_threads()
         .min(rows)
         .min((rows * work_per_row) / MIN_WORK_PER_THREAD)

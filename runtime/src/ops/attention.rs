@@ -36,7 +36,9 @@ pub fn dims(q: &[usize], k: &[usize], v: &[usize], op: &Attention<'_>) -> Result
         return Err(err("q, k and v must be [B, L, H·D]"));
     };
     if k != v || b != bk || f != fk || *lk == 0 {
-        return Err(err("k and v must be equal-shaped [B, Lk, F] matching q's B and F"));
+        return Err(err(
+            "k and v must be equal-shaped [B, Lk, F] matching q's B and F",
+        ));
     }
     if op.heads == 0 || f % op.heads != 0 {
         return Err(err(&format!("{} heads do not divide width {f}", op.heads)));
@@ -127,7 +129,10 @@ mod tests {
             &[1, 2, 4],
             &[1, 1, 4],
             &[1, 1, 4],
-            &Attention { heads: 2, mask: Mask::None },
+            &Attention {
+                heads: 2,
+                mask: Mask::None,
+            },
         )
         .unwrap();
         let out = cpu(&[1.0; 8], &[0.5; 4], &[1.0, 2.0, 3.0, 4.0], d, &Mask::None);

@@ -22,7 +22,12 @@ mod tests {
     #[test]
     fn known_values() {
         // jax.nn.gelu(approximate=True) at these points.
-        for (x, y) in [(0.0, 0.0), (1.0, 0.841_192), (-1.0, -0.158_808), (3.0, 2.996_363)] {
+        for (x, y) in [
+            (0.0, 0.0),
+            (1.0, 0.841_192),
+            (-1.0, -0.158_808),
+            (3.0, 2.996_363),
+        ] {
             assert!((super::gelu(x) - y).abs() < 1e-5, "gelu({x})");
         }
     }

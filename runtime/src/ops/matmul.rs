@@ -54,7 +54,11 @@ pub fn dims(
     let (batch, (ra, ca), (rb, cb)) = if batched {
         match (a, b) {
             ([ba, ra, ca], [bb, rb, cb]) if ba == bb => (*ba, (*ra, *ca), (*rb, *cb)),
-            _ => return Err(err("batched operands must be [batch, ·, ·] with equal batch")),
+            _ => {
+                return Err(err(
+                    "batched operands must be [batch, ·, ·] with equal batch",
+                ))
+            }
         }
     } else {
         if b.len() != 2 || a.len() < 2 {
@@ -269,10 +273,17 @@ mod tests {
     #[test]
     fn every_layout_and_odd_size_matches_a_naive_product() {
         let mut rng = Rng::new(3);
-        let mut gemms = vec![Gemm::Blocked];
-        #[cfg(feature = "std")]
-        gemms.push(Gemm::Fast);
-        for &(batch, m, n, k) in &[(1, 1, 1, 1), (1, 7, 13, 5), (2, 33, 65, 129), (3, 1, 300, 70)] {
+        let gemms = [
+            Gemm::Blocked,
+            #[cfg(feature = "std")]
+            Gemm::Fast,
+        ];
+        for &(batch, m, n, k) in &[
+            (1, 1, 1, 1),
+            (1, 7, 13, 5),
+            (2, 33, 65, 129),
+            (3, 1, 300, 70),
+        ] {
             for ta in [false, true] {
                 for tb in [false, true] {
                     let a_shape = if ta { [batch, k, m] } else { [batch, m, k] };
@@ -295,7 +306,10 @@ mod tests {
     #[test]
     fn shape_rules() {
         let d = dims(&[2, 3, 4], &[4, 5], false, false, false, Some(&[5])).unwrap();
-        assert_eq!((d.m, d.n, d.k, d.out_shape.clone()), (6, 5, 4, vec![2, 3, 5]));
+        assert_eq!(
+            (d.m, d.n, d.k, d.out_shape.clone()),
+            (6, 5, 4, vec![2, 3, 5])
+        );
         let d = dims(&[2, 3, 4], &[2, 3, 5], true, false, false, None);
         assert!(d.is_err(), "b must be 2-D when unbatched");
         let d = dims(&[6, 4], &[6, 5], true, false, false, None).unwrap();

@@ -1,0 +1,308 @@
+//! The CPU oracle against the reference implementation's golden tensors: every non-gradient
+//! tensor of `expected.safetensors`, for every fixture folder found, through both CPU GEMMs,
+//! the single-file form, and copies of the weights rounded to bf16 and f16.
+
+use cappa::{Checkpoint, CpuBackend, DType, Gemm, Greedy, HostTensor, Mode, Model, Tokens};
+use cappa_tests::{as_i32, assert_close, fixture_dirs, Fixture, Tol};
+
+/// Tolerances for one way of loading the model.
+#[derive(Clone, Copy, Debug)]
+struct Tolerances {
+    activations: Tol,
+    losses: Tol,
+    /// Unit roundoff of the weights' storage type when it is narrower than f32. Every output
+    /// may then move by a further `ROUNDING_STEPS` roundoffs of its tensor's largest magnitude
+    /// (measured on cappa-tiny: at most 6 for bf16 and 4.5 for f16, on the Cap logits).
+    weight_roundoff: Option<f32>,
+}
+
+const ROUNDING_STEPS: f32 = 16.0;
+
+const F32: Tolerances = Tolerances {
+    activations: Tol::ACTIVATIONS,
+    losses: Tol::LOSSES,
+    weight_roundoff: None,
+};
+
+impl Tolerances {
+    /// The tolerance for comparing against `want`, starting from `base`.
+    fn widen(&self, base: Tol, want: &HostTensor) -> Tol {
+        let max = want.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let extra = self
+            .weight_roundoff
+            .map_or(0.0, |u| ROUNDING_STEPS * u * max);
+        Tol {
+            abs: base.abs + extra,
+            rel: base.rel,
+        }
+    }
+}
+
+/// Top-1 minus top-2 of each row of `[.., V]` logits: how far a token decision is from a tie.
+fn margins(logits: &HostTensor) -> Vec<f32> {
+    let v = *logits.shape().last().unwrap();
+    logits
+        .data()
+        .chunks(v)
+        .map(|row| {
+            let mut s = row.to_vec();
+            s.sort_by(|a, b| b.total_cmp(a));
+            s[0] - s[1]
+        })
+        .collect()
+}
+
+fn folder(dir: &std::path::Path) -> Checkpoint<'static> {
+    Checkpoint::load(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+}
+
+/// Runs every comparison of the fixture on `model`.
+fn check_all(fix: &Fixture, model: &Model<CpuBackend>, tol: Tolerances, label: &str) {
+    let be = model.backend();
+    let cfg = model.config();
+    let images = fix.images();
+    let tokens = fix.tokens("tokens");
+    let expect = fix.expected();
+    let d = |t: &<CpuBackend as cappa::Backend>::Tensor| cappa::Backend::download(be, t).unwrap();
+    let what = |n: &str| format!("{label}: {n}");
+    let close = |n: &str, got: &HostTensor, key: &str, base: Tol| {
+        let want = fix.want(key);
+        assert_close(&what(n), got, &want, tol.widen(base, &want));
+    };
+
+    // Encoder, with its intermediates.
+    let mut seen = Vec::new();
+    let mut tap = |name: &str, t: &<CpuBackend as cappa::Backend>::Tensor| {
+        seen.push(name.to_string());
+        if expect.get(name).is_some() {
+            close(name, &d(t), name, tol.activations);
+        }
+        Ok(())
+    };
+    let encoded = model.encode_with_tap(&images, Some(&mut tap)).unwrap();
+    for i in 0..cfg.enc_depth {
+        assert!(
+            seen.contains(&format!("encoder/block_{i}")),
+            "block {i} not tapped"
+        );
+    }
+    assert!(
+        seen.iter().any(|s| s == "encoder/stem") && seen.iter().any(|s| s == "encoder/with_posemb")
+    );
+    close("encoder_out", &d(&encoded), "encoder_out", tol.activations);
+    close(
+        "encoder_gap",
+        &d(&model.gap(&encoded).unwrap()),
+        "encoder_gap",
+        tol.activations,
+    );
+
+    // Logits in both modes; Pa logits ignore the caption.
+    let logits_cap = d(&model.logits(&encoded, &tokens, Mode::Cap).unwrap());
+    close("logits_cap", &logits_cap, "logits_cap", tol.activations);
+    let logits_pa = d(&model.logits(&encoded, &tokens, Mode::Pa).unwrap());
+    close("logits_pa", &logits_pa, "logits_pa", tol.activations);
+    let zeros = Tokens::new(vec![0; tokens.ids().len()], tokens.batch(), tokens.len()).unwrap();
+    let logits_pa0 = d(&model.logits(&encoded, &zeros, Mode::Pa).unwrap());
+    close(
+        "logits_pa_zero_tokens",
+        &logits_pa0,
+        "logits_pa_zero_tokens",
+        tol.activations,
+    );
+
+    // Decoder inputs of both modes.
+    let b = tokens.batch();
+    let cap_in = model.decoder_inputs(&tokens, &vec![Mode::Cap; b]).unwrap();
+    assert_eq!(
+        as_i32(cap_in.ids()),
+        fix.want_ids("decoder_input_cap"),
+        "{label}: decoder_input_cap"
+    );
+    let pa_in = model.decoder_inputs(&tokens, &vec![Mode::Pa; b]).unwrap();
+    assert_eq!(
+        as_i32(pa_in.ids()),
+        fix.want_ids("decoder_input_pa"),
+        "{label}: decoder_input_pa"
+    );
+
+    // Losses.
+    let scalar = |x: f32| HostTensor::new(&[1], vec![x]).unwrap();
+    let per = |v: Vec<f32>| HostTensor::new(&[v.len()], v).unwrap();
+    for (mode, name) in [(Mode::Cap, "cap"), (Mode::Pa, "pa")] {
+        let l = model.loss(&encoded, &tokens, mode, 0.0).unwrap();
+        let key = format!("loss_{name}");
+        close(&key, &scalar(l.mean), &key, tol.losses);
+        let key = format!("loss_{name}_per_example");
+        close(&key, &per(l.per_example), &key, tol.losses);
+        let l = model.loss(&encoded, &tokens, mode, 0.1).unwrap();
+        let key = format!("loss_{name}_ls01");
+        close(&key, &scalar(l.mean), &key, tol.losses);
+    }
+    let (_, is_pa) = fix.inputs().i32("mixed_is_pa").unwrap();
+    let modes: Vec<Mode> = is_pa
+        .iter()
+        .map(|&p| if p != 0 { Mode::Pa } else { Mode::Cap })
+        .collect();
+    let mixed = model.loss_per_row(&encoded, &tokens, &modes, 0.0).unwrap();
+    close("loss_mixed", &scalar(mixed.mean), "loss_mixed", tol.losses);
+
+    // Greedy decoding through the KV cache, all max_len steps, with the logits of each step.
+    // A token is compared while the reference's decision margin exceeds twice the logits
+    // tolerance; past a closer call, rounded weights may legitimately choose otherwise and the
+    // rest of that row follows another prefix. In f32 every token must be compared.
+    let greedy = model
+        .greedy(
+            &encoded,
+            &Greedy {
+                stop_at_eos: false,
+                keep_logits: true,
+                ..Greedy::default()
+            },
+        )
+        .unwrap();
+    let want_logits = fix.want("greedy_logits");
+    let logit_tol = tol.widen(tol.activations, &want_logits);
+    let want_tokens = fix.want_ids("greedy_tokens");
+    assert_eq!(
+        want_tokens,
+        fix.want_ids("greedy_tokens_kvcache"),
+        "fixture: the two greedy paths agree"
+    );
+    let steps = cfg.max_len;
+    let margin = margins(&want_logits);
+    let got_logits = greedy.logits.as_ref().unwrap();
+    assert_eq!(
+        got_logits.shape(),
+        want_logits.shape(),
+        "{label}: greedy_logits shape"
+    );
+    for (b, row) in greedy.tokens.iter().enumerate() {
+        let sure = (0..steps)
+            .take_while(|&t| margin[b * steps + t] > 2.0 * logit_tol.abs)
+            .count();
+        if tol.weight_roundoff.is_none() {
+            assert_eq!(
+                sure, steps,
+                "{label}: a reference greedy margin is within f32 noise"
+            );
+        }
+        let upto = (sure + 1).min(steps); // the first unsure step still sees the same prefix
+        assert_eq!(
+            as_i32(&row[..sure]),
+            want_tokens[b * steps..b * steps + sure],
+            "{label}: greedy_tokens row {b}"
+        );
+        let v = cfg.vocab_size;
+        cappa_tests::assert_close_slice(
+            &what(&format!("greedy_logits row {b}")),
+            &got_logits.data()[b * steps * v..(b * steps + upto) * v],
+            &want_logits.data()[b * steps * v..(b * steps + upto) * v],
+            logit_tol,
+        );
+    }
+
+    // Stopping at EOS gives the same tokens up to the first EOS.
+    let stopped = model.greedy(&encoded, &Greedy::default()).unwrap();
+    for (row, full) in stopped.tokens.iter().zip(&greedy.tokens) {
+        assert_eq!(
+            row,
+            &cappa::decoding::cut_at_eos(full, cfg.eos_id),
+            "{label}: greedy stop at EOS"
+        );
+    }
+
+    // Parallel decoding: every position is its own decision.
+    let par = model.parallel_tokens(&encoded).unwrap();
+    let want_par = fix.want_ids("parallel_tokens");
+    let pa_margin = margins(&fix.want("logits_pa"));
+    let pa_tol = tol.widen(tol.activations, &fix.want("logits_pa")).abs;
+    for (i, (&g, &w)) in par.ids().iter().zip(&want_par).enumerate() {
+        if pa_margin[i] > 2.0 * pa_tol {
+            assert_eq!(g as i32, w, "{label}: parallel_tokens[{i}]");
+        } else {
+            assert!(
+                tol.weight_roundoff.is_some(),
+                "{label}: a reference Pa margin is within f32 noise"
+            );
+        }
+    }
+
+    // Zero-shot scores.
+    if fix.inputs().get("zeroshot_candidates").is_some() {
+        let cands = fix.tokens("zeroshot_candidates");
+        let scores = model.score(&encoded, &cands).unwrap();
+        close("zeroshot_scores", &scores, "zeroshot_scores", tol.losses);
+    }
+}
+
+#[test]
+fn folder_form_blocked_gemm_matches_reference() {
+    for dir in fixture_dirs() {
+        let fix = Fixture::open(&dir);
+        let model = Model::new(&folder(&dir), CpuBackend::with_gemm(Gemm::Blocked)).unwrap();
+        check_all(&fix, &model, F32, &format!("{} blocked", dir.display()));
+    }
+}
+
+#[test]
+fn folder_form_fast_gemm_matches_reference() {
+    for dir in fixture_dirs() {
+        let fix = Fixture::open(&dir);
+        let model = Model::new(&folder(&dir), CpuBackend::with_gemm(Gemm::Fast)).unwrap();
+        check_all(&fix, &model, F32, &format!("{} fast", dir.display()));
+    }
+}
+
+#[test]
+fn single_file_form_matches_reference() {
+    for dir in fixture_dirs() {
+        let fix = Fixture::open(&dir);
+        let bytes = folder(&dir).to_single_file(None).unwrap();
+        let ckpt = Checkpoint::from_bytes(&bytes).unwrap();
+        assert_eq!(ckpt.config(), folder(&dir).config());
+        let model = Model::new(&ckpt, CpuBackend::new()).unwrap();
+        check_all(&fix, &model, F32, &format!("{} single file", dir.display()));
+    }
+}
+
+/// Weights rounded to 16 bits perturb every output by a multiple of the storage type's unit
+/// roundoff (2⁻⁹ for bf16, 2⁻¹² for f16); see [`Tolerances::weight_roundoff`].
+fn check_rounded(dtype: DType) {
+    for dir in fixture_dirs() {
+        let fix = Fixture::open(&dir);
+        let bytes = folder(&dir).to_single_file(Some(dtype)).unwrap();
+        let ckpt = Checkpoint::from_bytes(&bytes).unwrap();
+        let entry_dtypes: Vec<_> = ckpt
+            .file()
+            .unwrap()
+            .entries()
+            .map(|(_, e)| e.float_dtype("").unwrap())
+            .collect();
+        assert!(
+            entry_dtypes.iter().all(|&d| d == dtype),
+            "all tensors stored as {dtype:?}"
+        );
+        let model = Model::new(&ckpt, CpuBackend::new()).unwrap();
+        let roundoff = match dtype {
+            DType::BF16 => 2f32.powi(-9),
+            DType::F16 => 2f32.powi(-12),
+            DType::F32 => unreachable!(),
+        };
+        let tol = Tolerances {
+            weight_roundoff: Some(roundoff),
+            ..F32
+        };
+        check_all(&fix, &model, tol, &format!("{} {dtype:?}", dir.display()));
+    }
+}
+
+#[test]
+fn bf16_weights_match_reference_within_rounding() {
+    check_rounded(DType::BF16);
+}
+
+#[test]
+fn f16_weights_match_reference_within_rounding() {
+    check_rounded(DType::F16);
+}
