@@ -234,3 +234,10 @@ fn parallel_decode_cuts_at_eos_and_greedy_stops() {
         }
     }
 }
+
+#[test]
+fn model_is_send_and_sync() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Model<CpuBackend>>();
+    shareable::<Checkpoint<'static>>();
+}

@@ -139,6 +139,9 @@ fn check_all(fix: &Fixture, model: &Model<CpuBackend>, tol: Tolerances, label: &
     );
 
     // Losses.
+    let weights = cappa::loss::loss_weights(&tokens, cfg.pad_id);
+    let weights = HostTensor::new(&[tokens.batch(), tokens.len()], weights).unwrap();
+    assert_eq!(weights, fix.want("loss_weights"), "{label}: loss_weights");
     let scalar = |x: f32| HostTensor::new(&[1], vec![x]).unwrap();
     let per = |v: Vec<f32>| HostTensor::new(&[v.len()], v).unwrap();
     for (mode, name) in [(Mode::Cap, "cap"), (Mode::Pa, "pa")] {

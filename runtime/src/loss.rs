@@ -31,6 +31,15 @@ pub fn token_losses<B: Backend>(
     Ok(be.download(&ce)?.into_data())
 }
 
+/// The reference's loss weights: 1 where the target is not PAD (EOS counts), 0 at PAD.
+pub fn loss_weights(targets: &Tokens, pad_id: u32) -> Vec<f32> {
+    targets
+        .ids()
+        .iter()
+        .map(|&t| if t != pad_id { 1.0 } else { 0.0 })
+        .collect()
+}
+
 /// The reference loss of `logits [B, L, V]` for `targets [B, L]`.
 pub fn caption_loss<B: Backend>(
     be: &B,
@@ -40,18 +49,17 @@ pub fn caption_loss<B: Backend>(
     label_smoothing: f32,
 ) -> Result<LossOutput> {
     let ce = token_losses(be, logits, targets, label_smoothing)?;
+    let w = loss_weights(targets, pad_id);
+    let l = targets.len();
     let per_example: Vec<f32> = (0..targets.batch())
         .map(|b| {
-            let row = targets.row(b);
-            let ce = &ce[b * targets.len()..(b + 1) * targets.len()];
-            let (mut sum, mut weight) = (0.0f32, 0.0f32);
-            for (&t, &l) in row.iter().zip(ce) {
-                if t != pad_id {
-                    sum += l;
-                    weight += 1.0;
-                }
-            }
-            sum / weight.max(2e-38)
+            let rows = b * l..(b + 1) * l;
+            let sum: f32 = ce[rows.clone()]
+                .iter()
+                .zip(&w[rows.clone()])
+                .map(|(c, w)| c * w)
+                .sum();
+            sum / w[rows].iter().sum::<f32>().max(2e-38)
         })
         .collect();
     let mean = per_example.iter().sum::<f32>() / per_example.len() as f32;
