@@ -160,3 +160,34 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 pub fn as_i32(ids: &[u32]) -> Vec<i32> {
     ids.iter().map(|&t| t as i32).collect()
 }
+
+/// The shared GPU backend for tests, or `None` (with the reason printed) where no adapter
+/// exists. With `CAPPA_REQUIRE_GPU=1` (set by `.ci/run`) a missing adapter fails the test.
+#[cfg(feature = "gpu")]
+pub fn gpu() -> Option<cappa::GpuBackend> {
+    use std::sync::OnceLock;
+    static GPU: OnceLock<Result<cappa::GpuBackend, String>> = OnceLock::new();
+    let made = GPU.get_or_init(|| cappa::GpuBackend::new().map_err(|e| e.to_string()));
+    match made {
+        Ok(g) => Some(g.clone()),
+        Err(e) => no_gpu(e),
+    }
+}
+
+/// A fresh GPU backend with `options` (for tests that count what the backend does).
+#[cfg(feature = "gpu")]
+pub fn gpu_with(options: cappa::GpuOptions) -> Option<cappa::GpuBackend> {
+    match cappa::GpuBackend::with_options(options) {
+        Ok(g) => Some(g),
+        Err(e) => no_gpu(&e.to_string()),
+    }
+}
+
+#[cfg(feature = "gpu")]
+fn no_gpu(reason: &str) -> Option<cappa::GpuBackend> {
+    if std::env::var("CAPPA_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+        panic!("CAPPA_REQUIRE_GPU=1 but no GPU adapter: {reason}");
+    }
+    eprintln!("skipping GPU test: no GPU adapter ({reason})");
+    None
+}

@@ -7,6 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::error::Result;
+use crate::safetensors_io::DType;
 use crate::tensor::HostTensor;
 
 /// Nonlinearity fused into a matmul.
@@ -86,6 +87,12 @@ pub trait Backend {
 
     /// Copies a host tensor to the device.
     fn upload(&self, t: &HostTensor) -> Result<Self::Tensor>;
+    /// Uploads a parameter stored in the model file as `stored`; a backend may keep 16-bit
+    /// weights 16-bit (compute stays f32). The default uploads f32.
+    fn upload_weight(&self, t: &HostTensor, stored: DType) -> Result<Self::Tensor> {
+        let _ = stored;
+        self.upload(t)
+    }
     /// Copies a tensor back to the host.
     fn download(&self, t: &Self::Tensor) -> Result<HostTensor>;
     /// Copies token ids to the device.

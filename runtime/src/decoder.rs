@@ -114,14 +114,14 @@ impl<B: Backend> Decoder<B> {
             PosEmb::Sincos2d => HostTensor::new(&[1, l, d], posemb_sincos_2d(1, l, d))?,
         };
         let s = root.pp("decoder");
-        let embedding = s
+        let (embedding, stored) = s
             .pp("EmbedTargets")
-            .get("embedding", &[cfg.embed_rows(), d])?;
+            .get_stored("embedding", &[cfg.embed_rows(), d])?;
         let blocks = (0..cfg.dec_depth)
             .map(|i| DecoderBlock::load(be, &s.pp(&format!("EncDecBlock{i}")), cfg))
             .collect::<Result<Vec<_>>>()?;
         Ok(Decoder {
-            embedding: be.upload(&embedding)?,
+            embedding: be.upload_weight(&embedding, stored)?,
             pos_embedding: be.upload(&pos)?,
             blocks,
             norm: LayerNorm::load(be, &s.pp("LayerNorm"), d, true, cfg.layernorm_eps)?,

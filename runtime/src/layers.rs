@@ -32,13 +32,14 @@ impl<B: Backend> Dense<B> {
     ) -> Result<Self> {
         let rows: usize = shape[..in_axes].iter().product();
         let cols: usize = shape[in_axes..].iter().product();
-        let kernel = s.get("kernel", shape)?.reshape(&[rows, cols])?;
+        let (kernel, stored) = s.get_stored("kernel", shape)?;
+        let kernel = kernel.reshape(&[rows, cols])?;
         let bias = match bias_shape {
             Some(bs) => Some(be.upload(&s.get("bias", bs)?.reshape(&[cols])?)?),
             None => None,
         };
         Ok(Dense {
-            kernel: be.upload(&kernel)?,
+            kernel: be.upload_weight(&kernel, stored)?,
             bias,
         })
     }

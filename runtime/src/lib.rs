@@ -50,6 +50,8 @@ pub mod decoder;
 pub mod decoding;
 pub mod encoder;
 pub mod error;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod layers;
 pub mod loss;
 mod math;
@@ -69,6 +71,8 @@ pub use config::{Config, PosEmb};
 pub use cpu::{CpuBackend, Gemm};
 pub use decoding::{Greedy, GreedyOutput};
 pub use error::{Error, Result};
+#[cfg(feature = "gpu")]
+pub use gpu::{GpuBackend, GpuOptions};
 pub use loss::LossOutput;
 pub use model::{Mode, Model};
 pub use safetensors_io::DType;

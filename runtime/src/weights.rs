@@ -14,13 +14,18 @@ use core::cell::RefCell;
 
 use crate::error::{Error, Result};
 use crate::rng::Rng;
-use crate::safetensors_io::SafetensorsFile;
+use crate::safetensors_io::{DType, SafetensorsFile};
 use crate::tensor::{numel, HostTensor};
 
 /// Where parameters come from.
 pub trait ParamSource {
     /// The parameter at `path`, which must have `shape`.
     fn get(&self, path: &str, shape: &[usize]) -> Result<HostTensor>;
+
+    /// [`ParamSource::get`], plus the element type the parameter is stored in.
+    fn get_stored(&self, path: &str, shape: &[usize]) -> Result<(HostTensor, DType)> {
+        Ok((self.get(path, shape)?, DType::F32))
+    }
 }
 
 /// A position in the parameter tree: a path prefix over a source.
@@ -60,6 +65,11 @@ impl<'s> Scope<'s> {
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
         self.source.get(&self.path(name), shape)
     }
+
+    /// [`Scope::get`] and the element type the file stores it in.
+    pub fn get_stored(&self, name: &str, shape: &[usize]) -> Result<(HostTensor, DType)> {
+        self.source.get_stored(&self.path(name), shape)
+    }
 }
 
 /// Parameters read from a safetensors file, checked against the shapes the model asks for.
@@ -92,6 +102,10 @@ impl<'f, 'a> FileParams<'f, 'a> {
 
 impl ParamSource for FileParams<'_, '_> {
     fn get(&self, path: &str, shape: &[usize]) -> Result<HostTensor> {
+        Ok(self.get_stored(path, shape)?.0)
+    }
+
+    fn get_stored(&self, path: &str, shape: &[usize]) -> Result<(HostTensor, DType)> {
         let e = self.file.get(path).ok_or_else(|| Error::MissingTensor {
             name: path.to_string(),
             expected: shape.to_vec(),
@@ -105,7 +119,7 @@ impl ParamSource for FileParams<'_, '_> {
         }
         let values = e.to_f32(path)?;
         self.used.borrow_mut().insert(path.to_string());
-        HostTensor::new(shape, values)
+        Ok((HostTensor::new(shape, values)?, e.float_dtype(path)?))
     }
 }
 

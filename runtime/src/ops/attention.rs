@@ -110,6 +110,69 @@ pub fn cpu(q: &[f32], k: &[f32], v: &[f32], d: Dims, mask: &Mask<'_>) -> Vec<f32
     out
 }
 
+/// GPU dispatch (`wgsl/attention.wgsl`): one invocation per (batch, query, head).
+#[cfg(feature = "gpu")]
+pub(crate) fn gpu(
+    be: &crate::gpu::GpuBackend,
+    q: &crate::gpu::GpuTensor,
+    k: &crate::gpu::GpuTensor,
+    v: &crate::gpu::GpuTensor,
+    d: Dims,
+    mask: &Mask<'_>,
+) -> Result<crate::gpu::GpuTensor> {
+    use crate::gpu::{grid_1d, shaders, Kernel};
+    const MAX_HEAD_DIM: usize = 256;
+    if d.head_dim > MAX_HEAD_DIM {
+        return Err(shape_error(
+            "attention",
+            format!(
+                "head dimension {} exceeds the GPU kernel's {MAX_HEAD_DIM}",
+                d.head_dim
+            ),
+        ));
+    }
+    let out = be.alloc(&q.shape)?;
+    let ctx = be.ctx();
+    let (code, offset, flags) = match mask {
+        Mask::None => (0.0, 0, None),
+        Mask::Causal { offset } => (1.0, *offset, None),
+        Mask::CausalRows(rows) => {
+            let words: Vec<u32> = rows.iter().map(|&c| u32::from(c)).collect();
+            (2.0, 0, Some(be.upload_words(&words)?))
+        }
+    };
+    let flags_arg = match &flags {
+        Some(buf) => crate::gpu::Arg::whole(buf),
+        None => ctx.dummy(),
+    };
+    let constants = [("MASK", code)];
+    let kernel = Kernel {
+        shader: &shaders::ATTENTION,
+        entry: "main",
+        constants: &constants,
+    };
+    let scale = 1.0 / math::sqrt(d.head_dim as f32);
+    let params = [
+        d.b as u32,
+        d.lq as u32,
+        d.lk as u32,
+        d.heads as u32,
+        d.head_dim as u32,
+        offset as u32,
+        scale.to_bits(),
+        0,
+    ];
+    let args = [
+        q.f32("attention")?.arg(),
+        k.f32("attention")?.arg(),
+        v.f32("attention")?.arg(),
+        flags_arg,
+        out.arg(),
+    ];
+    ctx.dispatch(&kernel, &params, &args, grid_1d(d.b * d.lq * d.heads, 64))?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

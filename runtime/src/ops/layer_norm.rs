@@ -43,3 +43,40 @@ pub fn cpu(x: &[f32], scale: &[f32], bias: Option<&[f32]>, eps: f32) -> Vec<f32>
     }
     out
 }
+
+/// GPU dispatch (`wgsl/layer_norm.wgsl`): one workgroup per row.
+#[cfg(feature = "gpu")]
+pub(crate) fn gpu(
+    be: &crate::gpu::GpuBackend,
+    x: &crate::gpu::GpuTensor,
+    scale: &crate::gpu::GpuTensor,
+    bias: Option<&crate::gpu::GpuTensor>,
+    eps: f32,
+) -> Result<crate::gpu::GpuTensor> {
+    use crate::gpu::{grid_rows, shaders, Kernel};
+    let (rows, d) = super::rows_and_last(&x.shape);
+    let out = be.alloc(&x.shape)?;
+    let ctx = be.ctx();
+    let bias_arg = match bias {
+        Some(b) => b.f32("layer_norm")?.arg(),
+        None => ctx.dummy(),
+    };
+    let constants = [
+        ("WG", 64.0),
+        ("HAS_BIAS", if bias.is_some() { 1.0 } else { 0.0 }),
+    ];
+    let kernel = Kernel {
+        shader: &shaders::LAYER_NORM,
+        entry: "main",
+        constants: &constants,
+    };
+    let params = [rows as u32, d as u32, eps.to_bits(), 0];
+    let args = [
+        x.f32("layer_norm")?.arg(),
+        scale.f32("layer_norm")?.arg(),
+        bias_arg,
+        out.arg(),
+    ];
+    ctx.dispatch(&kernel, &params, &args, grid_rows(rows))?;
+    Ok(out)
+}

@@ -239,6 +239,143 @@ fn gemm_fast(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f3
     });
 }
 
+/// GPU dispatch (`wgsl/matmul.wgsl`). Operands larger than one storage binding are bound as
+/// windows: A and C by row blocks, B (not transposed) by K blocks whose partial products
+/// accumulate in C, with the bias and activation applied by the last.
+#[cfg(feature = "gpu")]
+pub(crate) fn gpu(
+    be: &crate::gpu::GpuBackend,
+    a: &crate::gpu::GpuTensor,
+    b: &crate::gpu::GpuTensor,
+    bias: Option<&crate::gpu::GpuTensor>,
+    act: Activation,
+    d: &Dims,
+) -> Result<crate::gpu::GpuTensor> {
+    use crate::gpu::{shaders, Kernel, MatmulKernel};
+    a.f32("matmul")?;
+    if let Some(bias) = bias {
+        bias.f32("matmul bias")?;
+    }
+    let ctx = be.ctx();
+    let out = be.alloc(&d.out_shape)?;
+    let (m, n, k) = (d.m, d.n, d.k);
+    if m == 0 || n == 0 || d.batch == 0 {
+        return Ok(out);
+    }
+    // Room in one binding, leaving slack for the 256-byte alignment of window offsets.
+    let room = (ctx.max_binding.saturating_sub(256) / 4) as usize;
+    let b_room = (ctx.max_binding.saturating_sub(256) / b.format.size()) as usize;
+    let too_big = |what: &str| {
+        crate::error::Error::InvalidInput(format!(
+            "matmul {what} is larger than the device's storage binding limit ({} bytes)",
+            ctx.max_binding
+        ))
+    };
+    let (m_step, k_step) = if d.batch > 1 {
+        if d.batch * m * k > room || d.batch * m * n > room || d.batch * k * n > b_room {
+            return Err(too_big("batched operand"));
+        }
+        (m, k.max(1))
+    } else {
+        let m_step = if m * k <= room && m * n <= room {
+            m
+        } else if d.trans_a {
+            return Err(too_big("operand A (transposed)"));
+        } else {
+            room / k.max(n).max(1)
+        };
+        let k_step = if k * n <= b_room {
+            k.max(1)
+        } else if d.trans_b {
+            return Err(too_big("operand B (transposed)"));
+        } else {
+            b_room / n
+        };
+        if m_step == 0 || k_step == 0 {
+            return Err(too_big("row"));
+        }
+        (m_step, k_step)
+    };
+    let entry = match ctx.matmul {
+        MatmulKernel::Register => "main_reg",
+        MatmulKernel::Tiled => "main_tiled",
+    };
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    for m0 in (0..m).step_by(m_step) {
+        let m1 = (m0 + m_step).min(m);
+        let mut k0 = 0;
+        loop {
+            let k1 = (k0 + k_step).min(k);
+            let whole = d.batch > 1;
+            let (a_lo, a_hi) = match (whole, d.trans_a) {
+                (true, _) => (0, d.batch * m * k),
+                (false, false) => (m0 * k + k0, (m1 - 1) * k + k1),
+                (false, true) => (k0 * m + m0, (k1.max(k0 + 1) - 1) * m + m1),
+            };
+            let (b_lo, b_hi) = match (whole, d.trans_b) {
+                (true, _) => (0, d.batch * k * n),
+                (false, false) => (k0 * n, k1 * n),
+                (false, true) => (k0, (n - 1) * k + k1),
+            };
+            let (c_lo, c_hi) = if whole {
+                (0, d.batch * m * n)
+            } else {
+                (m0 * n, m1 * n)
+            };
+            let (a_arg, a_off) = a.window(a_lo, a_hi);
+            let (b_arg, b_off) = b.window(b_lo, b_hi);
+            let (c_arg, c_off) = out.window(c_lo, c_hi);
+            let bias_arg = match bias {
+                Some(t) => t.arg(),
+                None => ctx.dummy(),
+            };
+            let params = [
+                (m1 - m0) as u32,
+                n as u32,
+                (k1 - k0) as u32,
+                d.batch as u32,
+                a_off,
+                b_off,
+                c_off,
+                0,
+                (m * k) as u32,
+                (k * n) as u32,
+                (m * n) as u32,
+                if d.trans_a { m as u32 } else { k as u32 },
+                if d.trans_b { k as u32 } else { n as u32 },
+                0,
+                0,
+                0,
+            ];
+            let constants = [
+                ("TRANS_A", flag(d.trans_a)),
+                ("TRANS_B", flag(d.trans_b)),
+                ("B_FORMAT", b.format.code()),
+                ("HAS_BIAS", flag(bias.is_some())),
+                ("ACT", flag(act == Activation::Gelu)),
+                ("ACCUMULATE", flag(k0 > 0)),
+                ("EPILOGUE", flag(k1 == k)),
+            ];
+            let kernel = Kernel {
+                shader: &shaders::MATMUL,
+                entry,
+                constants: &constants,
+            };
+            let groups = [
+                n.div_ceil(64) as u32,
+                (m1 - m0).div_ceil(64) as u32,
+                d.batch as u32,
+            ];
+            ctx.dispatch(&kernel, &params, &[a_arg, b_arg, bias_arg, c_arg], groups)?;
+            k0 = k1;
+            if k0 >= k {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,3 +86,62 @@ pub fn cpu_write(dst: &mut [f32], dst_shape: &[usize], src: &[f32], src_len: usi
             .copy_from_slice(&src[n * src_len * d..(n + 1) * src_len * d]);
     }
 }
+
+/// GPU `mean_rows` (`wgsl/rows.wgsl`, `main_mean`).
+#[cfg(feature = "gpu")]
+pub(crate) fn gpu_mean(
+    be: &crate::gpu::GpuBackend,
+    x: &crate::gpu::GpuTensor,
+    shape: &[usize],
+) -> Result<crate::gpu::GpuTensor> {
+    use crate::gpu::{grid_1d, shaders, Kernel};
+    let out = be.alloc(shape)?;
+    let (b, l, d) = (x.shape[0], x.shape[1], x.shape[2]);
+    let kernel = Kernel {
+        shader: &shaders::ROWS,
+        entry: "main_mean",
+        constants: &[],
+    };
+    let params = [b as u32, d as u32, l as u32, 1, 0, 0, 1, 0];
+    be.ctx().dispatch(
+        &kernel,
+        &params,
+        &[x.f32("mean_rows")?.arg(), out.arg()],
+        grid_1d(b * d, 64),
+    )?;
+    Ok(out)
+}
+
+/// GPU row copy (`wgsl/rows.wgsl`, `main_copy`): all of `src`'s rows from `src_start` (as many
+/// as `dst` takes, or as `src` has from there) into `dst` from `dst_start`.
+#[cfg(feature = "gpu")]
+pub(crate) fn gpu_copy(
+    be: &crate::gpu::GpuBackend,
+    src: &crate::gpu::GpuTensor,
+    src_start: usize,
+    dst: &mut crate::gpu::GpuTensor,
+    dst_start: usize,
+) -> Result<()> {
+    use crate::gpu::{grid_1d, shaders, Kernel};
+    let (b, ls, d) = (src.shape[0], src.shape[1], src.shape[2]);
+    let ld = dst.shape[1];
+    let len = (ls - src_start).min(ld - dst_start);
+    let kernel = Kernel {
+        shader: &shaders::ROWS,
+        entry: "main_copy",
+        constants: &[],
+    };
+    let params = [
+        b as u32,
+        d as u32,
+        ls as u32,
+        ld as u32,
+        src_start as u32,
+        dst_start as u32,
+        len as u32,
+        0,
+    ];
+    let args = [src.f32("rows")?.arg(), dst.arg()];
+    be.ctx()
+        .dispatch(&kernel, &params, &args, grid_1d(b * len * d, 64))
+}

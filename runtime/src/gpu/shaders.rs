@@ -1,0 +1,158 @@
+//! The WGSL kernels: their sources (from `wgsl/` at the repository root), binding layouts and
+//! every specialisation the code may ask for (validated with naga in the tests).
+
+use std::string::String;
+use std::vec;
+use std::vec::Vec;
+
+const COMMON: &str = include_str!("../../../wgsl/common.wgsl");
+const REDUCE: &str = include_str!("../../../wgsl/reduce.wgsl");
+
+/// One shader file.
+pub struct Shader {
+    /// File name without `.wgsl`.
+    pub name: &'static str,
+    /// Sources concatenated to make the module (shared helpers first).
+    pub parts: &'static [&'static str],
+    /// Storage bindings 1, 2, ... in order: read-only or not (binding 0 is the uniform block).
+    pub read_only: &'static [bool],
+    /// Entry points.
+    pub entries: &'static [&'static str],
+    /// Override constants and the values the code may give each.
+    pub overrides: &'static [(&'static str, &'static [f64])],
+}
+
+impl Shader {
+    /// The module source.
+    pub fn source(&self) -> String {
+        self.parts.concat()
+    }
+
+    /// Every combination of override values (each one a full, ordered constants list).
+    pub fn specialisations(&self) -> Vec<Vec<(&'static str, f64)>> {
+        let mut all = vec![Vec::new()];
+        for (name, values) in self.overrides {
+            all = all
+                .into_iter()
+                .flat_map(|c: Vec<(&'static str, f64)>| {
+                    values.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.push((*name, *v));
+                        c
+                    })
+                })
+                .collect();
+        }
+        all
+    }
+}
+
+const BOOL: &[f64] = &[0.0, 1.0];
+const FORMATS: &[f64] = &[0.0, 1.0, 2.0];
+
+/// `wgsl/matmul.wgsl`.
+pub static MATMUL: Shader = Shader {
+    name: "matmul",
+    parts: &[COMMON, include_str!("../../../wgsl/matmul.wgsl")],
+    read_only: &[true, true, true, false],
+    entries: &["main_reg", "main_tiled"],
+    overrides: &[
+        ("TRANS_A", BOOL),
+        ("TRANS_B", BOOL),
+        ("B_FORMAT", FORMATS),
+        ("HAS_BIAS", BOOL),
+        ("ACT", BOOL),
+        ("ACCUMULATE", BOOL),
+        ("EPILOGUE", BOOL),
+    ],
+};
+
+/// `wgsl/layer_norm.wgsl`.
+pub static LAYER_NORM: Shader = Shader {
+    name: "layer_norm",
+    parts: &[
+        COMMON,
+        REDUCE,
+        include_str!("../../../wgsl/layer_norm.wgsl"),
+    ],
+    read_only: &[true, true, true, false],
+    entries: &["main"],
+    overrides: &[("WG", &[64.0]), ("HAS_BIAS", BOOL)],
+};
+
+/// `wgsl/attention.wgsl`.
+pub static ATTENTION: Shader = Shader {
+    name: "attention",
+    parts: &[COMMON, include_str!("../../../wgsl/attention.wgsl")],
+    read_only: &[true, true, true, true, false],
+    entries: &["main"],
+    overrides: &[("MASK", FORMATS)],
+};
+
+/// `wgsl/embed.wgsl`.
+pub static EMBED: Shader = Shader {
+    name: "embed",
+    parts: &[COMMON, include_str!("../../../wgsl/embed.wgsl")],
+    read_only: &[true, true, false],
+    entries: &["main"],
+    overrides: &[("FORMAT", FORMATS)],
+};
+
+/// `wgsl/patchify.wgsl`.
+pub static PATCHIFY: Shader = Shader {
+    name: "patchify",
+    parts: &[COMMON, include_str!("../../../wgsl/patchify.wgsl")],
+    read_only: &[true, false],
+    entries: &["main"],
+    overrides: &[],
+};
+
+/// `wgsl/elementwise.wgsl`.
+pub static ELEMENTWISE: Shader = Shader {
+    name: "elementwise",
+    parts: &[COMMON, include_str!("../../../wgsl/elementwise.wgsl")],
+    read_only: &[true, true, false],
+    entries: &["main"],
+    overrides: &[("OP", BOOL)],
+};
+
+/// `wgsl/rows.wgsl`.
+pub static ROWS: Shader = Shader {
+    name: "rows",
+    parts: &[COMMON, include_str!("../../../wgsl/rows.wgsl")],
+    read_only: &[true, false],
+    entries: &["main_copy", "main_mean"],
+    overrides: &[],
+};
+
+/// `wgsl/softmax.wgsl`.
+pub static SOFTMAX: Shader = Shader {
+    name: "softmax",
+    parts: &[COMMON, REDUCE, include_str!("../../../wgsl/softmax.wgsl")],
+    read_only: &[true, true, false, false],
+    entries: &["main_log_softmax", "main_argmax", "main_xent"],
+    overrides: &[("WG", &[256.0])],
+};
+
+/// Every shader.
+pub static ALL: &[&Shader] = &[
+    &MATMUL,
+    &LAYER_NORM,
+    &ATTENTION,
+    &EMBED,
+    &PATCHIFY,
+    &ELEMENTWISE,
+    &ROWS,
+    &SOFTMAX,
+];
+
+/// Whether `constants` is one of `shader`'s declared specialisations for `entry`.
+pub fn is_declared(shader: &Shader, entry: &str, constants: &[(&str, f64)]) -> bool {
+    shader.entries.contains(&entry)
+        && shader.overrides.len() == constants.len()
+        && shader
+            .overrides
+            .iter()
+            .zip(constants)
+            .all(|((n, vals), (cn, v))| n == cn && vals.contains(v))
+}
