@@ -2,7 +2,7 @@
 //! tensor of `expected.safetensors`, for every fixture folder found, through both CPU GEMMs,
 //! the single-file form, and copies of the weights rounded to bf16 and f16.
 
-use cappa::{Checkpoint, CpuBackend, DType, Gemm, Greedy, HostTensor, Mode, Model, Tokens};
+use cappa::{Backend, Checkpoint, CpuBackend, DType, Gemm, Greedy, HostTensor, Mode, Model, Tokens};
 use cappa_tests::{as_i32, assert_close, fixture_dirs, Fixture, Tol};
 
 /// Tolerances for one way of loading the model.
@@ -69,13 +69,13 @@ fn folder(dir: &std::path::Path) -> Checkpoint<'static> {
 }
 
 /// Runs every comparison of the fixture on `model`.
-fn check_all(fix: &Fixture, model: &Model<CpuBackend>, tol: Tolerances, label: &str) {
+fn check_all<B: Backend>(fix: &Fixture, model: &Model<B>, tol: Tolerances, label: &str) {
     let be = model.backend();
     let cfg = model.config();
     let images = fix.images();
     let tokens = fix.tokens("tokens");
     let expect = fix.expected();
-    let d = |t: &<CpuBackend as cappa::Backend>::Tensor| cappa::Backend::download(be, t).unwrap();
+    let d = |t: &B::Tensor| be.download(t).unwrap();
     let what = |n: &str| format!("{label}: {n}");
     let close = |n: &str, got: &HostTensor, key: &str, base: Tol| {
         let want = fix.want(key);
@@ -84,7 +84,7 @@ fn check_all(fix: &Fixture, model: &Model<CpuBackend>, tol: Tolerances, label: &
 
     // Encoder, with its intermediates.
     let mut seen = Vec::new();
-    let mut tap = |name: &str, t: &<CpuBackend as cappa::Backend>::Tensor| {
+    let mut tap = |name: &str, t: &B::Tensor| {
         seen.push(name.to_string());
         if expect.get(name).is_some() {
             close(name, &d(t), name, tol.activations);
@@ -284,7 +284,7 @@ fn single_file_form_matches_reference() {
 
 /// Weights rounded to 16 bits perturb every output by a multiple of the storage type's unit
 /// roundoff (2⁻⁹ for bf16, 2⁻¹² for f16); see [`Tolerances::weight_roundoff`].
-fn check_rounded(dtype: DType) {
+fn check_rounded<B: Backend + Clone>(dtype: DType, backend: B) {
     for dir in fixture_dirs() {
         let fix = Fixture::open(&dir);
         let bytes = folder(&dir).to_single_file(Some(dtype)).unwrap();
@@ -299,7 +299,7 @@ fn check_rounded(dtype: DType) {
             entry_dtypes.iter().all(|&d| d == dtype),
             "all tensors stored as {dtype:?}"
         );
-        let model = Model::new(&ckpt, CpuBackend::new()).unwrap();
+        let model = Model::new(&ckpt, backend.clone()).unwrap();
         let roundoff = match dtype {
             DType::BF16 => 2f32.powi(-9),
             DType::F16 => 2f32.powi(-12),
@@ -309,16 +309,58 @@ fn check_rounded(dtype: DType) {
             weight_roundoff: Some(roundoff),
             ..F32
         };
-        check_all(&fix, &model, tol, &format!("{} {dtype:?}", dir.display()));
+        check_all(&fix, &model, tol, &format!("{} {dtype:?} on {}", dir.display(), backend.name()));
     }
 }
 
 #[test]
 fn bf16_weights_match_reference_within_rounding() {
-    check_rounded(DType::BF16);
+    check_rounded(DType::BF16, CpuBackend::new());
 }
 
 #[test]
 fn f16_weights_match_reference_within_rounding() {
-    check_rounded(DType::F16);
+    check_rounded(DType::F16, CpuBackend::new());
+}
+
+/// The whole model on the wgpu backend (lavapipe in CI) at the CPU backend's tolerances.
+#[cfg(feature = "gpu")]
+mod gpu {
+    use super::*;
+    use cappa_tests::gpu;
+
+    #[test]
+    fn gpu_matches_reference() {
+        let Some(g) = gpu() else { return };
+        for dir in fixture_dirs() {
+            let fix = Fixture::open(&dir);
+            let model = Model::new(&folder(&dir), g.clone()).unwrap();
+            check_all(&fix, &model, F32, &format!("{} on {}", dir.display(), g.name()));
+        }
+    }
+
+    #[test]
+    fn gpu_single_file_matches_reference() {
+        let Some(g) = gpu() else { return };
+        for dir in fixture_dirs() {
+            let fix = Fixture::open(&dir);
+            let bytes = folder(&dir).to_single_file(None).unwrap();
+            let model = Model::new(&Checkpoint::from_bytes(&bytes).unwrap(), g.clone()).unwrap();
+            check_all(&fix, &model, F32, &format!("{} single file on {}", dir.display(), g.name()));
+        }
+    }
+
+    #[test]
+    fn gpu_bf16_weights_match_reference_within_rounding() {
+        if let Some(g) = gpu() {
+            check_rounded(DType::BF16, g);
+        }
+    }
+
+    #[test]
+    fn gpu_f16_weights_match_reference_within_rounding() {
+        if let Some(g) = gpu() {
+            check_rounded(DType::F16, g);
+        }
+    }
 }

@@ -42,6 +42,15 @@ impl DType {
         }
     }
 
+    /// `v` rounded to the nearest value this type can hold.
+    pub fn round(self, v: f32) -> f32 {
+        match self {
+            DType::F32 => v,
+            DType::F16 => half::f16::from_f32(v).to_f32(),
+            DType::BF16 => half::bf16::from_f32(v).to_f32(),
+        }
+    }
+
     /// Parses `f32`, `f16`, `bf16` (any case).
     pub fn parse(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {

@@ -1,0 +1,373 @@
+//! Every GPU kernel against the CPU oracle, through one harness (as ggml's test-backend-ops):
+//! each case runs the same `Backend` calls on both backends with random inputs, including sizes
+//! that are no multiple of any tile, and the harness reports the worst element against a named
+//! tolerance. Both matmul kernels run; so do 16-bit weights and tensors split over bindings.
+
+#![cfg(feature = "gpu")]
+
+use cappa::backend::{Activation, Attention, Mask, Matmul};
+use cappa::gpu::MatmulKernel;
+use cappa::rng::Rng;
+use cappa::{Backend, CpuBackend, DType, GpuBackend, GpuOptions, HostTensor, Result};
+use cappa_tests::{assert_close, gpu, gpu_with, Tol};
+
+/// One op applied to some inputs, written once over any backend.
+trait Case: std::fmt::Debug {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor>;
+    fn tol(&self) -> Tol {
+        Tol::KERNEL
+    }
+}
+
+trait KernelTol {
+    const KERNEL: Tol;
+}
+
+impl KernelTol for Tol {
+    /// One kernel, f32, differing from the CPU only in summation order and library exp/tanh.
+    const KERNEL: Tol = Tol { abs: 1e-5, rel: 1e-5 };
+}
+
+fn compare(gpu: &GpuBackend, case: &impl Case) {
+    let want = case.run(&CpuBackend::new()).unwrap_or_else(|e| panic!("{case:?} on CPU: {e}"));
+    let got = case.run(gpu).unwrap_or_else(|e| panic!("{case:?} on GPU: {e}"));
+    assert_close(&format!("{case:?}"), &got, &want, case.tol());
+}
+
+fn random(shape: &[usize], seed: u64) -> HostTensor {
+    let mut rng = Rng::new(seed);
+    let n = shape.iter().product();
+    HostTensor::new(shape, (0..n).map(|_| rng.normal()).collect()).unwrap()
+}
+
+/// Rounds values to what `dtype` can hold, so CPU and GPU multiply the same numbers.
+fn rounded(t: &HostTensor, dtype: DType) -> HostTensor {
+    let data = t.data().iter().map(|&v| dtype.round(v)).collect();
+    HostTensor::new(t.shape(), data).unwrap()
+}
+
+fn matmul_gpus() -> Vec<GpuBackend> {
+    [MatmulKernel::Register, MatmulKernel::Tiled]
+        .into_iter()
+        .filter_map(|k| gpu_with(GpuOptions { matmul: Some(k), ..GpuOptions::default() }))
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+struct MatmulCase {
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+    bias: bool,
+    gelu: bool,
+    b_dtype: DType,
+}
+
+impl Case for MatmulCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let c = self;
+        let a_shape: Vec<usize> = match (c.batch > 1, c.trans_a) {
+            (true, false) => vec![c.batch, c.m, c.k],
+            (true, true) => vec![c.batch, c.k, c.m],
+            (false, false) => vec![c.m, c.k],
+            (false, true) => vec![c.k, c.m],
+        };
+        let b_shape: Vec<usize> = match (c.batch > 1, c.trans_b) {
+            (true, false) => vec![c.batch, c.k, c.n],
+            (true, true) => vec![c.batch, c.n, c.k],
+            (false, false) => vec![c.k, c.n],
+            (false, true) => vec![c.n, c.k],
+        };
+        let a = be.upload(&random(&a_shape, 1))?;
+        let b = be.upload_weight(&rounded(&random(&b_shape, 2), c.b_dtype), c.b_dtype)?;
+        let bias = if c.bias { Some(be.upload(&random(&[c.n], 3))?) } else { None };
+        let out = be.matmul(
+            &a,
+            &b,
+            Matmul {
+                trans_a: c.trans_a,
+                trans_b: c.trans_b,
+                batched: c.batch > 1,
+                bias: bias.as_ref(),
+                activation: if c.gelu { Activation::Gelu } else { Activation::None },
+            },
+        )?;
+        be.download(&out)
+    }
+
+    fn tol(&self) -> Tol {
+        // A sum of K products of N(0,1) values carries about K unit roundoffs (2⁻²⁴) of error
+        // in each of two summation orders; allow 5K of them.
+        Tol { abs: 5.0 * self.k as f32 * 2f32.powi(-24) + 1e-6, rel: 1e-5 }
+    }
+}
+
+fn mm(batch: usize, m: usize, n: usize, k: usize) -> MatmulCase {
+    MatmulCase { batch, m, n, k, trans_a: false, trans_b: false, bias: false, gelu: false, b_dtype: DType::F32 }
+}
+
+#[test]
+fn matmul_all_layouts_and_odd_sizes() {
+    let gpus = matmul_gpus();
+    for g in &gpus {
+        for &(batch, m, n, k) in &[(1, 1, 3, 17), (1, 7, 13, 5), (2, 33, 65, 129), (1, 64, 64, 64), (3, 1, 70, 9), (1, 130, 67, 1)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for (bias, gelu) in [(false, false), (true, true)] {
+                    let case = MatmulCase { trans_a: ta, trans_b: tb, bias, gelu, ..mm(batch, m, n, k) };
+                    compare(g, &case);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_vit_b16_qkv_shape() {
+    // 197 tokens × 768 by the fused qkv projection 768 × 2304.
+    for g in &matmul_gpus() {
+        compare(g, &MatmulCase { bias: true, ..mm(1, 197, 2304, 768) });
+    }
+}
+
+#[test]
+fn matmul_16bit_weights() {
+    for g in &matmul_gpus() {
+        for dtype in [DType::BF16, DType::F16] {
+            for (n, tb) in [(13, false), (14, true), (64, false)] {
+                compare(g, &MatmulCase { b_dtype: dtype, trans_b: tb, bias: true, ..mm(1, 9, n, 33) });
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_split_over_small_bindings() {
+    // A 16 KiB binding limit forces row windows of A and C and K windows of B (accumulating).
+    for kernel in [MatmulKernel::Register, MatmulKernel::Tiled] {
+        let Some(g) = gpu_with(GpuOptions { max_binding: Some(16 << 10), matmul: Some(kernel), ..GpuOptions::default() }) else {
+            return;
+        };
+        for dtype in [DType::F32, DType::BF16] {
+            compare(&g, &MatmulCase { bias: true, gelu: true, b_dtype: dtype, ..mm(1, 50, 90, 300) });
+            compare(&g, &MatmulCase { trans_a: true, ..mm(1, 20, 30, 40) });
+        }
+        // Too large for windows (a transposed A over the limit) is a clear error, not a crash.
+        let err = MatmulCase { trans_a: true, ..mm(1, 64, 8, 100) }.run(&g).unwrap_err();
+        assert!(err.to_string().contains("binding limit"), "{err}");
+    }
+}
+
+#[derive(Debug)]
+struct LayerNormCase {
+    rows: usize,
+    d: usize,
+    bias: bool,
+}
+
+impl Case for LayerNormCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let x = be.upload(&random(&[self.rows, self.d], 4))?;
+        let s = be.upload(&random(&[self.d], 5))?;
+        let b = be.upload(&random(&[self.d], 6))?;
+        be.download(&be.layer_norm(&x, &s, self.bias.then_some(&b), 1e-6)?)
+    }
+}
+
+#[test]
+fn layer_norm() {
+    let g = match gpu() { Some(g) => g, None => return };
+    for &(rows, d) in &[(1, 1), (3, 7), (17, 64), (5, 768), (2, 1000)] {
+        for bias in [false, true] {
+            compare(&g, &LayerNormCase { rows, d, bias });
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AttentionCase {
+    b: usize,
+    lq: usize,
+    lk: usize,
+    heads: usize,
+    hd: usize,
+    mask: &'static str,
+}
+
+impl Case for AttentionCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let f = self.heads * self.hd;
+        let q = be.upload(&random(&[self.b, self.lq, f], 7))?;
+        let k = be.upload(&random(&[self.b, self.lk, f], 8))?;
+        let v = be.upload(&random(&[self.b, self.lk, f], 9))?;
+        let rows: Vec<bool> = (0..self.b).map(|i| i % 2 == 1).collect();
+        let mask = match self.mask {
+            "none" => Mask::None,
+            "causal" => Mask::Causal { offset: 0 },
+            "offset" => Mask::Causal { offset: self.lk - self.lq },
+            _ => Mask::CausalRows(&rows),
+        };
+        be.download(&be.attention(&q, &k, &v, Attention { heads: self.heads, mask })?)
+    }
+}
+
+#[test]
+fn attention_every_mask() {
+    let g = match gpu() { Some(g) => g, None => return };
+    for &(b, lq, lk, heads, hd) in &[(1, 1, 1, 1, 1), (2, 5, 5, 3, 7), (3, 10, 10, 4, 16), (1, 17, 17, 2, 64), (2, 33, 33, 1, 130)] {
+        for mask in ["none", "causal", "rows"] {
+            compare(&g, &AttentionCase { b, lq, lk, heads, hd, mask });
+        }
+    }
+    // Decoding: one query at the end of a cache, cross-attention with more keys than queries.
+    compare(&g, &AttentionCase { b: 2, lq: 1, lk: 9, heads: 4, hd: 16, mask: "offset" });
+    compare(&g, &AttentionCase { b: 2, lq: 3, lk: 16, heads: 4, hd: 16, mask: "none" });
+    compare(&g, &AttentionCase { b: 1, lq: 197, lk: 197, heads: 12, hd: 64, mask: "none" });
+}
+
+#[derive(Debug)]
+struct ElementwiseCase {
+    a: Vec<usize>,
+    b: Vec<usize>,
+    gelu: bool,
+}
+
+impl Case for ElementwiseCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let a = be.upload(&random(&self.a, 10))?;
+        if self.gelu {
+            return be.download(&be.gelu(&a)?);
+        }
+        let b = be.upload(&random(&self.b, 11))?;
+        be.download(&be.add(&a, &b)?)
+    }
+}
+
+#[test]
+fn add_and_gelu() {
+    let g = match gpu() { Some(g) => g, None => return };
+    for (a, b) in [(vec![5], vec![5]), (vec![2, 3, 7], vec![1, 3, 7]), (vec![4, 9], vec![9]), (vec![300, 257], vec![300, 257])] {
+        compare(&g, &ElementwiseCase { a: a.clone(), b, gelu: false });
+        compare(&g, &ElementwiseCase { a, b: vec![], gelu: true });
+    }
+}
+
+#[derive(Debug)]
+struct EmbedCase {
+    rows: usize,
+    d: usize,
+    ids: Vec<u32>,
+    dtype: DType,
+}
+
+impl Case for EmbedCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let table = be.upload_weight(&rounded(&random(&[self.rows, self.d], 12), self.dtype), self.dtype)?;
+        let ids = be.upload_ids(&[1, self.ids.len()], &self.ids)?;
+        be.download(&be.embed(&table, &ids)?)
+    }
+
+    fn tol(&self) -> Tol {
+        Tol { abs: 0.0, rel: 0.0 }
+    }
+}
+
+#[test]
+fn embed_every_format_and_split_tables() {
+    let g = match gpu() { Some(g) => g, None => return };
+    let small = gpu_with(GpuOptions { max_binding: Some(4 << 10), ..GpuOptions::default() });
+    for dtype in [DType::F32, DType::BF16, DType::F16] {
+        let case = EmbedCase { rows: 51, d: 63, ids: vec![0, 50, 7, 7, 13, 49, 1], dtype };
+        compare(&g, &case);
+        if let Some(s) = &small {
+            compare(s, &case); // 51 × 63 values do not fit 4 KiB: several row windows
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RowsCase {
+    op: &'static str,
+    shape: [usize; 3],
+}
+
+impl Case for RowsCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let x = be.upload(&random(&self.shape, 13))?;
+        let [b, l, d] = self.shape;
+        match self.op {
+            "mean" => be.download(&be.mean_rows(&x)?),
+            "slice" => be.download(&be.slice_rows(&x, l / 3, l - l / 3)?),
+            "patchify" => {
+                let img = be.upload(&random(&[b, 4 * l, 4 * d, 3], 14))?;
+                be.download(&be.patchify(&img, 4)?)
+            }
+            _ => {
+                // Write into a cache shared with a reshaped view: the view must not change.
+                let mut cache = be.upload(&random(&[b, l + 2, d], 15))?;
+                let view = be.reshape(&cache, &[b * (l + 2), d])?;
+                be.write_rows(&mut cache, &x, 2)?;
+                let before = be.download(&view)?;
+                let after = be.download(&cache)?;
+                let mut both = before.into_data();
+                both.extend(after.into_data());
+                HostTensor::new(&[both.len()], both)
+            }
+        }
+    }
+}
+
+#[test]
+fn row_ops_and_patchify() {
+    let g = match gpu() { Some(g) => g, None => return };
+    for shape in [[1, 1, 1], [2, 5, 3], [3, 16, 64], [1, 197, 20]] {
+        for op in ["mean", "slice", "write", "patchify"] {
+            compare(&g, &RowsCase { op, shape });
+        }
+    }
+}
+
+#[derive(Debug)]
+struct OutputCase {
+    op: &'static str,
+    rows: usize,
+    v: usize,
+    ls: f32,
+}
+
+impl Case for OutputCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let mut x = random(&[self.rows, self.v], 16);
+        // Ties: the first maximum must win.
+        if self.v > 3 {
+            let d = x.data_mut();
+            d[1] = 9.0;
+            d[3] = 9.0;
+        }
+        let x = be.upload(&x)?;
+        match self.op {
+            "log_softmax" => be.download(&be.log_softmax(&x)?),
+            "argmax" => {
+                let ids = be.download_ids(&be.argmax(&x)?)?;
+                HostTensor::new(&[ids.len()], ids.iter().map(|&i| i as f32).collect())
+            }
+            _ => {
+                let t: Vec<u32> = (0..self.rows).map(|r| ((r * 7 + 3) % self.v) as u32).collect();
+                let t = be.upload_ids(&[self.rows], &t)?;
+                be.download(&be.cross_entropy(&x, &t, self.ls)?)
+            }
+        }
+    }
+}
+
+#[test]
+fn log_softmax_argmax_cross_entropy() {
+    let g = match gpu() { Some(g) => g, None => return };
+    for &(rows, v) in &[(1, 1), (3, 2), (4, 50), (2, 1000), (1, 32000)] {
+        for (op, ls) in [("log_softmax", 0.0), ("argmax", 0.0), ("xent", 0.0), ("xent", 0.1)] {
+            compare(&g, &OutputCase { op, rows, v, ls });
+        }
+    }
+}
