@@ -2,7 +2,9 @@
 //! tensor of `expected.safetensors`, for every fixture folder found, through both CPU GEMMs,
 //! the single-file form, and copies of the weights rounded to bf16 and f16.
 
-use cappa::{Backend, Checkpoint, CpuBackend, DType, Gemm, Greedy, HostTensor, Mode, Model, Tokens};
+use cappa::{
+    Backend, Checkpoint, CpuBackend, DType, Gemm, Greedy, HostTensor, Mode, Model, Tokens,
+};
 use cappa_tests::{as_i32, assert_close, fixture_dirs, Fixture, Tol};
 
 /// Tolerances for one way of loading the model.
@@ -309,7 +311,12 @@ fn check_rounded<B: Backend + Clone>(dtype: DType, backend: B) {
             weight_roundoff: Some(roundoff),
             ..F32
         };
-        check_all(&fix, &model, tol, &format!("{} {dtype:?} on {}", dir.display(), backend.name()));
+        check_all(
+            &fix,
+            &model,
+            tol,
+            &format!("{} {dtype:?} on {}", dir.display(), backend.name()),
+        );
     }
 }
 
@@ -335,7 +342,12 @@ mod gpu {
         for dir in fixture_dirs() {
             let fix = Fixture::open(&dir);
             let model = Model::new(&folder(&dir), g.clone()).unwrap();
-            check_all(&fix, &model, F32, &format!("{} on {}", dir.display(), g.name()));
+            check_all(
+                &fix,
+                &model,
+                F32,
+                &format!("{} on {}", dir.display(), g.name()),
+            );
         }
     }
 
@@ -346,7 +358,12 @@ mod gpu {
             let fix = Fixture::open(&dir);
             let bytes = folder(&dir).to_single_file(None).unwrap();
             let model = Model::new(&Checkpoint::from_bytes(&bytes).unwrap(), g.clone()).unwrap();
-            check_all(&fix, &model, F32, &format!("{} single file on {}", dir.display(), g.name()));
+            check_all(
+                &fix,
+                &model,
+                F32,
+                &format!("{} single file on {}", dir.display(), g.name()),
+            );
         }
     }
 

@@ -25,12 +25,19 @@ trait KernelTol {
 
 impl KernelTol for Tol {
     /// One kernel, f32, differing from the CPU only in summation order and library exp/tanh.
-    const KERNEL: Tol = Tol { abs: 1e-5, rel: 1e-5 };
+    const KERNEL: Tol = Tol {
+        abs: 1e-5,
+        rel: 1e-5,
+    };
 }
 
 fn compare(gpu: &GpuBackend, case: &impl Case) {
-    let want = case.run(&CpuBackend::new()).unwrap_or_else(|e| panic!("{case:?} on CPU: {e}"));
-    let got = case.run(gpu).unwrap_or_else(|e| panic!("{case:?} on GPU: {e}"));
+    let want = case
+        .run(&CpuBackend::new())
+        .unwrap_or_else(|e| panic!("{case:?} on CPU: {e}"));
+    let got = case
+        .run(gpu)
+        .unwrap_or_else(|e| panic!("{case:?} on GPU: {e}"));
     assert_close(&format!("{case:?}"), &got, &want, case.tol());
 }
 
@@ -49,7 +56,12 @@ fn rounded(t: &HostTensor, dtype: DType) -> HostTensor {
 fn matmul_gpus() -> Vec<GpuBackend> {
     [MatmulKernel::Register, MatmulKernel::Tiled]
         .into_iter()
-        .filter_map(|k| gpu_with(GpuOptions { matmul: Some(k), ..GpuOptions::default() }))
+        .filter_map(|k| {
+            gpu_with(GpuOptions {
+                matmul: Some(k),
+                ..GpuOptions::default()
+            })
+        })
         .collect()
 }
 
@@ -83,7 +95,11 @@ impl Case for MatmulCase {
         };
         let a = be.upload(&random(&a_shape, 1))?;
         let b = be.upload_weight(&rounded(&random(&b_shape, 2), c.b_dtype), c.b_dtype)?;
-        let bias = if c.bias { Some(be.upload(&random(&[c.n], 3))?) } else { None };
+        let bias = if c.bias {
+            Some(be.upload(&random(&[c.n], 3))?)
+        } else {
+            None
+        };
         let out = be.matmul(
             &a,
             &b,
@@ -92,7 +108,11 @@ impl Case for MatmulCase {
                 trans_b: c.trans_b,
                 batched: c.batch > 1,
                 bias: bias.as_ref(),
-                activation: if c.gelu { Activation::Gelu } else { Activation::None },
+                activation: if c.gelu {
+                    Activation::Gelu
+                } else {
+                    Activation::None
+                },
             },
         )?;
         be.download(&out)
@@ -101,22 +121,48 @@ impl Case for MatmulCase {
     fn tol(&self) -> Tol {
         // A sum of K products of N(0,1) values carries about K unit roundoffs (2⁻²⁴) of error
         // in each of two summation orders; allow 5K of them.
-        Tol { abs: 5.0 * self.k as f32 * 2f32.powi(-24) + 1e-6, rel: 1e-5 }
+        Tol {
+            abs: 5.0 * self.k as f32 * 2f32.powi(-24) + 1e-6,
+            rel: 1e-5,
+        }
     }
 }
 
 fn mm(batch: usize, m: usize, n: usize, k: usize) -> MatmulCase {
-    MatmulCase { batch, m, n, k, trans_a: false, trans_b: false, bias: false, gelu: false, b_dtype: DType::F32 }
+    MatmulCase {
+        batch,
+        m,
+        n,
+        k,
+        trans_a: false,
+        trans_b: false,
+        bias: false,
+        gelu: false,
+        b_dtype: DType::F32,
+    }
 }
 
 #[test]
 fn matmul_all_layouts_and_odd_sizes() {
     let gpus = matmul_gpus();
     for g in &gpus {
-        for &(batch, m, n, k) in &[(1, 1, 3, 17), (1, 7, 13, 5), (2, 33, 65, 129), (1, 64, 64, 64), (3, 1, 70, 9), (1, 130, 67, 1)] {
+        for &(batch, m, n, k) in &[
+            (1, 1, 3, 17),
+            (1, 7, 13, 5),
+            (2, 33, 65, 129),
+            (1, 64, 64, 64),
+            (3, 1, 70, 9),
+            (1, 130, 67, 1),
+        ] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 for (bias, gelu) in [(false, false), (true, true)] {
-                    let case = MatmulCase { trans_a: ta, trans_b: tb, bias, gelu, ..mm(batch, m, n, k) };
+                    let case = MatmulCase {
+                        trans_a: ta,
+                        trans_b: tb,
+                        bias,
+                        gelu,
+                        ..mm(batch, m, n, k)
+                    };
                     compare(g, &case);
                 }
             }
@@ -128,7 +174,13 @@ fn matmul_all_layouts_and_odd_sizes() {
 fn matmul_vit_b16_qkv_shape() {
     // 197 tokens × 768 by the fused qkv projection 768 × 2304.
     for g in &matmul_gpus() {
-        compare(g, &MatmulCase { bias: true, ..mm(1, 197, 2304, 768) });
+        compare(
+            g,
+            &MatmulCase {
+                bias: true,
+                ..mm(1, 197, 2304, 768)
+            },
+        );
     }
 }
 
@@ -137,7 +189,15 @@ fn matmul_16bit_weights() {
     for g in &matmul_gpus() {
         for dtype in [DType::BF16, DType::F16] {
             for (n, tb) in [(13, false), (14, true), (64, false)] {
-                compare(g, &MatmulCase { b_dtype: dtype, trans_b: tb, bias: true, ..mm(1, 9, n, 33) });
+                compare(
+                    g,
+                    &MatmulCase {
+                        b_dtype: dtype,
+                        trans_b: tb,
+                        bias: true,
+                        ..mm(1, 9, n, 33)
+                    },
+                );
             }
         }
     }
@@ -147,15 +207,38 @@ fn matmul_16bit_weights() {
 fn matmul_split_over_small_bindings() {
     // A 16 KiB binding limit forces row windows of A and C and K windows of B (accumulating).
     for kernel in [MatmulKernel::Register, MatmulKernel::Tiled] {
-        let Some(g) = gpu_with(GpuOptions { max_binding: Some(16 << 10), matmul: Some(kernel), ..GpuOptions::default() }) else {
+        let Some(g) = gpu_with(GpuOptions {
+            max_binding: Some(16 << 10),
+            matmul: Some(kernel),
+            ..GpuOptions::default()
+        }) else {
             return;
         };
         for dtype in [DType::F32, DType::BF16] {
-            compare(&g, &MatmulCase { bias: true, gelu: true, b_dtype: dtype, ..mm(1, 50, 90, 300) });
-            compare(&g, &MatmulCase { trans_a: true, ..mm(1, 20, 30, 40) });
+            compare(
+                &g,
+                &MatmulCase {
+                    bias: true,
+                    gelu: true,
+                    b_dtype: dtype,
+                    ..mm(1, 50, 90, 300)
+                },
+            );
+            compare(
+                &g,
+                &MatmulCase {
+                    trans_a: true,
+                    ..mm(1, 20, 30, 40)
+                },
+            );
         }
         // Too large for windows (a transposed A over the limit) is a clear error, not a crash.
-        let err = MatmulCase { trans_a: true, ..mm(1, 64, 8, 100) }.run(&g).unwrap_err();
+        let err = MatmulCase {
+            trans_a: true,
+            ..mm(1, 64, 8, 100)
+        }
+        .run(&g)
+        .unwrap_err();
         assert!(err.to_string().contains("binding limit"), "{err}");
     }
 }
@@ -178,7 +261,10 @@ impl Case for LayerNormCase {
 
 #[test]
 fn layer_norm() {
-    let g = match gpu() { Some(g) => g, None => return };
+    let g = match gpu() {
+        Some(g) => g,
+        None => return,
+    };
     for &(rows, d) in &[(1, 1), (3, 7), (17, 64), (5, 768), (2, 1000)] {
         for bias in [false, true] {
             compare(&g, &LayerNormCase { rows, d, bias });
@@ -206,25 +292,84 @@ impl Case for AttentionCase {
         let mask = match self.mask {
             "none" => Mask::None,
             "causal" => Mask::Causal { offset: 0 },
-            "offset" => Mask::Causal { offset: self.lk - self.lq },
+            "offset" => Mask::Causal {
+                offset: self.lk - self.lq,
+            },
             _ => Mask::CausalRows(&rows),
         };
-        be.download(&be.attention(&q, &k, &v, Attention { heads: self.heads, mask })?)
+        be.download(&be.attention(
+            &q,
+            &k,
+            &v,
+            Attention {
+                heads: self.heads,
+                mask,
+            },
+        )?)
     }
 }
 
 #[test]
 fn attention_every_mask() {
-    let g = match gpu() { Some(g) => g, None => return };
-    for &(b, lq, lk, heads, hd) in &[(1, 1, 1, 1, 1), (2, 5, 5, 3, 7), (3, 10, 10, 4, 16), (1, 17, 17, 2, 64), (2, 33, 33, 1, 130)] {
+    let g = match gpu() {
+        Some(g) => g,
+        None => return,
+    };
+    for &(b, lq, lk, heads, hd) in &[
+        (1, 1, 1, 1, 1),
+        (2, 5, 5, 3, 7),
+        (3, 10, 10, 4, 16),
+        (1, 17, 17, 2, 64),
+        (2, 33, 33, 1, 130),
+    ] {
         for mask in ["none", "causal", "rows"] {
-            compare(&g, &AttentionCase { b, lq, lk, heads, hd, mask });
+            compare(
+                &g,
+                &AttentionCase {
+                    b,
+                    lq,
+                    lk,
+                    heads,
+                    hd,
+                    mask,
+                },
+            );
         }
     }
     // Decoding: one query at the end of a cache, cross-attention with more keys than queries.
-    compare(&g, &AttentionCase { b: 2, lq: 1, lk: 9, heads: 4, hd: 16, mask: "offset" });
-    compare(&g, &AttentionCase { b: 2, lq: 3, lk: 16, heads: 4, hd: 16, mask: "none" });
-    compare(&g, &AttentionCase { b: 1, lq: 197, lk: 197, heads: 12, hd: 64, mask: "none" });
+    compare(
+        &g,
+        &AttentionCase {
+            b: 2,
+            lq: 1,
+            lk: 9,
+            heads: 4,
+            hd: 16,
+            mask: "offset",
+        },
+    );
+    compare(
+        &g,
+        &AttentionCase {
+            b: 2,
+            lq: 3,
+            lk: 16,
+            heads: 4,
+            hd: 16,
+            mask: "none",
+        },
+    );
+    compare(
+        &g,
+        &AttentionCase {
+            b: 1,
+            lq: 197,
+            lk: 197,
+            heads: 12,
+            hd: 64,
+            mask: "none",
+        },
+    );
 }
 
 #[derive(Debug)]
@@ -247,10 +392,32 @@ impl Case for ElementwiseCase {
 
 #[test]
 fn add_and_gelu() {
-    let g = match gpu() { Some(g) => g, None => return };
-    for (a, b) in [(vec![5], vec![5]), (vec![2, 3, 7], vec![1, 3, 7]), (vec![4, 9], vec![9]), (vec![300, 257], vec![300, 257])] {
-        compare(&g, &ElementwiseCase { a: a.clone(), b, gelu: false });
-        compare(&g, &ElementwiseCase { a, b: vec![], gelu: true });
+    let g = match gpu() {
+        Some(g) => g,
+        None => return,
+    };
+    for (a, b) in [
+        (vec![5], vec![5]),
+        (vec![2, 3, 7], vec![1, 3, 7]),
+        (vec![4, 9], vec![9]),
+        (vec![300, 257], vec![300, 257]),
+    ] {
+        compare(
+            &g,
+            &ElementwiseCase {
+                a: a.clone(),
+                b,
+                gelu: false,
+            },
+        );
+        compare(
+            &g,
+            &ElementwiseCase {
+                a,
+                b: vec![],
+                gelu: true,
+            },
+        );
     }
 }
 
@@ -264,7 +431,10 @@ struct EmbedCase {
 
 impl Case for EmbedCase {
     fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
-        let table = be.upload_weight(&rounded(&random(&[self.rows, self.d], 12), self.dtype), self.dtype)?;
+        let table = be.upload_weight(
+            &rounded(&random(&[self.rows, self.d], 12), self.dtype),
+            self.dtype,
+        )?;
         let ids = be.upload_ids(&[1, self.ids.len()], &self.ids)?;
         be.download(&be.embed(&table, &ids)?)
     }
@@ -276,10 +446,21 @@ impl Case for EmbedCase {
 
 #[test]
 fn embed_every_format_and_split_tables() {
-    let g = match gpu() { Some(g) => g, None => return };
-    let small = gpu_with(GpuOptions { max_binding: Some(4 << 10), ..GpuOptions::default() });
+    let g = match gpu() {
+        Some(g) => g,
+        None => return,
+    };
+    let small = gpu_with(GpuOptions {
+        max_binding: Some(4 << 10),
+        ..GpuOptions::default()
+    });
     for dtype in [DType::F32, DType::BF16, DType::F16] {
-        let case = EmbedCase { rows: 51, d: 63, ids: vec![0, 50, 7, 7, 13, 49, 1], dtype };
+        let case = EmbedCase {
+            rows: 51,
+            d: 63,
+            ids: vec![0, 50, 7, 7, 13, 49, 1],
+            dtype,
+        };
         compare(&g, &case);
         if let Some(s) = &small {
             compare(s, &case); // 51 × 63 values do not fit 4 KiB: several row windows
@@ -321,7 +502,10 @@ impl Case for RowsCase {
 
 #[test]
 fn row_ops_and_patchify() {
-    let g = match gpu() { Some(g) => g, None => return };
+    let g = match gpu() {
+        Some(g) => g,
+        None => return,
+    };
     for shape in [[1, 1, 1], [2, 5, 3], [3, 16, 64], [1, 197, 20]] {
         for op in ["mean", "slice", "write", "patchify"] {
             compare(&g, &RowsCase { op, shape });
@@ -354,7 +538,9 @@ impl Case for OutputCase {
                 HostTensor::new(&[ids.len()], ids.iter().map(|&i| i as f32).collect())
             }
             _ => {
-                let t: Vec<u32> = (0..self.rows).map(|r| ((r * 7 + 3) % self.v) as u32).collect();
+                let t: Vec<u32> = (0..self.rows)
+                    .map(|r| ((r * 7 + 3) % self.v) as u32)
+                    .collect();
                 let t = be.upload_ids(&[self.rows], &t)?;
                 be.download(&be.cross_entropy(&x, &t, self.ls)?)
             }
@@ -364,9 +550,17 @@ impl Case for OutputCase {
 
 #[test]
 fn log_softmax_argmax_cross_entropy() {
-    let g = match gpu() { Some(g) => g, None => return };
+    let g = match gpu() {
+        Some(g) => g,
+        None => return,
+    };
     for &(rows, v) in &[(1, 1), (3, 2), (4, 50), (2, 1000), (1, 32000)] {
-        for (op, ls) in [("log_softmax", 0.0), ("argmax", 0.0), ("xent", 0.0), ("xent", 0.1)] {
+        for (op, ls) in [
+            ("log_softmax", 0.0),
+            ("argmax", 0.0),
+            ("xent", 0.0),
+            ("xent", 0.1),
+        ] {
             compare(&g, &OutputCase { op, rows, v, ls });
         }
     }

@@ -48,6 +48,7 @@ pub mod config;
 pub mod cpu;
 pub mod decoder;
 pub mod decoding;
+pub mod device;
 pub mod encoder;
 pub mod error;
 #[cfg(feature = "gpu")]
@@ -70,6 +71,7 @@ pub use checkpoint::Checkpoint;
 pub use config::{Config, PosEmb};
 pub use cpu::{CpuBackend, Gemm};
 pub use decoding::{Greedy, GreedyOutput};
+pub use device::Device;
 pub use error::{Error, Result};
 #[cfg(feature = "gpu")]
 pub use gpu::{GpuBackend, GpuOptions};

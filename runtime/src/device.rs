@@ -1,0 +1,324 @@
+//! A backend chosen at run time: [`Device`] is the CPU backend or (feature `gpu`) the wgpu
+//! backend, behind one type, so that programs can pick with a flag or `CAPPA_DEVICE` and still
+//! use one `Model<Device>` type.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::backend::{Attention, Backend, Matmul};
+use crate::cpu::{CpuBackend, CpuIds, CpuTensor};
+use crate::error::{Error, Result};
+#[cfg(feature = "gpu")]
+use crate::gpu::{GpuBackend, GpuIds, GpuTensor};
+use crate::safetensors_io::DType;
+use crate::tensor::HostTensor;
+
+/// The CPU backend or the GPU backend.
+#[derive(Debug, Clone)]
+pub enum Device {
+    /// The CPU backend.
+    Cpu(CpuBackend),
+    /// The wgpu backend.
+    #[cfg(feature = "gpu")]
+    Gpu(GpuBackend),
+}
+
+/// A tensor of a [`Device`].
+#[derive(Debug, Clone)]
+pub enum DeviceTensor {
+    /// On the CPU.
+    Cpu(CpuTensor),
+    /// On the GPU.
+    #[cfg(feature = "gpu")]
+    Gpu(GpuTensor),
+}
+
+/// Token ids of a [`Device`].
+#[derive(Debug, Clone)]
+pub enum DeviceIds {
+    /// On the CPU.
+    Cpu(CpuIds),
+    /// On the GPU.
+    #[cfg(feature = "gpu")]
+    Gpu(GpuIds),
+}
+
+impl Device {
+    /// The CPU backend.
+    pub fn cpu() -> Self {
+        Device::Cpu(CpuBackend::new())
+    }
+
+    /// The GPU backend on the best adapter (any adapter, CPU implementations included).
+    #[cfg(feature = "gpu")]
+    pub fn gpu() -> Result<Self> {
+        Ok(Device::Gpu(GpuBackend::new()?))
+    }
+
+    /// `cpu`, `gpu` or `auto` (see [`Device::best`]).
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "cpu" => Ok(Self::cpu()),
+            #[cfg(feature = "gpu")]
+            "gpu" => Self::gpu(),
+            #[cfg(not(feature = "gpu"))]
+            "gpu" => Err(Error::Backend(
+                "this build of cappa has no GPU backend (feature `gpu`)".into(),
+            )),
+            "auto" => Self::auto(),
+            other => Err(Error::InvalidInput(alloc::format!(
+                "unknown device `{other}` (cpu, gpu or auto)"
+            ))),
+        }
+    }
+
+    /// The device `CAPPA_DEVICE` names (`cpu`, `gpu`, `auto`), else `auto`: a hardware GPU
+    /// adapter of any wgpu backend (Vulkan, Metal, DX12, GL) if there is one, else the CPU
+    /// backend. Software adapters (lavapipe, SwiftShader, WARP) are slower than the CPU backend,
+    /// so `auto` passes them over; `gpu` takes them.
+    #[cfg(feature = "std")]
+    pub fn best() -> Result<Self> {
+        match std::env::var("CAPPA_DEVICE") {
+            Ok(name) if !name.is_empty() => Self::from_name(&name),
+            _ => Self::auto(),
+        }
+    }
+
+    fn auto() -> Result<Self> {
+        #[cfg(feature = "gpu")]
+        if let Ok(g) = GpuBackend::new() {
+            if !g.is_cpu_adapter() {
+                return Ok(Device::Gpu(g));
+            }
+        }
+        Ok(Self::cpu())
+    }
+
+    /// Whether this is the GPU backend.
+    pub fn is_gpu(&self) -> bool {
+        !matches!(self, Device::Cpu(_))
+    }
+}
+
+fn mixed() -> Error {
+    Error::Backend("a tensor of one device was given to another".into())
+}
+
+impl DeviceTensor {
+    fn cpu(&self) -> Result<&CpuTensor> {
+        match self {
+            DeviceTensor::Cpu(t) => Ok(t),
+            #[allow(unreachable_patterns)]
+            _ => Err(mixed()),
+        }
+    }
+
+    #[cfg(feature = "gpu")]
+    fn gpu(&self) -> Result<&GpuTensor> {
+        match self {
+            DeviceTensor::Gpu(t) => Ok(t),
+            _ => Err(mixed()),
+        }
+    }
+}
+
+impl DeviceIds {
+    fn cpu(&self) -> Result<&CpuIds> {
+        match self {
+            DeviceIds::Cpu(t) => Ok(t),
+            #[allow(unreachable_patterns)]
+            _ => Err(mixed()),
+        }
+    }
+
+    #[cfg(feature = "gpu")]
+    fn gpu(&self) -> Result<&GpuIds> {
+        match self {
+            DeviceIds::Gpu(t) => Ok(t),
+            _ => Err(mixed()),
+        }
+    }
+}
+
+/// Runs `$body` with `$be` bound to the active backend and `$t` converting a tensor argument
+/// to that backend's type, wrapping a tensor result back.
+macro_rules! on_device {
+    ($self:expr, |$be:ident, $t:ident, $ids:ident, $wrap:ident, $wrap_ids:ident| $body:expr) => {
+        match $self {
+            Device::Cpu($be) => {
+                let $t = DeviceTensor::cpu;
+                let $ids = DeviceIds::cpu;
+                let $wrap = DeviceTensor::Cpu;
+                let $wrap_ids = DeviceIds::Cpu;
+                $body
+            }
+            #[cfg(feature = "gpu")]
+            Device::Gpu($be) => {
+                let $t = DeviceTensor::gpu;
+                let $ids = DeviceIds::gpu;
+                let $wrap = DeviceTensor::Gpu;
+                let $wrap_ids = DeviceIds::Gpu;
+                $body
+            }
+        }
+    };
+}
+
+impl Backend for Device {
+    type Tensor = DeviceTensor;
+    type Ids = DeviceIds;
+
+    fn name(&self) -> String {
+        on_device!(self, |be, _t, _i, _w, _wi| be.name())
+    }
+
+    fn upload(&self, x: &HostTensor) -> Result<DeviceTensor> {
+        on_device!(self, |be, _t, _i, w, _wi| Ok(w(be.upload(x)?)))
+    }
+
+    fn upload_weight(&self, x: &HostTensor, stored: DType) -> Result<DeviceTensor> {
+        on_device!(self, |be, _t, _i, w, _wi| Ok(w(
+            be.upload_weight(x, stored)?
+        )))
+    }
+
+    fn download(&self, x: &DeviceTensor) -> Result<HostTensor> {
+        on_device!(self, |be, t, _i, _w, _wi| be.download(t(x)?))
+    }
+
+    fn upload_ids(&self, shape: &[usize], ids: &[u32]) -> Result<DeviceIds> {
+        on_device!(self, |be, _t, _i, _w, wi| Ok(
+            wi(be.upload_ids(shape, ids)?)
+        ))
+    }
+
+    fn download_ids(&self, ids: &DeviceIds) -> Result<Vec<u32>> {
+        on_device!(self, |be, _t, i, _w, _wi| be.download_ids(i(ids)?))
+    }
+
+    fn shape(&self, x: &DeviceTensor) -> Vec<usize> {
+        match x {
+            DeviceTensor::Cpu(t) => CpuBackend::new().shape(t),
+            #[cfg(feature = "gpu")]
+            DeviceTensor::Gpu(t) => t.shape.clone(),
+        }
+    }
+
+    fn reshape(&self, x: &DeviceTensor, shape: &[usize]) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.reshape(t(x)?, shape)?)))
+    }
+
+    fn zeros(&self, shape: &[usize]) -> Result<DeviceTensor> {
+        on_device!(self, |be, _t, _i, w, _wi| Ok(w(be.zeros(shape)?)))
+    }
+
+    fn matmul(
+        &self,
+        a: &DeviceTensor,
+        b: &DeviceTensor,
+        op: Matmul<'_, DeviceTensor>,
+    ) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| {
+            let bias = op.bias.map(t).transpose()?;
+            let op = Matmul {
+                trans_a: op.trans_a,
+                trans_b: op.trans_b,
+                batched: op.batched,
+                bias,
+                activation: op.activation,
+            };
+            Ok(w(be.matmul(t(a)?, t(b)?, op)?))
+        })
+    }
+
+    fn layer_norm(
+        &self,
+        x: &DeviceTensor,
+        scale: &DeviceTensor,
+        bias: Option<&DeviceTensor>,
+        eps: f32,
+    ) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| {
+            let bias = bias.map(t).transpose()?;
+            Ok(w(be.layer_norm(t(x)?, t(scale)?, bias, eps)?))
+        })
+    }
+
+    fn attention(
+        &self,
+        q: &DeviceTensor,
+        k: &DeviceTensor,
+        v: &DeviceTensor,
+        op: Attention<'_>,
+    ) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.attention(
+            t(q)?,
+            t(k)?,
+            t(v)?,
+            op
+        )?)))
+    }
+
+    fn gelu(&self, x: &DeviceTensor) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.gelu(t(x)?)?)))
+    }
+
+    fn add(&self, a: &DeviceTensor, b: &DeviceTensor) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.add(t(a)?, t(b)?)?)))
+    }
+
+    fn embed(&self, table: &DeviceTensor, ids: &DeviceIds) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, i, w, _wi| Ok(
+            w(be.embed(t(table)?, i(ids)?)?)
+        ))
+    }
+
+    fn patchify(&self, images: &DeviceTensor, patch: usize) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(
+            be.patchify(t(images)?, patch)?
+        )))
+    }
+
+    fn mean_rows(&self, x: &DeviceTensor) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.mean_rows(t(x)?)?)))
+    }
+
+    fn slice_rows(&self, x: &DeviceTensor, start: usize, len: usize) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.slice_rows(
+            t(x)?,
+            start,
+            len
+        )?)))
+    }
+
+    fn write_rows(&self, dst: &mut DeviceTensor, src: &DeviceTensor, start: usize) -> Result<()> {
+        match (self, dst) {
+            (Device::Cpu(be), DeviceTensor::Cpu(d)) => be.write_rows(d, src.cpu()?, start),
+            #[cfg(feature = "gpu")]
+            (Device::Gpu(be), DeviceTensor::Gpu(d)) => be.write_rows(d, src.gpu()?, start),
+            #[allow(unreachable_patterns)]
+            _ => Err(mixed()),
+        }
+    }
+
+    fn log_softmax(&self, x: &DeviceTensor) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.log_softmax(t(x)?)?)))
+    }
+
+    fn argmax(&self, x: &DeviceTensor) -> Result<DeviceIds> {
+        on_device!(self, |be, t, _i, _w, wi| Ok(wi(be.argmax(t(x)?)?)))
+    }
+
+    fn cross_entropy(
+        &self,
+        logits: &DeviceTensor,
+        targets: &DeviceIds,
+        label_smoothing: f32,
+    ) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, i, w, _wi| Ok(w(be.cross_entropy(
+            t(logits)?,
+            i(targets)?,
+            label_smoothing
+        )?)))
+    }
+}
