@@ -36,7 +36,7 @@
 //! assert_eq!(again.encode("a cube"), [3, 5]);
 //! ```
 
-pub mod base64;
+mod base64;
 mod normalizer;
 mod protobuf;
 mod sentencepiece;

@@ -71,7 +71,6 @@ struct TrainerSpec {
     model_type: i32,
     byte_fallback: bool,
     treat_whitespace_as_suffix: bool,
-    unk_id: i32,
     bos_id: i32,
     eos_id: i32,
     pad_id: i32,
@@ -84,7 +83,6 @@ impl Default for TrainerSpec {
             model_type: UNIGRAM,
             byte_fallback: false,
             treat_whitespace_as_suffix: false,
-            unk_id: 0,
             bos_id: 1,
             eos_id: 2,
             pad_id: -1,
@@ -198,7 +196,6 @@ fn parse_trainer(body: &[u8], base: usize, t: &mut TrainerSpec) -> Result<()> {
                 t.treat_whitespace_as_suffix = v.as_bool().unwrap_or(t.treat_whitespace_as_suffix)
             }
             35 => t.byte_fallback = v.as_bool().unwrap_or(t.byte_fallback),
-            40 => t.unk_id = v.as_i32().unwrap_or(t.unk_id),
             41 => t.bos_id = v.as_i32().unwrap_or(t.bos_id),
             42 => t.eos_id = v.as_i32().unwrap_or(t.eos_id),
             43 => t.pad_id = v.as_i32().unwrap_or(t.pad_id),
