@@ -14,6 +14,7 @@ use crate::cpu::{CpuBackend, Gemm};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::safetensors_io::{serialize, DType, OwnedTensor, SafetensorsFile};
+use crate::tokenizer::Tokenizer;
 use crate::weights::RandomParams;
 
 /// `__metadata__` key holding the config JSON.
@@ -79,6 +80,17 @@ impl<'a> Checkpoint<'a> {
     /// The tokenizer text stored with the model, if any.
     pub fn tokenizer(&self) -> Option<&str> {
         self.tokenizer.as_deref()
+    }
+
+    /// The stored tokenizer, parsed and checked against the config (see
+    /// [`Tokenizer::check_config`]); `None` when the file has none.
+    pub fn load_tokenizer(&self) -> Result<Option<Tokenizer>> {
+        let Some(json) = self.tokenizer() else {
+            return Ok(None);
+        };
+        let tokenizer = Tokenizer::from_metadata(json)?;
+        tokenizer.check_config(&self.config)?;
+        Ok(Some(tokenizer))
     }
 
     /// The parsed tensors.

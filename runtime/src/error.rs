@@ -72,6 +72,10 @@ pub enum Error {
     Io(String),
     /// The compute backend failed.
     Backend(String),
+    /// A tokenizer could not be loaded: a malformed SentencePiece `.model` (bad protobuf,
+    /// inconsistent pieces, broken normalization table), a bad word list, or bad
+    /// `cappa.tokenizer` metadata.
+    Tokenizer(String),
 }
 
 fn shape(s: &[usize]) -> ShapeFmt<'_> {
@@ -154,6 +158,7 @@ impl fmt::Display for Error {
             ),
             Error::Io(m) => write!(f, "I/O error: {m}"),
             Error::Backend(m) => write!(f, "backend error: {m}"),
+            Error::Tokenizer(m) => write!(f, "invalid tokenizer: {m}"),
         }
     }
 }

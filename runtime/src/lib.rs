@@ -15,6 +15,8 @@
 //!   paths), in the single-file form (config in `__metadata__`) or the folder form.
 //! * [`Model`] — encoder + decoder over a backend: logits in both modes, loss, greedy decoding
 //!   with a KV cache, one-shot parallel decoding, zero-shot scoring, GAP features.
+//! * [`Tokenizer`] — captions and prompts to ids and back: SentencePiece (exactly as the
+//!   reference library) or a word list.
 //!
 //! ```
 //! use cappa::{Backend, Checkpoint, Config, CpuBackend, HostTensor, Model, Mode, Tokens};
@@ -64,6 +66,7 @@ pub mod safetensors_io;
 pub mod scoring;
 pub mod tensor;
 mod threads;
+pub mod tokenizer;
 pub mod weights;
 
 pub use backend::{Backend, Mask};
@@ -79,3 +82,4 @@ pub use loss::LossOutput;
 pub use model::{Mode, Model};
 pub use safetensors_io::DType;
 pub use tensor::{HostTensor, Tokens};
+pub use tokenizer::Tokenizer;
