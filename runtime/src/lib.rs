@@ -63,7 +63,7 @@ pub mod tensor;
 mod threads;
 pub mod weights;
 
-pub use backend::{Backend, Mask};
+pub use backend::{Backend, Mask, Sampling};
 pub use checkpoint::Checkpoint;
 pub use config::{Config, PosEmb};
 pub use cpu::{CpuBackend, Gemm};
