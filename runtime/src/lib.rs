@@ -43,6 +43,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod backend;
+mod beam;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;
@@ -67,9 +68,12 @@ pub use backend::{Backend, Mask, Sampling};
 pub use checkpoint::Checkpoint;
 pub use config::{Config, PosEmb};
 pub use cpu::{CpuBackend, Gemm};
-pub use decoding::{Greedy, GreedyOutput};
+pub use decoding::{
+    Beam, Caption, Decode, DecodeOptions, Greedy, GreedyOutput, OnToken, Sample, TokenEvent,
+};
 pub use error::{Error, Result};
 pub use loss::LossOutput;
 pub use model::{Mode, Model};
 pub use safetensors_io::DType;
+pub use scoring::{Classification, Classify};
 pub use tensor::{HostTensor, Tokens};
