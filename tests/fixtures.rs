@@ -2,7 +2,9 @@
 //! tensor of `expected.safetensors`, for every fixture folder found, through both CPU GEMMs,
 //! the single-file form, and copies of the weights rounded to bf16 and f16.
 
-use cappa::{Checkpoint, CpuBackend, DType, Gemm, Greedy, HostTensor, Mode, Model, Tokens};
+use cappa::{
+    Checkpoint, Classify, CpuBackend, DType, Gemm, Greedy, HostTensor, Mode, Model, Tokens,
+};
 use cappa_tests::{as_i32, assert_close, fixture_dirs, Fixture, Tol};
 
 /// Tolerances for one way of loading the model.
@@ -248,6 +250,18 @@ fn check_all(fix: &Fixture, model: &Model<CpuBackend>, tol: Tolerances, label: &
         let cands = fix.tokens("zeroshot_candidates");
         let scores = model.score(&encoded, &cands).unwrap();
         close("zeroshot_scores", &scores, "zeroshot_scores", tol.losses);
+        // Candidates split over several decoder passes score the same.
+        let opts = Classify {
+            chunk: 3,
+            ..Classify::default()
+        };
+        let chunked = model.classify_tokens(&encoded, &cands, &opts).unwrap();
+        close(
+            "zeroshot_scores, chunks of 3",
+            &chunked.scores,
+            "zeroshot_scores",
+            tol.losses,
+        );
     }
 }
 

@@ -57,9 +57,9 @@ impl Group {
         }
     }
 
-    /// Adds a finished caption of `len` tokens (EOS counted), keeping the best `width`.
-    fn finish(&mut self, opts: &Beam, tokens: Vec<u32>, log_prob: f32, len: usize) {
-        let score = opts.score(log_prob, len);
+    /// Adds a finished caption (its EOS, if `eos`, not in `tokens`), keeping the best `width`.
+    fn finish(&mut self, opts: &Beam, tokens: Vec<u32>, log_prob: f32, eos: bool) {
+        let score = opts.score(log_prob, tokens.len() + usize::from(eos));
         // After every caption scoring at least as well: earlier finishers win ties.
         let at = self.finished.partition_point(|c| c.score >= score);
         if at < opts.width {
@@ -69,6 +69,7 @@ impl Group {
                     tokens,
                     log_prob,
                     score,
+                    eos,
                 },
             );
             self.finished.truncate(opts.width);
@@ -79,8 +80,7 @@ impl Group {
     fn finish_live(&mut self, opts: &Beam) {
         for h in core::mem::take(&mut self.live) {
             if h.log_prob > f32::NEG_INFINITY {
-                let len = h.tokens.len();
-                self.finish(opts, h.tokens, h.log_prob, len);
+                self.finish(opts, h.tokens, h.log_prob, false);
             }
         }
         self.done = true;
@@ -111,8 +111,7 @@ impl Group {
                 // An EOS ranked past `width` would not have survived as a beam either.
                 if rank < w {
                     let tokens = parent.tokens.clone();
-                    let len = tokens.len() + 1;
-                    self.finish(opts, tokens, s, len);
+                    self.finish(opts, tokens, s, true);
                 }
                 continue;
             }
@@ -255,5 +254,148 @@ impl<B: Backend> Model<B> {
             ids = be.upload_ids(&[next.len(), 1], &next)?;
         }
         Ok(results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hyp(tokens: &[u32], log_prob: f32) -> Hyp {
+        Hyp {
+            tokens: tokens.to_vec(),
+            log_prob,
+        }
+    }
+
+    fn group(live: Vec<Hyp>) -> Group {
+        Group {
+            image: 0,
+            live,
+            finished: Vec::new(),
+            done: false,
+        }
+    }
+
+    const EOS: u32 = 1;
+    const PAD: u32 = 0;
+
+    #[test]
+    fn eos_within_the_width_finishes_the_rest_continue() {
+        let opts = Beam {
+            width: 2,
+            length_penalty: 0.0,
+        };
+        let mut g = group(vec![hyp(&[3], -1.0), hyp(&[4], -2.0)]);
+        // V = 5; ids are beam·5 + token. The EOS ranked 2 (≥ width) is ignored.
+        let scores = [-1.1, -1.5, -2.2, -2.5];
+        let ids = [1, 2, 5 + 1, 5 + 3];
+        let next = g.advance(&opts, &scores, &ids, 5, EOS, PAD);
+        assert_eq!(next, [(0, 2), (1, 3)]);
+        let live: Vec<_> = g
+            .live
+            .iter()
+            .map(|h| (h.tokens.clone(), h.log_prob))
+            .collect();
+        assert_eq!(live, [(vec![3, 2], -1.5), (vec![4, 3], -2.5)]);
+        assert_eq!(g.finished.len(), 1);
+        let c = &g.finished[0];
+        assert_eq!(
+            (&c.tokens[..], c.log_prob, c.score, c.eos),
+            (&[3][..], -1.1, -1.1, true)
+        );
+    }
+
+    #[test]
+    fn missing_candidates_leave_empty_beams() {
+        let opts = Beam {
+            width: 3,
+            length_penalty: 0.0,
+        };
+        let mut g = group(vec![
+            hyp(&[], 0.0),
+            hyp(&[], f32::NEG_INFINITY),
+            hyp(&[], f32::NEG_INFINITY),
+        ]);
+        let inf = f32::NEG_INFINITY;
+        let next = g.advance(
+            &opts,
+            &[-0.5, -0.9, inf, inf, inf, inf],
+            &[1, 0, 2, 3, 4, 5],
+            2,
+            EOS,
+            PAD,
+        );
+        assert_eq!(next, [(0, 0), (0, PAD), (0, PAD)]);
+        assert_eq!(g.live[0].tokens, [0]);
+        assert_eq!(g.live[1].log_prob, inf);
+        // The EOS candidate ranked first finished as the empty caption.
+        assert_eq!((g.finished[0].tokens.len(), g.finished[0].eos), (0, true));
+        g.finish_live(&opts);
+        assert_eq!(g.finished.len(), 2, "empty beams never finish");
+        assert!(g.done);
+    }
+
+    #[test]
+    fn finished_keeps_the_best_width_earlier_first_on_ties() {
+        let opts = Beam {
+            width: 2,
+            length_penalty: 1.0,
+        };
+        let mut g = group(Vec::new());
+        g.finish(&opts, vec![5], -2.0, true); // len 2: −2 / (7/6)
+        g.finish(&opts, vec![6, 7, 8], -2.0, false); // len 3: −2 / (8/6), better
+        g.finish(&opts, vec![9], -2.0, true); // ties the first, comes after it: dropped
+        let got: Vec<_> = g.finished.iter().map(|c| c.tokens.clone()).collect();
+        assert_eq!(got, [vec![6, 7, 8], vec![5]]);
+        assert_eq!(g.finished[1].score, -2.0 / (7.0 / 6.0));
+    }
+
+    #[test]
+    fn settled_only_when_no_live_hypothesis_can_catch_up() {
+        let finished = |scores: &[f32]| {
+            scores
+                .iter()
+                .map(|&s| Caption {
+                    tokens: Vec::new(),
+                    log_prob: s,
+                    score: s,
+                    eos: true,
+                })
+                .collect::<Vec<_>>()
+        };
+        let a0 = Beam {
+            width: 2,
+            length_penalty: 0.0,
+        };
+        let mut g = group(vec![hyp(&[3, 3], -2.9), hyp(&[], f32::NEG_INFINITY)]);
+        g.finished = finished(&[-1.0, -3.0]);
+        assert!(!g.settled(&a0, 2, 6), "−2.9 may still beat −3");
+        g.live[0].log_prob = -3.0;
+        assert!(g.settled(&a0, 2, 6));
+        g.finished.pop();
+        assert!(!g.settled(&a0, 2, 6), "fewer than width finished");
+        g.live[0].log_prob = f32::NEG_INFINITY;
+        assert!(g.settled(&a0, 2, 6), "nothing live");
+
+        // With α = 1 a live −2 after 2 tokens may reach −2 / (15/6) = −0.8 at length 10.
+        let a1 = Beam {
+            width: 2,
+            length_penalty: 1.0,
+        };
+        let mut g = group(vec![hyp(&[3, 3], -2.0), hyp(&[4, 4], -2.5)]);
+        g.finished = finished(&[-0.5, -1.0]);
+        assert!(!g.settled(&a1, 2, 10));
+        // At most one more token: −2 / (8/6) = −1.5 cannot reach −1.
+        assert!(g.settled(&a1, 2, 3));
+        // α < 0 favours the shortest continuation.
+        let neg = Beam {
+            width: 2,
+            length_penalty: -1.0,
+        };
+        g.finished = finished(&[-0.5, -2.0 * 8.0 / 6.0]);
+        assert!(g.settled(&neg, 2, 10));
+        g.finished[1].score -= 0.01;
+        assert!(!g.settled(&neg, 2, 10));
     }
 }

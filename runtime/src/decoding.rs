@@ -123,7 +123,8 @@ impl Beam {
 
     /// Checks the options for a vocabulary of `vocab` tokens.
     pub(crate) fn check(&self, vocab: usize) -> Result<()> {
-        if self.width == 0 || self.width as u64 * vocab as u64 > u32::MAX as u64 {
+        let candidates = (self.width as u64).checked_mul(vocab as u64);
+        if self.width == 0 || candidates.is_none_or(|c| c > u32::MAX as u64) {
             return Err(Error::InvalidInput(format!(
                 "beam width {} must be at least 1 (and width × vocabulary below 2^32)",
                 self.width
@@ -171,6 +172,9 @@ pub struct Caption {
     pub log_prob: f32,
     /// The value captions are ranked by: [`Beam::score`] for beam search, else `log_prob`.
     pub score: f32,
+    /// Whether the caption ended with EOS; if not, it reached `max_len` or was stopped by the
+    /// [`OnToken`] callback.
+    pub eos: bool,
 }
 
 /// A token added to a caption while decoding (see [`OnToken`]).
@@ -202,6 +206,8 @@ enum Pick {
 struct Run {
     tokens: Vec<Vec<u32>>,
     log_probs: Vec<f32>,
+    /// Per row: ended with EOS.
+    eos: Vec<bool>,
     logits: Option<HostTensor>,
 }
 
@@ -232,11 +238,13 @@ impl<B: Backend> Model<B> {
             .tokens
             .into_iter()
             .zip(run.log_probs)
-            .map(|(tokens, log_prob)| {
+            .zip(run.eos)
+            .map(|((tokens, log_prob), eos)| {
                 vec![Caption {
                     tokens,
                     log_prob,
                     score: log_prob,
+                    eos,
                 }]
             })
             .collect())
@@ -295,6 +303,7 @@ impl<B: Backend> Model<B> {
         // Positions whose log-probability counts: the caption's tokens and its EOS.
         let mut counted = vec![0usize; batch];
         let mut done = vec![false; batch];
+        let mut eos = vec![false; batch];
         let mut step_logits = Vec::new();
         for step in 0..steps {
             let logits = self.decoder().step(be, &mut cache, &ids)?;
@@ -313,7 +322,7 @@ impl<B: Backend> Model<B> {
                 }
                 counted[b] += 1;
                 if stop_at_eos && t == cfg.eos_id {
-                    done[b] = true;
+                    (done[b], eos[b]) = (true, true);
                     continue;
                 }
                 tokens[b].push(t);
@@ -346,6 +355,7 @@ impl<B: Backend> Model<B> {
         Ok(Run {
             tokens,
             log_probs,
+            eos,
             logits,
         })
     }
@@ -399,9 +409,11 @@ impl<B: Backend> Model<B> {
         for (b, (row, nll)) in best.chunks(l).zip(nll.data().chunks(l)).enumerate() {
             let mut tokens = Vec::new();
             let mut counted = 0;
+            let mut ended = false;
             for &t in &row[..steps] {
                 counted += 1;
                 if t == eos {
+                    ended = true;
                     break;
                 }
                 tokens.push(t);
@@ -420,6 +432,7 @@ impl<B: Backend> Model<B> {
                 tokens,
                 log_prob,
                 score: log_prob,
+                eos: ended,
             }]);
         }
         Ok(out)

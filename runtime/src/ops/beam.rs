@@ -53,7 +53,7 @@ pub fn dims(logits: &[usize], beam_scores: &[usize], groups: usize, k: usize) ->
         return Err(err("groups must divide the number of rows"));
     }
     let width = rows / groups;
-    let candidates = width as u64 * vocab as u64;
+    let candidates = (width as u64).saturating_mul(vocab as u64);
     if candidates > u32::MAX as u64 {
         return Err(err("a group has more than u32::MAX candidates"));
     }
