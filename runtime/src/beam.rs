@@ -1,12 +1,13 @@
 //! Beam search over the KV-cache decoder (the rules are on [`Beam`]).
 //!
 //! All images decode in one batch of `images × width` rows. Each image's cross-attention keys
-//! and values are computed once and repeated for its beams by [`KvCache::select`]. Per step
+//! and values are computed once and repeated for its beams ([`CrossKv::select`]). Per step
 //! the device ranks every continuation ([`Backend::beam_candidates`]) and the host reads back
 //! the `2·width` best per image (ids and scores) to keep finished hypotheses aside; the self
 //! attention cache then follows the surviving beams' parents ([`KvCache::reorder`]), and images
-//! that are done leave the batch.
+//! that are done leave the batch ([`KvCache::select`]).
 //!
+//! [`CrossKv::select`]: crate::decoder::CrossKv::select
 //! [`KvCache::select`]: crate::decoder::KvCache::select
 //! [`KvCache::reorder`]: crate::decoder::KvCache::reorder
 
@@ -171,11 +172,12 @@ impl<B: Backend> Model<B> {
         // Twice the width: even if `width` of them end in EOS, `width` remain to continue.
         let k = (2 * w).min(w * v);
 
-        let mut cache = self.decoder().start(be, encoded)?;
         let repeat: Vec<u32> = (0..batch as u32)
             .flat_map(|b| core::iter::repeat_n(b, w))
             .collect();
-        cache.select(be, &be.upload_ids(&[repeat.len()], &repeat)?)?;
+        let cross = self.decoder().cross_kv(be, encoded)?;
+        let cross = cross.select(be, &be.upload_ids(&[repeat.len()], &repeat)?)?;
+        let mut cache = self.decoder().start_cross(be, cross)?;
         let mut groups: Vec<Group> = (0..batch).map(|b| Group::new(b, w)).collect();
         let mut results = vec![Vec::new(); batch];
         let mut ids = be.upload_ids(&[batch * w, 1], &vec![cfg.bos_id; batch * w])?;
@@ -213,14 +215,15 @@ impl<B: Backend> Model<B> {
                     group.finish_live(opts);
                 } else if group.settled(opts, step + 1, steps) {
                     group.done = true;
-                } else if let (Some(f), Some(best)) = (on_token.as_mut(), group.live.first()) {
-                    let token = *best.tokens.last().unwrap_or(&cfg.pad_id);
+                } else if let Some(f) = on_token.as_mut() {
+                    // Not settled, so the first (best) beam is alive and holds a token.
+                    let best = &group.live[0];
                     let event = TokenEvent {
                         image: group.image,
-                        token,
+                        token: *best.tokens.last().unwrap_or(&cfg.pad_id),
                         tokens: &best.tokens,
                     };
-                    if best.log_prob > f32::NEG_INFINITY && !f(event) {
+                    if !f(event) {
                         group.finish_live(opts);
                     }
                 }

@@ -121,8 +121,8 @@ impl<B: Backend> KvCache<B> {
     }
 
     /// Keeps the rows picked by `index` of every cached tensor, cross-attention included; the
-    /// batch becomes the number of indices. Used to repeat each image once per beam, and to
-    /// drop the rows of images that are done.
+    /// batch becomes the number of indices. Beam search uses it to drop the rows of images that
+    /// are done (while following the parents of the others).
     pub fn select(&mut self, be: &B, index: &B::Ids) -> Result<()> {
         let cross = self.cross.select(be, index)?;
         let own = gather_pairs(be, &self.own, index)?;

@@ -13,11 +13,18 @@
 //! * [`Config`] — every hyperparameter, named as in the reference configs.
 //! * [`Checkpoint`] — a parsed `.safetensors` file (tensor names are the reference's parameter
 //!   paths), in the single-file form (config in `__metadata__`) or the folder form.
-//! * [`Model`] — encoder + decoder over a backend: logits in both modes, loss, greedy decoding
-//!   with a KV cache, one-shot parallel decoding, zero-shot scoring, GAP features.
+//! * [`Model`] — encoder + decoder over a backend: logits in both modes, loss, captions
+//!   ([`Model::caption_tokens`]: greedy, beam search and sampling with a KV cache, one-shot
+//!   parallel decoding, with a streaming callback), zero-shot classification
+//!   ([`Model::classify_tokens`]), GAP features.
+//! * [`Backend`] — the ops, token choice included ([`Backend::sample`],
+//!   [`Backend::beam_candidates`]), so a GPU reads back only the chosen ids while decoding.
 //!
 //! ```
-//! use cappa::{Backend, Checkpoint, Config, CpuBackend, HostTensor, Model, Mode, Tokens};
+//! use cappa::{
+//!     Backend, Beam, Checkpoint, Classify, Config, CpuBackend, Decode, DecodeOptions, HostTensor,
+//!     Model, Mode, Tokens,
+//! };
 //!
 //! // A tiny random model, built in memory (real models load from a file).
 //! let config = Config::tiny_for_tests();
@@ -31,6 +38,15 @@
 //! let tokens = Tokens::new(vec![3, 4, 1, 0], 1, 4).unwrap();
 //! let logits = model.logits(&encoded, &tokens, Mode::Cap).unwrap();
 //! assert_eq!(model.backend().download(&logits).unwrap().shape(), &[1, 4, config.vocab_size]);
+//!
+//! // Three captions by beam search, best first, each with its log-probability.
+//! let beam = Decode::Beam(Beam { width: 3, ..Beam::default() });
+//! let captions = model.caption_tokens(&encoded, &beam, &DecodeOptions::default(), None).unwrap();
+//! assert_eq!(captions[0].len(), 3);
+//! // Zero-shot: which of two captions fits the image better.
+//! let candidates = Tokens::new(vec![3, 1, 0, 4, 5, 1], 2, 3).unwrap();
+//! let result = model.classify_tokens(&encoded, &candidates, &Classify::default()).unwrap();
+//! assert_eq!(result.probabilities.shape(), &[1, 2]);
 //! ```
 //!
 //! Features: `std` (default) adds file loading, threads and a fast GEMM to the CPU backend.

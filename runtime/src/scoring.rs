@@ -21,7 +21,8 @@ use crate::tensor::{HostTensor, Tokens};
 /// Options of [`Model::classify_tokens`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classify {
-    /// Tokens put before every candidate (no EOS after them); empty by default.
+    /// Tokens put before every candidate (no EOS after them); empty by default. Their
+    /// log-probabilities count, except at PAD ids, as in the reference.
     pub prompt: Vec<u32>,
     /// Candidates scored per decoder pass (each pass runs `images × chunk` rows); default 16.
     pub chunk: usize,
