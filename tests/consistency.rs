@@ -4,66 +4,9 @@
 //! Cap/Pa batches agree with single-mode ones, batch rows are independent, and scoring agrees
 //! with the loss.
 
-use cappa::{
-    Backend, Checkpoint, Config, CpuBackend, Gemm, Greedy, HostTensor, Mode, Model, PosEmb, Tokens,
-};
+use cappa::{Backend, Checkpoint, CpuBackend, Gemm, Greedy, HostTensor, Mode, Model, Tokens};
+use cappa_tests::random::{captions, configs, images, model};
 use cappa_tests::{assert_close_slice, Tol};
-
-fn configs() -> Vec<Config> {
-    let base = Config::tiny_for_tests();
-    let mut with_bias = base.clone();
-    with_bias.decoder_bias = true;
-    with_bias.dec_depth = 2;
-    let mut sincos = base.clone();
-    sincos.posemb_type = PosEmb::Sincos2d;
-    sincos.image_size = 24;
-    let mut wide = base.clone();
-    wide.enc_width = 24;
-    wide.enc_heads = 3;
-    wide.enc_mlp = 40;
-    wide.dec_heads = 4;
-    wide.max_len = 9;
-    wide.patch_size = 4;
-    let mut cap_only = base.clone();
-    cap_only.masked_pred_prob = 0.0;
-    vec![base, with_bias, sincos, wide, cap_only]
-}
-
-fn images(cfg: &Config, batch: usize, seed: u64) -> HostTensor {
-    let mut rng = cappa::rng::Rng::new(seed);
-    let n = batch * cfg.image_size * cfg.image_size * cfg.in_channels;
-    let data = (0..n).map(|_| rng.uniform() * 2.0 - 1.0).collect();
-    HostTensor::new(
-        &[batch, cfg.image_size, cfg.image_size, cfg.in_channels],
-        data,
-    )
-    .unwrap()
-}
-
-fn captions(cfg: &Config, batch: usize, seed: u64) -> Tokens {
-    let mut rng = cappa::rng::Rng::new(seed);
-    let l = cfg.max_len;
-    let mut ids = Vec::new();
-    for b in 0..batch {
-        let content = 1 + (b + seed as usize) % (l - 1);
-        for i in 0..l {
-            ids.push(match i {
-                i if i < content => 2 + (rng.next_u64() % (cfg.vocab_size as u64 - 2)) as u32,
-                i if i == content => cfg.eos_id,
-                _ => cfg.pad_id,
-            });
-        }
-    }
-    Tokens::new(ids, batch, l).unwrap()
-}
-
-fn model(cfg: &Config, gemm: Gemm) -> Model {
-    Model::new(
-        &Checkpoint::random(cfg, 11).unwrap(),
-        CpuBackend::with_gemm(gemm),
-    )
-    .unwrap()
-}
 
 #[test]
 fn kv_cache_greedy_equals_full_recompute() {

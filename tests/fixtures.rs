@@ -3,7 +3,7 @@
 //! the single-file form, and copies of the weights rounded to bf16 and f16.
 
 use cappa::{
-    Backend, Checkpoint, CpuBackend, DType, Gemm, Greedy, HostTensor, Mode, Model, Tokens,
+    Backend, Checkpoint, Classify, CpuBackend, DType, Gemm, Greedy, HostTensor, Mode, Model, Tokens,
 };
 use cappa_tests::{as_i32, assert_close, fixture_dirs, Fixture, Tol};
 
@@ -250,6 +250,18 @@ fn check_all<B: Backend>(fix: &Fixture, model: &Model<B>, tol: Tolerances, label
         let cands = fix.tokens("zeroshot_candidates");
         let scores = model.score(&encoded, &cands).unwrap();
         close("zeroshot_scores", &scores, "zeroshot_scores", tol.losses);
+        // Candidates split over several decoder passes score the same.
+        let opts = Classify {
+            chunk: 3,
+            ..Classify::default()
+        };
+        let chunked = model.classify_tokens(&encoded, &cands, &opts).unwrap();
+        close(
+            "zeroshot_scores, chunks of 3",
+            &chunked.scores,
+            "zeroshot_scores",
+            tol.losses,
+        );
     }
 }
 

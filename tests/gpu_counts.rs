@@ -1,6 +1,6 @@
 //! What the wgpu backend does per pass, counted by the backend itself: one submission per
-//! forward pass (or decoding step), reading back only what was asked for, and no new buffers
-//! once a pass has been run once.
+//! forward pass (or decoding step), reading back only what was asked for (while decoding: each
+//! step's chosen ids and their log-probabilities), and no new buffers once a pass has been run.
 
 #![cfg(feature = "gpu")]
 
@@ -51,7 +51,7 @@ fn one_submit_per_forward_and_no_new_buffers_when_warm() {
 }
 
 #[test]
-fn greedy_submits_once_per_step_and_reads_only_ids() {
+fn greedy_submits_once_per_step_and_reads_only_ids_and_log_probs() {
     let Some(g) = gpu_with(GpuOptions::default()) else {
         return;
     };
@@ -75,11 +75,15 @@ fn greedy_submits_once_per_step_and_reads_only_ids() {
         steps,
         "one submission per decoding step"
     );
-    assert_eq!(after.readbacks - before.readbacks, steps);
+    assert_eq!(
+        after.readbacks - before.readbacks,
+        2 * steps,
+        "two small reads per submission"
+    );
     assert_eq!(
         after.bytes_read - before.bytes_read,
-        steps * batch * 4,
-        "only the chosen ids come back"
+        steps * batch * 8,
+        "only the chosen ids and their log-probabilities come back, never logits"
     );
     assert_eq!(
         after.buffers_created, before.buffers_created,

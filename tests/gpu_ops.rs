@@ -565,3 +565,160 @@ fn log_softmax_argmax_cross_entropy() {
         }
     }
 }
+
+#[derive(Debug)]
+struct SampleCase {
+    rows: usize,
+    v: usize,
+    sampling: cappa::Sampling,
+    seed: u64,
+}
+
+impl Case for SampleCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let x = be.upload(&random(&[self.rows, self.v], 17))?;
+        let mut out = Vec::new();
+        for step in 0..8 {
+            let ids = be.download_ids(&be.sample(&x, self.sampling, self.seed, step)?)?;
+            out.extend(ids.iter().map(|&i| i as f32));
+        }
+        HostTensor::new(&[out.len()], out)
+    }
+
+    fn tol(&self) -> Tol {
+        Tol { abs: 0.0, rel: 0.0 }
+    }
+}
+
+#[test]
+fn sampling_draws_the_same_tokens_as_the_cpu() {
+    let g = match gpu() {
+        Some(g) => g,
+        None => return,
+    };
+    let s = |temperature, top_k, top_p| cappa::Sampling {
+        temperature,
+        top_k,
+        top_p,
+    };
+    for &(rows, v) in &[(1, 1), (3, 12), (4, 50), (2, 256)] {
+        for sampling in [
+            s(0.0, 0, 1.0),
+            s(1.0, 0, 1.0),
+            s(0.7, 5, 1.0),
+            s(1.3, 0, 0.9),
+            s(1.0, 3, 0.5),
+            s(2.0, 1, 1.0),
+        ] {
+            compare(
+                &g,
+                &SampleCase {
+                    rows,
+                    v,
+                    sampling,
+                    seed: 7 + v as u64,
+                },
+            );
+        }
+    }
+}
+
+#[derive(Debug)]
+struct BeamCase {
+    groups: usize,
+    width: usize,
+    v: usize,
+    k: usize,
+    ids: bool,
+}
+
+impl Case for BeamCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let rows = self.groups * self.width;
+        let logits = be.upload(&random(&[rows, self.v], 18))?;
+        let scores = be.upload(&random(&[rows], 19))?;
+        let (s, ids) = be.beam_candidates(&logits, &scores, self.groups, self.k)?;
+        if self.ids {
+            let ids = be.download_ids(&ids)?;
+            return HostTensor::new(&[ids.len()], ids.iter().map(|&i| i as f32).collect());
+        }
+        be.download(&s)
+    }
+
+    fn tol(&self) -> Tol {
+        if self.ids {
+            Tol { abs: 0.0, rel: 0.0 }
+        } else {
+            Tol::KERNEL
+        }
+    }
+}
+
+#[test]
+fn beam_candidates_rank_as_the_cpu() {
+    let g = match gpu() {
+        Some(g) => g,
+        None => return,
+    };
+    for &(groups, width, v, k) in &[(1, 1, 1, 1), (2, 3, 5, 6), (3, 4, 50, 8), (1, 2, 1000, 4)] {
+        for ids in [false, true] {
+            compare(
+                &g,
+                &BeamCase {
+                    groups,
+                    width,
+                    v,
+                    k,
+                    ids,
+                },
+            );
+        }
+    }
+}
+
+#[derive(Debug)]
+struct GatherCase {
+    shape: Vec<usize>,
+    index: Vec<u32>,
+}
+
+impl Case for GatherCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let x = be.upload(&random(&self.shape, 20))?;
+        let idx = be.upload_ids(&[self.index.len()], &self.index)?;
+        be.download(&be.gather_batch(&x, &idx)?)
+    }
+
+    fn tol(&self) -> Tol {
+        Tol { abs: 0.0, rel: 0.0 }
+    }
+}
+
+#[test]
+fn gather_batch_rows() {
+    let g = match gpu() {
+        Some(g) => g,
+        None => return,
+    };
+    compare(
+        &g,
+        &GatherCase {
+            shape: vec![3, 5, 7],
+            index: vec![2, 0, 0, 1, 2],
+        },
+    );
+    compare(
+        &g,
+        &GatherCase {
+            shape: vec![1, 4],
+            index: vec![0, 0, 0],
+        },
+    );
+    compare(
+        &g,
+        &GatherCase {
+            shape: vec![6],
+            index: vec![5, 1],
+        },
+    );
+}

@@ -191,3 +191,78 @@ fn no_gpu(reason: &str) -> Option<cappa::GpuBackend> {
     eprintln!("skipping GPU test: no GPU adapter ({reason})");
     None
 }
+
+/// Random models and inputs of several shapes, for properties that hold for any configuration.
+pub mod random {
+    use cappa::{Checkpoint, Config, CpuBackend, Gemm, HostTensor, Model, PosEmb, Tokens};
+
+    /// Tiny configs covering decoder biases on and off, sin-cos position tables, encoder and
+    /// decoder of different widths, and a Cap-only checkpoint.
+    pub fn configs() -> Vec<Config> {
+        let base = Config::tiny_for_tests();
+        let mut with_bias = base.clone();
+        with_bias.decoder_bias = true;
+        with_bias.dec_depth = 2;
+        let mut sincos = base.clone();
+        sincos.posemb_type = PosEmb::Sincos2d;
+        sincos.image_size = 24;
+        let mut wide = base.clone();
+        wide.enc_width = 24;
+        wide.enc_heads = 3;
+        wide.enc_mlp = 40;
+        wide.dec_heads = 4;
+        wide.max_len = 9;
+        wide.patch_size = 4;
+        let mut cap_only = base.clone();
+        cap_only.masked_pred_prob = 0.0;
+        let mut all = vec![base, with_bias, sincos, wide, cap_only];
+        // Named, so that a failure says which one.
+        for (cfg, name) in all
+            .iter_mut()
+            .zip(["base", "bias", "sincos", "wide", "cap-only"])
+        {
+            cfg.name = format!("tiny-{name}");
+        }
+        all
+    }
+
+    /// `batch` images with values uniform in [-1, 1).
+    pub fn images(cfg: &Config, batch: usize, seed: u64) -> HostTensor {
+        let mut rng = cappa::rng::Rng::new(seed);
+        let n = batch * cfg.image_size * cfg.image_size * cfg.in_channels;
+        let data = (0..n).map(|_| rng.uniform() * 2.0 - 1.0).collect();
+        HostTensor::new(
+            &[batch, cfg.image_size, cfg.image_size, cfg.in_channels],
+            data,
+        )
+        .unwrap()
+    }
+
+    /// `batch` captions of `max_len` ids: content ids (never PAD or EOS), EOS, PAD, with
+    /// content lengths cycling through `1..max_len`.
+    pub fn captions(cfg: &Config, batch: usize, seed: u64) -> Tokens {
+        let mut rng = cappa::rng::Rng::new(seed);
+        let l = cfg.max_len;
+        let mut ids = Vec::new();
+        for b in 0..batch {
+            let content = 1 + (b + seed as usize) % (l - 1);
+            for i in 0..l {
+                ids.push(match i {
+                    i if i < content => 2 + (rng.next_u64() % (cfg.vocab_size as u64 - 2)) as u32,
+                    i if i == content => cfg.eos_id,
+                    _ => cfg.pad_id,
+                });
+            }
+        }
+        Tokens::new(ids, batch, l).unwrap()
+    }
+
+    /// A random model of `cfg` on the CPU with `gemm`.
+    pub fn model(cfg: &Config, gemm: Gemm) -> Model {
+        Model::new(
+            &Checkpoint::random(cfg, 11).unwrap(),
+            CpuBackend::with_gemm(gemm),
+        )
+        .unwrap()
+    }
+}

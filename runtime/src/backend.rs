@@ -72,6 +72,31 @@ pub struct Attention<'a> {
     pub mask: Mask<'a>,
 }
 
+/// How [`Backend::sample`] draws a token from a row of logits. The exact semantics (which a GPU
+/// kernel reproduces) are in [`crate::ops::sample`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// Divides the logits; `0` picks the argmax (first maximum). Must be finite and `≥ 0`.
+    pub temperature: f32,
+    /// Keep only the tokens whose value is at least the `top_k`-th largest (ties kept);
+    /// `0`, or any value `≥ V`, keeps every token.
+    pub top_k: usize,
+    /// Nucleus sampling: keep the smallest set of most probable tokens (ties kept) holding at
+    /// least this fraction of the probability mass. In `(0, 1]`; `1` keeps every token.
+    pub top_p: f32,
+}
+
+impl Default for Sampling {
+    /// Plain sampling from the model's distribution: temperature 1, no top-k, no top-p.
+    fn default() -> Self {
+        Sampling {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+        }
+    }
+}
+
 /// A compute backend: device tensors and the ops of a CapPa forward pass.
 ///
 /// Tensors are row-major with a shape; the last axis is the feature axis. Token ids live in
@@ -95,6 +120,15 @@ pub trait Backend {
     }
     /// Copies a tensor back to the host.
     fn download(&self, t: &Self::Tensor) -> Result<HostTensor>;
+    /// Copies a tensor and token ids back together; a device backend does it in one round trip
+    /// (decoding reads each step's chosen ids with their log-probabilities).
+    fn download_with_ids(
+        &self,
+        t: &Self::Tensor,
+        ids: &Self::Ids,
+    ) -> Result<(HostTensor, Vec<u32>)> {
+        Ok((self.download(t)?, self.download_ids(ids)?))
+    }
     /// Copies token ids to the device.
     fn upload_ids(&self, shape: &[usize], ids: &[u32]) -> Result<Self::Ids>;
     /// Copies token ids back to the host.
@@ -147,6 +181,37 @@ pub trait Backend {
     fn log_softmax(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// Index of the largest value over the last axis (the first one on ties).
     fn argmax(&self, x: &Self::Tensor) -> Result<Self::Ids>;
+    /// One token drawn per row of `logits` (`[N, V]` or `[N, 1, V]`), giving ids `[N]` or
+    /// `[N, 1]`: temperature, then top-k, then top-p filtering, then a draw from the counter-based
+    /// uniform number of `(seed, row, step)`; `temperature == 0` is [`Backend::argmax`]. The
+    /// exact rules, which every backend follows, are in [`crate::ops::sample`]. Errors: a shape
+    /// other than those two, a temperature that is negative or not finite, `top_p` outside
+    /// `(0, 1]`.
+    fn sample(
+        &self,
+        logits: &Self::Tensor,
+        op: Sampling,
+        seed: u64,
+        step: u32,
+    ) -> Result<Self::Ids>;
+    /// One beam-search step for `groups` groups of `W` beams (see [`crate::ops::beam`]): every
+    /// continuation `(w, t)` of a group scores `beam_scores[row] + log_softmax(logits[row])[t]`
+    /// (`row = g·W + w`); per group, the best `k` of its `W·V` continuations, best first, equal
+    /// scores by lower index. `logits` is `[G·W, V]` or `[G·W, 1, V]`, `beam_scores` `[G·W]`;
+    /// returns scores `[G, k]` and ids `[G, k]` (`w·V + t`). Errors: mismatched shapes, `groups`
+    /// not dividing the rows, `k` outside `1..=W·V`.
+    fn beam_candidates(
+        &self,
+        logits: &Self::Tensor,
+        beam_scores: &Self::Tensor,
+        groups: usize,
+        k: usize,
+    ) -> Result<(Self::Tensor, Self::Ids)>;
+    /// Rows of axis 0 picked by `index`: `x [N, ..]`, `index` `M` ids (any shape, read flat)
+    /// → `[M, ..]` with `out[i] = x[index[i]]` (see [`crate::ops::gather`]). An index `≥ N` is
+    /// an error where the backend can see it without a device round trip (the CPU always); a
+    /// device backend must then at least never read out of bounds.
+    fn gather_batch(&self, x: &Self::Tensor, index: &Self::Ids) -> Result<Self::Tensor>;
     /// Per-row softmax cross-entropy of `logits [.., V]` against `targets [..]` with label
     /// smoothing (see [`crate::ops::cross_entropy`]); returns `[..]`.
     fn cross_entropy(

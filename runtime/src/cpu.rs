@@ -5,7 +5,7 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::backend::{Attention, Backend, Matmul};
+use crate::backend::{Attention, Backend, Matmul, Sampling};
 use crate::error::Result;
 pub use crate::ops::matmul::Gemm;
 use crate::ops::{self, shape_error};
@@ -238,6 +238,41 @@ impl Backend for CpuBackend {
             shape: x.shape[..x.shape.len() - 1].to_vec(),
             data: ops::softmax::cpu_argmax(&x.data, v),
         })
+    }
+
+    fn sample(&self, logits: &CpuTensor, op: Sampling, seed: u64, step: u32) -> Result<CpuIds> {
+        let (_, v, shape) = ops::sample::check(&logits.shape)?;
+        ops::sample::check_op(&op)?;
+        Ok(CpuIds {
+            shape,
+            data: ops::sample::cpu(&logits.data, v, &op, seed, step),
+        })
+    }
+
+    fn beam_candidates(
+        &self,
+        logits: &CpuTensor,
+        beam_scores: &CpuTensor,
+        groups: usize,
+        k: usize,
+    ) -> Result<(CpuTensor, CpuIds)> {
+        let d = ops::beam::dims(&logits.shape, &beam_scores.shape, groups, k)?;
+        let (scores, ids) = ops::beam::cpu(&logits.data, &beam_scores.data, d);
+        let shape = alloc::vec![groups, k];
+        Ok((
+            CpuTensor::new(shape.clone(), scores),
+            CpuIds { shape, data: ids },
+        ))
+    }
+
+    fn gather_batch(&self, x: &CpuTensor, index: &CpuIds) -> Result<CpuTensor> {
+        let shape = ops::gather::check(&x.shape, &index.shape)?;
+        ops::gather::check_index(&index.data, x.shape[0])?;
+        let row_len = numel(&x.shape[1..]);
+        Ok(CpuTensor::new(
+            shape,
+            ops::gather::cpu(&x.data, row_len, &index.data),
+        ))
     }
 
     fn cross_entropy(

@@ -68,12 +68,40 @@ impl<B: Backend> DecoderBlock<B> {
     }
 }
 
+/// Every block's cross-attention keys and values `[B, patches, D]` for a batch of encoded
+/// images: computed once per image, shared by all decoding steps, and gathered (not recomputed)
+/// when an image's rows are repeated for beams or candidate captions.
+#[derive(Debug, Clone)]
+pub struct CrossKv<B: Backend> {
+    kv: Vec<(B::Tensor, B::Tensor)>,
+    batch: usize,
+}
+
+impl<B: Backend> CrossKv<B> {
+    /// Rows (images, or image copies).
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Rows picked by `index` (see [`Backend::gather_batch`]), e.g. each image repeated once
+    /// per beam.
+    pub fn select(&self, be: &B, index: &B::Ids) -> Result<Self> {
+        let kv = self
+            .kv
+            .iter()
+            .map(|(k, v)| Ok((be.gather_batch(k, index)?, be.gather_batch(v, index)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let batch = kv.first().map_or(0, |(k, _)| be.shape(k)[0]);
+        Ok(CrossKv { kv, batch })
+    }
+}
+
 /// Self-attention keys/values of every generated position and the cross-attention keys/values
 /// of the image, for autoregressive decoding.
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
-    /// Per block: cross-attention (keys, values) `[B, patches, D]`, computed once per image.
-    cross: Vec<(B::Tensor, B::Tensor)>,
+    /// Per block: cross-attention (keys, values), computed once per image.
+    cross: CrossKv<B>,
     /// Per block: self-attention (keys, values) `[B, max_len, D]`, filled one row per step.
     own: Vec<(B::Tensor, B::Tensor)>,
     /// Positions decoded so far.
@@ -91,6 +119,48 @@ impl<B: Backend> KvCache<B> {
     pub fn batch(&self) -> usize {
         self.batch
     }
+
+    /// Keeps the rows picked by `index` of every cached tensor, cross-attention included; the
+    /// batch becomes the number of indices. Beam search uses it to drop the rows of images that
+    /// are done (while following the parents of the others).
+    pub fn select(&mut self, be: &B, index: &B::Ids) -> Result<()> {
+        let cross = self.cross.select(be, index)?;
+        let own = gather_pairs(be, &self.own, index)?;
+        self.batch = cross.batch;
+        self.cross = cross;
+        self.own = own;
+        Ok(())
+    }
+
+    /// Reorders the self-attention keys and values by parent: row `i` continues the history of
+    /// row `parents[i]` (beam search). `parents` must hold `batch` ids, and each parent must
+    /// attend to the same image as the row it replaces (true within a beam group): the
+    /// cross-attention keys and values are left as they are, which saves copying them every
+    /// step. Use [`KvCache::select`] for any other reordering.
+    pub fn reorder(&mut self, be: &B, parents: &B::Ids) -> Result<()> {
+        let own = gather_pairs(be, &self.own, parents)?;
+        let rows = own.first().map_or(self.batch, |(k, _)| be.shape(k)[0]);
+        if rows != self.batch {
+            return Err(Error::InvalidInput(format!(
+                "reorder: {rows} parents for a cache of {} rows",
+                self.batch
+            )));
+        }
+        self.own = own;
+        Ok(())
+    }
+}
+
+/// Both tensors of every pair gathered by `index`.
+fn gather_pairs<B: Backend>(
+    be: &B,
+    pairs: &[(B::Tensor, B::Tensor)],
+    index: &B::Ids,
+) -> Result<Vec<(B::Tensor, B::Tensor)>> {
+    pairs
+        .iter()
+        .map(|(k, v)| Ok((be.gather_batch(k, index)?, be.gather_batch(v, index)?)))
+        .collect()
 }
 
 /// The decoder (parameters `pos_embedding_decoder` and `decoder/...`).
@@ -143,12 +213,38 @@ impl<B: Backend> Decoder<B> {
         self.logits.forward(be, &x, Activation::None)
     }
 
+    /// Every block's cross-attention keys and values for `encoded [B, patches, E]`.
+    pub fn cross_kv(&self, be: &B, encoded: &B::Tensor) -> Result<CrossKv<B>> {
+        let kv = self
+            .blocks
+            .iter()
+            .map(|b| b.cross_attn.project_kv(be, encoded))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CrossKv {
+            kv,
+            batch: be.shape(encoded)[0],
+        })
+    }
+
     /// Logits `[B, L, V]` for decoder inputs `ids [B, L]` (already shifted, or all `[MASK]`)
     /// attending to `encoded [B, patches, E]` with self-attention `mask`.
     pub fn forward(
         &self,
         be: &B,
         encoded: &B::Tensor,
+        ids: &B::Ids,
+        len: usize,
+        mask: Mask<'_>,
+    ) -> Result<B::Tensor> {
+        self.forward_cross(be, &self.cross_kv(be, encoded)?, ids, len, mask)
+    }
+
+    /// [`Decoder::forward`] with the image's cross-attention keys and values already computed
+    /// (one row per row of `ids`).
+    pub fn forward_cross(
+        &self,
+        be: &B,
+        cross: &CrossKv<B>,
         ids: &B::Ids,
         len: usize,
         mask: Mask<'_>,
@@ -160,12 +256,11 @@ impl<B: Backend> Decoder<B> {
             )));
         }
         let mut x = self.embed(be, ids, 0, len)?;
-        for block in &self.blocks {
+        for (block, (ck, cv)) in self.blocks.iter().zip(&cross.kv) {
             let y = block.ln1.forward(be, &x)?;
             let y = block.self_attn.forward(be, &y, &y, mask)?;
             x = be.add(&x, &y)?;
-            let (ck, cv) = block.cross_attn.project_kv(be, encoded)?;
-            x = block.cross_and_mlp(be, x, &ck, &cv)?;
+            x = block.cross_and_mlp(be, x, ck, cv)?;
         }
         self.head(be, &x)
     }
@@ -173,12 +268,12 @@ impl<B: Backend> Decoder<B> {
     /// Starts autoregressive decoding for `encoded [B, patches, E]`: computes every block's
     /// cross-attention keys and values once and allocates the self-attention cache.
     pub fn start(&self, be: &B, encoded: &B::Tensor) -> Result<KvCache<B>> {
-        let batch = be.shape(encoded)[0];
-        let cross = self
-            .blocks
-            .iter()
-            .map(|b| b.cross_attn.project_kv(be, encoded))
-            .collect::<Result<Vec<_>>>()?;
+        self.start_cross(be, self.cross_kv(be, encoded)?)
+    }
+
+    /// [`Decoder::start`] from already computed cross-attention keys and values.
+    pub fn start_cross(&self, be: &B, cross: CrossKv<B>) -> Result<KvCache<B>> {
+        let batch = cross.batch;
         let own = self
             .blocks
             .iter()
@@ -211,7 +306,7 @@ impl<B: Backend> Decoder<B> {
         for (block, ((ck, cv), (k, v))) in self
             .blocks
             .iter()
-            .zip(cache.cross.iter().zip(cache.own.iter_mut()))
+            .zip(cache.cross.kv.iter().zip(cache.own.iter_mut()))
         {
             let y = block.ln1.forward(be, &x)?;
             let (k_new, v_new) = block.self_attn.project_kv(be, &y)?;

@@ -5,7 +5,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::backend::{Attention, Backend, Matmul};
+use crate::backend::{Attention, Backend, Matmul, Sampling};
 use crate::cpu::{CpuBackend, CpuIds, CpuTensor};
 use crate::error::{Error, Result};
 #[cfg(feature = "gpu")]
@@ -186,6 +186,15 @@ impl Backend for Device {
         on_device!(self, |be, t, _i, _w, _wi| be.download(t(x)?))
     }
 
+    fn download_with_ids(
+        &self,
+        x: &DeviceTensor,
+        ids: &DeviceIds,
+    ) -> Result<(HostTensor, Vec<u32>)> {
+        on_device!(self, |be, t, i, _w, _wi| be
+            .download_with_ids(t(x)?, i(ids)?))
+    }
+
     fn upload_ids(&self, shape: &[usize], ids: &[u32]) -> Result<DeviceIds> {
         on_device!(self, |be, _t, _i, _w, wi| Ok(
             wi(be.upload_ids(shape, ids)?)
@@ -307,6 +316,40 @@ impl Backend for Device {
 
     fn argmax(&self, x: &DeviceTensor) -> Result<DeviceIds> {
         on_device!(self, |be, t, _i, _w, wi| Ok(wi(be.argmax(t(x)?)?)))
+    }
+
+    fn sample(
+        &self,
+        logits: &DeviceTensor,
+        op: Sampling,
+        seed: u64,
+        step: u32,
+    ) -> Result<DeviceIds> {
+        on_device!(self, |be, t, _i, _w, wi| Ok(wi(be.sample(
+            t(logits)?,
+            op,
+            seed,
+            step
+        )?)))
+    }
+
+    fn beam_candidates(
+        &self,
+        logits: &DeviceTensor,
+        beam_scores: &DeviceTensor,
+        groups: usize,
+        k: usize,
+    ) -> Result<(DeviceTensor, DeviceIds)> {
+        on_device!(self, |be, t, _i, w, wi| {
+            let (s, ids) = be.beam_candidates(t(logits)?, t(beam_scores)?, groups, k)?;
+            Ok((w(s), wi(ids)))
+        })
+    }
+
+    fn gather_batch(&self, x: &DeviceTensor, index: &DeviceIds) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, i, w, _wi| Ok(w(
+            be.gather_batch(t(x)?, i(index)?)?
+        )))
     }
 
     fn cross_entropy(

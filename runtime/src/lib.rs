@@ -13,13 +13,20 @@
 //! * [`Config`] — every hyperparameter, named as in the reference configs.
 //! * [`Checkpoint`] — a parsed `.safetensors` file (tensor names are the reference's parameter
 //!   paths), in the single-file form (config in `__metadata__`) or the folder form.
-//! * [`Model`] — encoder + decoder over a backend: logits in both modes, loss, greedy decoding
-//!   with a KV cache, one-shot parallel decoding, zero-shot scoring, GAP features.
+//! * [`Model`] — encoder + decoder over a backend: logits in both modes, loss, captions
+//!   ([`Model::caption_tokens`]: greedy, beam search and sampling with a KV cache, one-shot
+//!   parallel decoding, with a streaming callback), zero-shot classification
+//!   ([`Model::classify_tokens`]), GAP features.
+//! * [`Backend`] — the ops, token choice included ([`Backend::sample`],
+//!   [`Backend::beam_candidates`]), so a GPU reads back only the chosen ids while decoding.
 //! * [`Tokenizer`] — captions and prompts to ids and back: SentencePiece (exactly as the
 //!   reference library) or a word list.
 //!
 //! ```
-//! use cappa::{Backend, Checkpoint, Config, CpuBackend, HostTensor, Model, Mode, Tokens};
+//! use cappa::{
+//!     Backend, Beam, Checkpoint, Classify, Config, CpuBackend, Decode, DecodeOptions, HostTensor,
+//!     Model, Mode, Tokens,
+//! };
 //!
 //! // A tiny random model, built in memory (real models load from a file).
 //! let config = Config::tiny_for_tests();
@@ -33,6 +40,15 @@
 //! let tokens = Tokens::new(vec![3, 4, 1, 0], 1, 4).unwrap();
 //! let logits = model.logits(&encoded, &tokens, Mode::Cap).unwrap();
 //! assert_eq!(model.backend().download(&logits).unwrap().shape(), &[1, 4, config.vocab_size]);
+//!
+//! // Three captions by beam search, best first, each with its log-probability.
+//! let beam = Decode::Beam(Beam { width: 3, ..Beam::default() });
+//! let captions = model.caption_tokens(&encoded, &beam, &DecodeOptions::default(), None).unwrap();
+//! assert_eq!(captions[0].len(), 3);
+//! // Zero-shot: which of two captions fits the image better.
+//! let candidates = Tokens::new(vec![3, 1, 0, 4, 5, 1], 2, 3).unwrap();
+//! let result = model.classify_tokens(&encoded, &candidates, &Classify::default()).unwrap();
+//! assert_eq!(result.probabilities.shape(), &[1, 2]);
 //! ```
 //!
 //! Features: `std` (default) adds file loading, threads and a fast GEMM to the CPU backend.
@@ -45,6 +61,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod backend;
+mod beam;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;
@@ -69,11 +86,13 @@ mod threads;
 pub mod tokenizer;
 pub mod weights;
 
-pub use backend::{Backend, Mask};
+pub use backend::{Backend, Mask, Sampling};
 pub use checkpoint::Checkpoint;
 pub use config::{Config, PosEmb};
 pub use cpu::{CpuBackend, Gemm};
-pub use decoding::{Greedy, GreedyOutput};
+pub use decoding::{
+    Beam, Caption, Decode, DecodeOptions, Greedy, GreedyOutput, OnToken, Sample, TokenEvent,
+};
 pub use device::Device;
 pub use error::{Error, Result};
 #[cfg(feature = "gpu")]
@@ -81,5 +100,6 @@ pub use gpu::{GpuBackend, GpuOptions};
 pub use loss::LossOutput;
 pub use model::{Mode, Model};
 pub use safetensors_io::DType;
+pub use scoring::{Classification, Classify};
 pub use tensor::{HostTensor, Tokens};
 pub use tokenizer::Tokenizer;

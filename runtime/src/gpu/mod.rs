@@ -21,7 +21,7 @@ use std::vec::Vec;
 pub(crate) use context::{Arg, Buf, Ctx, Kernel};
 pub use context::{GpuOptions, GpuStats, MatmulKernel};
 
-use crate::backend::{Attention, Backend, Matmul};
+use crate::backend::{Attention, Backend, Matmul, Sampling};
 use crate::error::{Error, Result};
 use crate::ops;
 use crate::safetensors_io::DType;
@@ -265,6 +265,25 @@ impl Backend for GpuBackend {
         HostTensor::new(&t.shape, data)
     }
 
+    fn download_with_ids(&self, t: &GpuTensor, ids: &GpuIds) -> Result<(HostTensor, Vec<u32>)> {
+        let t = t.f32("download_with_ids")?;
+        let mut raw = self.ctx.read(&[
+            (&t.buf, 0, t.numel() as u64 * 4),
+            (&ids.buf, 0, numel(&ids.shape) as u64 * 4),
+        ])?;
+        let words = |b: Vec<u8>| -> Vec<u32> {
+            b.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let id_words = words(raw.pop().expect("two parts"));
+        let values = words(raw.pop().expect("two parts"))
+            .into_iter()
+            .map(f32::from_bits)
+            .collect();
+        Ok((HostTensor::new(&t.shape, values)?, id_words))
+    }
+
     fn upload_ids(&self, shape: &[usize], ids: &[u32]) -> Result<GpuIds> {
         if numel(shape) != ids.len() {
             return Err(ops::shape_error(
@@ -397,6 +416,26 @@ impl Backend for GpuBackend {
             ));
         }
         ops::softmax::gpu_argmax(self, x)
+    }
+
+    fn sample(&self, logits: &GpuTensor, op: Sampling, seed: u64, step: u32) -> Result<GpuIds> {
+        ops::sample::gpu(self, logits, &op, seed, step)
+    }
+
+    fn beam_candidates(
+        &self,
+        logits: &GpuTensor,
+        beam_scores: &GpuTensor,
+        groups: usize,
+        k: usize,
+    ) -> Result<(GpuTensor, GpuIds)> {
+        let d = ops::beam::dims(&logits.shape, &beam_scores.shape, groups, k)?;
+        ops::beam::gpu(self, logits, beam_scores, d)
+    }
+
+    fn gather_batch(&self, x: &GpuTensor, index: &GpuIds) -> Result<GpuTensor> {
+        let shape = ops::gather::check(&x.shape, &index.shape)?;
+        ops::gather::gpu(self, x, index, &shape)
     }
 
     fn cross_entropy(

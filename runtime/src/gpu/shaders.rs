@@ -144,7 +144,37 @@ pub static ALL: &[&Shader] = &[
     &ELEMENTWISE,
     &ROWS,
     &SOFTMAX,
+    &SAMPLE,
+    &BEAM,
+    &GATHER,
 ];
+
+/// `wgsl/sample.wgsl`.
+pub static SAMPLE: Shader = Shader {
+    name: "sample",
+    parts: &[COMMON, REDUCE, include_str!("../../../wgsl/sample.wgsl")],
+    read_only: &[true, false],
+    entries: &["main"],
+    overrides: &[("WG", &[256.0])],
+};
+
+/// `wgsl/beam.wgsl`.
+pub static BEAM: Shader = Shader {
+    name: "beam",
+    parts: &[COMMON, REDUCE, include_str!("../../../wgsl/beam.wgsl")],
+    read_only: &[true, true, false, false],
+    entries: &["main"],
+    overrides: &[("WG", &[256.0])],
+};
+
+/// `wgsl/gather.wgsl`.
+pub static GATHER: Shader = Shader {
+    name: "gather",
+    parts: &[COMMON, include_str!("../../../wgsl/gather.wgsl")],
+    read_only: &[true, true, false],
+    entries: &["main"],
+    overrides: &[],
+};
 
 /// Whether `constants` is one of `shader`'s declared specialisations for `entry`.
 pub fn is_declared(shader: &Shader, entry: &str, constants: &[(&str, f64)]) -> bool {

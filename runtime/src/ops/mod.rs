@@ -4,13 +4,16 @@
 
 pub mod add;
 pub mod attention;
+pub mod beam;
 pub mod cross_entropy;
 pub mod embed;
+pub mod gather;
 pub mod gelu;
 pub mod layer_norm;
 pub mod matmul;
 pub mod patchify;
 pub mod rows;
+pub mod sample;
 pub mod softmax;
 
 use alloc::format;
