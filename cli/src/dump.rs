@@ -5,9 +5,7 @@ use std::path::Path;
 
 use cappa::checkpoint::write_atomic;
 use cappa::safetensors_io::{serialize, OwnedTensor, SafetensorsFile};
-use cappa::{
-    Backend, Checkpoint, CpuBackend, Error, Greedy, HostTensor, Mode, Model, Result, Tokens,
-};
+use cappa::{Backend, Checkpoint, Error, Greedy, HostTensor, Mode, Model, Result, Tokens};
 
 use crate::DeviceArg;
 
@@ -29,9 +27,7 @@ fn ids_i32(ids: &[u32]) -> Vec<i32> {
 
 /// Runs the model on `inputs` and writes the outputs to `out`.
 pub fn run(model: &Path, inputs: &Path, out: &Path, device: DeviceArg) -> Result<()> {
-    let backend = match device {
-        DeviceArg::Auto | DeviceArg::Cpu => CpuBackend::new(),
-    };
+    let backend = device.open()?;
     let ckpt = Checkpoint::load(model)?;
     let model = Model::new(&ckpt, backend)?;
     let input_bytes =

@@ -17,10 +17,23 @@ struct Cli {
 /// Where to run.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum DeviceArg {
-    /// The best device this build has (the CPU backend in this build).
+    /// A hardware GPU if there is one, else the CPU (or what `CAPPA_DEVICE` says).
     Auto,
     /// The CPU backend.
     Cpu,
+    /// The wgpu backend on the best adapter (software adapters such as lavapipe included).
+    Gpu,
+}
+
+impl DeviceArg {
+    /// Opens the device.
+    pub fn open(self) -> cappa::Result<cappa::Device> {
+        match self {
+            DeviceArg::Auto => cappa::Device::best(),
+            DeviceArg::Cpu => Ok(cappa::Device::cpu()),
+            DeviceArg::Gpu => cappa::Device::gpu(),
+        }
+    }
 }
 
 #[derive(Subcommand)]

@@ -7,12 +7,27 @@ use cappa_tests::{assert_close, fixture_dirs, Fixture, Tol};
 
 #[test]
 fn dump_reproduces_expected_outputs() {
+    dump_matches("cpu");
+}
+
+/// The whole dump on the GPU; skipped with a note where there is no adapter, failed instead under
+/// `CAPPA_REQUIRE_GPU=1`.
+#[test]
+fn dump_on_the_gpu_reproduces_expected_outputs() {
+    if cappa_tests::gpu().is_some() {
+        dump_matches("gpu");
+    }
+}
+
+fn dump_matches(device: &str) {
     for dir in fixture_dirs() {
         let fix = Fixture::open(&dir);
-        let out =
-            std::env::temp_dir().join(format!("cappa-dump-{}.safetensors", std::process::id()));
+        let out = std::env::temp_dir().join(format!(
+            "cappa-dump-{device}-{}.safetensors",
+            std::process::id()
+        ));
         let status = Command::new(env!("CARGO_BIN_EXE_cappa"))
-            .args(["dump", "--device", "cpu", "--model"])
+            .args(["dump", "--device", device, "--model"])
             .arg(&dir)
             .arg("--inputs")
             .arg(dir.join("inputs.safetensors"))
