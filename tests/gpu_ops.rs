@@ -153,6 +153,10 @@ fn matmul_all_layouts_and_odd_sizes() {
             (1, 64, 64, 64),
             (3, 1, 70, 9),
             (1, 130, 67, 1),
+            (1, 5, 12, 16),
+            (1, 130, 20, 8),
+            (2, 17, 24, 36),
+            (1, 200, 8, 4),
         ] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 for (bias, gelu) in [(false, false), (true, true)] {
@@ -188,16 +192,24 @@ fn matmul_vit_b16_qkv_shape() {
 fn matmul_16bit_weights() {
     for g in &matmul_gpus() {
         for dtype in [DType::BF16, DType::F16] {
-            for (n, tb) in [(13, false), (14, true), (64, false)] {
-                compare(
-                    g,
-                    &MatmulCase {
+            // K = 33 reads element by element; K a multiple of 4 with N a multiple of 8 takes
+            // the vector path (and 150 rows its 16-row blocks).
+            for (n, k, tb) in [
+                (13, 33, false),
+                (14, 33, true),
+                (64, 33, false),
+                (64, 32, false),
+                (24, 16, false),
+            ] {
+                for m in [9, 150] {
+                    let case = MatmulCase {
                         b_dtype: dtype,
                         trans_b: tb,
                         bias: true,
-                        ..mm(1, 9, n, 33)
-                    },
-                );
+                        ..mm(1, m, n, k)
+                    };
+                    compare(g, &case);
+                }
             }
         }
     }
@@ -222,6 +234,14 @@ fn matmul_split_over_small_bindings() {
                     gelu: true,
                     b_dtype: dtype,
                     ..mm(1, 50, 90, 300)
+                },
+            );
+            compare(
+                &g,
+                &MatmulCase {
+                    bias: true,
+                    b_dtype: dtype,
+                    ..mm(1, 50, 96, 300)
                 },
             );
             compare(

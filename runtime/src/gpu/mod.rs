@@ -63,12 +63,13 @@ impl GpuTensor {
     }
 
     pub(crate) fn arg(&self) -> Arg<'_> {
+        // Whole 16-byte units: kernels may bind a buffer as an array of vec4.
         Arg::window(
             &self.buf,
             0,
             (self.numel() as u64 * self.format.size())
-                .next_multiple_of(4)
-                .max(4),
+                .next_multiple_of(16)
+                .max(16),
         )
     }
 
@@ -90,7 +91,7 @@ impl GpuTensor {
         let start = lo as u64 * esz;
         let aligned = start / 256 * 256;
         let end = ((hi.max(lo + 1)) as u64 * esz)
-            .next_multiple_of(4)
+            .next_multiple_of(16)
             .min(self.buf.size);
         (
             Arg::window(&self.buf, aligned, end - aligned),

@@ -64,6 +64,8 @@ pub static MATMUL: Shader = Shader {
         ("ACT", BOOL),
         ("ACCUMULATE", BOOL),
         ("EPILOGUE", BOOL),
+        ("VEC4", BOOL),
+        ("ROWS", &[1.0, 4.0, 16.0]),
     ],
 };
 

@@ -289,16 +289,33 @@ pub(crate) fn gpu(
         } else if d.trans_b {
             return Err(too_big("operand B (transposed)"));
         } else {
-            b_room / n
+            // Whole groups of 8 rows keep the K windows aligned for the vector loads.
+            let rows = b_room / n;
+            if rows >= 8 {
+                rows / 8 * 8
+            } else {
+                rows
+            }
         };
         if m_step == 0 || k_step == 0 {
             return Err(too_big("row"));
         }
         (m_step, k_step)
     };
-    let entry = match ctx.matmul {
-        MatmulKernel::Register => "main_reg",
-        MatmulKernel::Tiled => "main_tiled",
+    let register = ctx.matmul == MatmulKernel::Register;
+    let entry = if register { "main_reg" } else { "main_tiled" };
+    // Rows per invocation of the register kernel: big blocks amortise loads, but a GEMV-like
+    // product (a decoding step) would waste most of a big block.
+    let rows_per = match m_step.min(m) {
+        m if m >= 128 => 16,
+        m if m >= 16 => 4,
+        _ => 1,
+    };
+    // Vector loads need K and N rows aligned to whole 16-byte units.
+    let align_b = if b.format == crate::gpu::Format::F32 {
+        4
+    } else {
+        8
     };
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     for m0 in (0..m).step_by(m_step) {
@@ -347,6 +364,14 @@ pub(crate) fn gpu(
                 0,
                 0,
             ];
+            let vec4 = register
+                && !d.trans_a
+                && !d.trans_b
+                && (k1 - k0) % 4 == 0
+                && k % 4 == 0
+                && a_off % 4 == 0
+                && n % align_b == 0
+                && b_off as usize % align_b == 0;
             let constants = [
                 ("TRANS_A", flag(d.trans_a)),
                 ("TRANS_B", flag(d.trans_b)),
@@ -355,15 +380,18 @@ pub(crate) fn gpu(
                 ("ACT", flag(act == Activation::Gelu)),
                 ("ACCUMULATE", flag(k0 > 0)),
                 ("EPILOGUE", flag(k1 == k)),
+                ("VEC4", flag(vec4)),
+                ("ROWS", if register { rows_per as f64 } else { 16.0 }),
             ];
             let kernel = Kernel {
                 shader: &shaders::MATMUL,
                 entry,
                 constants: &constants,
             };
+            let tile_rows = if register { 8 * rows_per } else { 64 };
             let groups = [
                 n.div_ceil(64) as u32,
-                (m1 - m0).div_ceil(64) as u32,
+                (m1 - m0).div_ceil(tile_rows) as u32,
                 d.batch as u32,
             ];
             ctx.dispatch(&kernel, &params, &[a_arg, b_arg, bias_arg, c_arg], groups)?;
