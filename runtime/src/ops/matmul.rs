@@ -367,11 +367,11 @@ pub(crate) fn gpu(
             let vec4 = register
                 && !d.trans_a
                 && !d.trans_b
-                && (k1 - k0) % 4 == 0
-                && k % 4 == 0
-                && a_off % 4 == 0
-                && n % align_b == 0
-                && b_off as usize % align_b == 0;
+                && (k1 - k0).is_multiple_of(4)
+                && k.is_multiple_of(4)
+                && a_off.is_multiple_of(4)
+                && n.is_multiple_of(align_b)
+                && (b_off as usize).is_multiple_of(align_b);
             let constants = [
                 ("TRANS_A", flag(d.trans_a)),
                 ("TRANS_B", flag(d.trans_b)),
