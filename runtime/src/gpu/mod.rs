@@ -58,6 +58,11 @@ pub struct GpuTensor {
 }
 
 impl GpuTensor {
+    /// The shape.
+    pub fn shape_vec(&self) -> Vec<usize> {
+        self.shape.clone()
+    }
+
     pub(crate) fn numel(&self) -> usize {
         numel(&self.shape)
     }

@@ -88,7 +88,7 @@ pub static ATTENTION: Shader = Shader {
     parts: &[COMMON, include_str!("../../../wgsl/attention.wgsl")],
     read_only: &[true, true, true, true, false],
     entries: &["main"],
-    overrides: &[("MASK", FORMATS)],
+    overrides: &[("MASK", FORMATS), ("VEC4", BOOL)],
 };
 
 /// `wgsl/embed.wgsl`.

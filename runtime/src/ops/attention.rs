@@ -145,7 +145,8 @@ pub(crate) fn gpu(
         Some(buf) => crate::gpu::Arg::whole(buf),
         None => ctx.dummy(),
     };
-    let constants = [("MASK", code)];
+    let vec4 = if d.head_dim % 4 == 0 { 1.0 } else { 0.0 };
+    let constants = [("MASK", code), ("VEC4", vec4)];
     let kernel = Kernel {
         shader: &shaders::ATTENTION,
         entry: "main",
