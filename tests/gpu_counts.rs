@@ -90,3 +90,64 @@ fn greedy_submits_once_per_step_and_reads_only_ids_and_log_probs() {
         "a warm decode allocates no buffers"
     );
 }
+
+#[test]
+fn parallel_captions_submit_once_and_sampling_once_per_step() {
+    use cappa::{Decode, DecodeOptions, Sample, Sampling};
+    let Some(g) = gpu_with(GpuOptions::default()) else {
+        return;
+    };
+    let dir = &fixture_dirs()[0];
+    let fix = Fixture::open(dir);
+    let model = Model::new(&Checkpoint::load(dir).unwrap(), g.clone()).unwrap();
+    let enc = model.encode(&fix.images()).unwrap();
+    g.flush().unwrap();
+    let batch = model.backend().shape(&enc)[0] as u64;
+    let l = model.config().max_len as u64;
+    let opts = DecodeOptions::default();
+
+    model
+        .caption_tokens(&enc, &Decode::Parallel, &opts, None)
+        .unwrap();
+    let before = g.stats();
+    model
+        .caption_tokens(&enc, &Decode::Parallel, &opts, None)
+        .unwrap();
+    let after = g.stats();
+    assert_eq!(
+        after.submits - before.submits,
+        1,
+        "one submission per parallel caption batch"
+    );
+    assert_eq!(
+        after.bytes_read - before.bytes_read,
+        batch * l * 8,
+        "ids and their log-probs only"
+    );
+    assert_eq!(after.buffers_created, before.buffers_created);
+
+    // Sampling with a budget of 4 tokens: every row runs 4 steps unless all rows end early.
+    let sample = Decode::Sample(Sample {
+        sampling: Sampling {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.9,
+        },
+        seed: 1,
+    });
+    let opts = DecodeOptions { max_len: Some(4) };
+    let before = g.stats();
+    let out = model.caption_tokens(&enc, &sample, &opts, None).unwrap();
+    let after = g.stats();
+    let steps = out
+        .iter()
+        .map(|c| c[0].tokens.len() as u64 + u64::from(c[0].eos))
+        .max()
+        .unwrap();
+    assert_eq!(
+        after.submits - before.submits,
+        steps,
+        "one submission per sampling step"
+    );
+    assert_eq!(after.bytes_read - before.bytes_read, steps * batch * 8);
+}

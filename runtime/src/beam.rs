@@ -71,6 +71,7 @@ impl Group {
                     log_prob,
                     score,
                     eos,
+                    text: alloc::string::String::new(),
                 },
             );
             self.finished.truncate(opts.width);
@@ -364,6 +365,7 @@ mod tests {
                     log_prob: s,
                     score: s,
                     eos: true,
+                    text: alloc::string::String::new(),
                 })
                 .collect::<Vec<_>>()
         };

@@ -14,6 +14,7 @@
 //! decoder that can also keep every step's logits (the fixtures' convention).
 
 use alloc::format;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -175,6 +176,8 @@ pub struct Caption {
     /// Whether the caption ended with EOS; if not, it reached `max_len` or was stopped by the
     /// [`OnToken`] callback.
     pub eos: bool,
+    /// The tokens as text, when the model has a tokenizer (else empty).
+    pub text: String,
 }
 
 /// A token added to a caption while decoding (see [`OnToken`]).
@@ -224,6 +227,22 @@ impl<B: Backend> Model<B> {
     ) -> Result<Vec<Vec<Caption>>> {
         self.check_encoded(encoded, None)?;
         let steps = self.steps(opts.max_len, "decode")?;
+        let mut captions = self.captions_without_text(encoded, decode, steps, on_token)?;
+        if let Some(tok) = self.tokenizer() {
+            for c in captions.iter_mut().flatten() {
+                c.text = tok.decode(&c.tokens);
+            }
+        }
+        Ok(captions)
+    }
+
+    fn captions_without_text(
+        &self,
+        encoded: &B::Tensor,
+        decode: &Decode,
+        steps: usize,
+        on_token: Option<OnToken<'_>>,
+    ) -> Result<Vec<Vec<Caption>>> {
         let pick = match decode {
             Decode::Beam(beam) => return self.beam_search(encoded, beam, steps, on_token),
             Decode::Parallel => return self.parallel_captions(encoded, steps, on_token),
@@ -245,6 +264,7 @@ impl<B: Backend> Model<B> {
                     log_prob,
                     score: log_prob,
                     eos,
+                    text: String::new(),
                 }]
             })
             .collect())
@@ -424,6 +444,7 @@ impl<B: Backend> Model<B> {
                 log_prob,
                 score: log_prob,
                 eos: ended,
+                text: String::new(),
             }]);
         }
         Ok(out)

@@ -60,6 +60,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod api;
 pub mod backend;
 mod beam;
 pub mod checkpoint;
@@ -72,6 +73,7 @@ pub mod encoder;
 pub mod error;
 #[cfg(feature = "gpu")]
 pub mod gpu;
+pub mod image;
 pub mod layers;
 pub mod loss;
 mod math;
@@ -86,6 +88,7 @@ mod threads;
 pub mod tokenizer;
 pub mod weights;
 
+pub use api::{ClassifyText, Image, Pool};
 pub use backend::{Backend, Mask, Sampling};
 pub use checkpoint::Checkpoint;
 pub use config::{Config, PosEmb};

@@ -13,6 +13,7 @@ use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 use crate::layers::Tap;
 use crate::tensor::{HostTensor, Tokens};
+use crate::tokenizer::Tokenizer;
 use crate::weights::{FileParams, ParamSource, Scope};
 
 /// How the decoder reads its input.
@@ -31,6 +32,7 @@ pub struct Model<B: Backend = CpuBackend> {
     backend: B,
     encoder: Encoder<B>,
     decoder: Decoder<B>,
+    tokenizer: Option<Tokenizer>,
 }
 
 impl<B: Backend> Model<B> {
@@ -39,8 +41,9 @@ impl<B: Backend> Model<B> {
     pub fn new(ckpt: &Checkpoint<'_>, backend: B) -> Result<Self> {
         let file = ckpt.file()?;
         let params = FileParams::new(&file);
-        let model = Self::from_source(ckpt.config(), &params, backend)?;
+        let mut model = Self::from_source(ckpt.config(), &params, backend)?;
         params.finish()?;
+        model.tokenizer = ckpt.load_tokenizer()?;
         Ok(model)
     }
 
@@ -55,7 +58,20 @@ impl<B: Backend> Model<B> {
             backend,
             encoder,
             decoder,
+            tokenizer: None,
         })
+    }
+
+    /// The tokenizer stored with the model, if any.
+    pub fn tokenizer(&self) -> Option<&Tokenizer> {
+        self.tokenizer.as_ref()
+    }
+
+    /// Sets the tokenizer (checked against the config: vocabulary size and special ids).
+    pub fn with_tokenizer(mut self, tokenizer: Tokenizer) -> Result<Self> {
+        tokenizer.check_config(&self.config)?;
+        self.tokenizer = Some(tokenizer);
+        Ok(self)
     }
 
     /// The config.

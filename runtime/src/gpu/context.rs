@@ -714,15 +714,23 @@ impl Ctx {
                     *lock(&s2) = Some(r);
                 },
             );
-            self.device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(backend_error)?;
+            // Another thread's poll may have collected this map's callback and not run it yet,
+            // so a poll can return before the callback fires: wait for the callback itself.
+            let started = std::time::Instant::now();
+            let result = loop {
+                self.device
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .map_err(backend_error)?;
+                if let Some(r) = lock(&slot).take() {
+                    break r;
+                }
+                if started.elapsed() > std::time::Duration::from_secs(60) {
+                    return Err(Error::Backend("readback did not complete in 60 s".to_string()));
+                }
+                std::thread::yield_now();
+            };
             self.check_error()?;
-            match lock(&slot).take() {
-                Some(Ok(())) => {}
-                Some(Err(e)) => return Err(backend_error(e)),
-                None => return Err(Error::Backend("readback did not complete".to_string())),
-            }
+            result.map_err(backend_error)?;
             {
                 let view = st
                     .get_mapped_range(0..bytes.next_multiple_of(4))

@@ -145,7 +145,11 @@ pub(crate) fn gpu(
         Some(buf) => crate::gpu::Arg::whole(buf),
         None => ctx.dummy(),
     };
-    let vec4 = if d.head_dim.is_multiple_of(4) { 1.0 } else { 0.0 };
+    let vec4 = if d.head_dim.is_multiple_of(4) {
+        1.0
+    } else {
+        0.0
+    };
     let constants = [("MASK", code), ("VEC4", vec4)];
     let kernel = Kernel {
         shader: &shaders::ATTENTION,
