@@ -5,7 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod bench;
+mod caption;
+mod common;
 mod dump;
+mod info;
 
 #[derive(Parser)]
 #[command(name = "cappa", version, about = "Run CapPa image-captioning models")]
@@ -15,7 +19,7 @@ struct Cli {
 }
 
 /// Where to run.
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum DeviceArg {
     /// A hardware GPU if there is one, else the CPU (or what `CAPPA_DEVICE` says).
     Auto,
@@ -38,6 +42,16 @@ impl DeviceArg {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Caption images (default model and greedy decoding unless told otherwise).
+    Caption(caption::CaptionArgs),
+    /// Zero-shot classification of an image against text labels.
+    Classify(caption::ClassifyArgs),
+    /// Pooled encoder features of images, to a .safetensors file.
+    Embed(caption::EmbedArgs),
+    /// What a model file holds: config, parameters, element types, tokenizer, size.
+    Info(info::InfoArgs),
+    /// How fast a model (or a preset size with random weights) runs on this machine.
+    Bench(bench::BenchArgs),
     /// Run every output of the model on given inputs and write them to a safetensors file, named
     /// and shaped as the reference fixtures' expected.safetensors.
     Dump {
@@ -61,6 +75,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Caption(a) => caption::caption(&a),
+        Command::Classify(a) => caption::classify(&a),
+        Command::Embed(a) => caption::embed(&a),
+        Command::Info(a) => info::info(&a),
+        Command::Bench(a) => bench::bench(&a),
         Command::Dump {
             model,
             inputs,

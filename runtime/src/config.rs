@@ -305,6 +305,58 @@ impl Config {
         self.vocab_size + usize::from(self.has_mask_token())
     }
 
+    /// The paper's public pretraining config (`big_vision/configs/proj/cappa/pretrain.py`):
+    /// 224×224 images, patch 16, ViT-B encoder (width 768, 12 blocks, 12 heads, MLP 3072),
+    /// 6-block decoder of the same width without biases, vocabulary 32,000, 64 tokens,
+    /// Pa probability 0.75.
+    pub fn b16() -> Self {
+        Config {
+            name: "cappa-b16".to_string(),
+            image_size: 224,
+            patch_size: 16,
+            in_channels: 3,
+            enc_width: 768,
+            enc_depth: 12,
+            enc_heads: 12,
+            enc_mlp: 3072,
+            dec_width: 768,
+            dec_depth: 6,
+            dec_heads: 12,
+            dec_mlp: 3072,
+            vocab_size: 32_000,
+            max_len: 64,
+            decoder_bias: false,
+            masked_pred_prob: 0.75,
+            ..Self::tiny_for_tests()
+        }
+    }
+
+    /// [`Config::b16`] with a ViT-S/16-sized encoder and decoder (width 384, 6 heads, MLP 1536).
+    pub fn s16() -> Self {
+        Config {
+            name: "cappa-s16".to_string(),
+            enc_width: 384,
+            enc_heads: 6,
+            enc_mlp: 1536,
+            dec_width: 384,
+            dec_heads: 6,
+            dec_mlp: 1536,
+            ..Self::b16()
+        }
+    }
+
+    /// A named preset: `tiny`, `s16` or `b16`.
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "tiny" => Ok(Self::tiny_for_tests()),
+            "s16" => Ok(Self::s16()),
+            "b16" => Ok(Self::b16()),
+            _ => Err(Error::Config(format!(
+                "unknown preset `{name}` (tiny, s16 or b16)"
+            ))),
+        }
+    }
+
     /// A small CapPa config for tests and examples (image 16, patch 8, width 16).
     pub fn tiny_for_tests() -> Self {
         Config {

@@ -1,0 +1,185 @@
+//! `cappa bench`: how fast a model runs here — encoder images/s, greedy ms/token, a parallel
+//! caption, zero-shot scoring, and the process's peak memory.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use cappa::{
+    Backend, Checkpoint, Classify, Config, Decode, DecodeOptions, Device, Greedy, HostTensor,
+    Model, Result, Tokens,
+};
+use clap::Args;
+
+use crate::common::{load_model, progress};
+use crate::DeviceArg;
+
+/// Arguments of `cappa bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A model file to measure.
+    #[arg(long, conflicts_with = "preset")]
+    model: Option<PathBuf>,
+    /// A model of this size with random weights: tiny, s16 or b16 (the paper's B/16 config).
+    #[arg(long, default_value = "tiny")]
+    preset: String,
+    /// Images per encoder batch.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Repetitions of each measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Peak resident memory of this process in bytes (Linux), if known.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Times `f` `repeat` times (after one warm-up run) and returns the median in seconds.
+fn time<T>(repeat: usize, mut f: impl FnMut() -> Result<T>) -> Result<f64> {
+    f()?;
+    let mut t = Vec::with_capacity(repeat);
+    for _ in 0..repeat.max(1) {
+        let s = Instant::now();
+        f()?;
+        t.push(s.elapsed().as_secs_f64());
+    }
+    Ok(median(t))
+}
+
+/// Runs the measurements and prints them.
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    if args.batch == 0 {
+        return Err(cappa::Error::InvalidInput(
+            "--batch must be at least 1".into(),
+        ));
+    }
+    let model: Model<Device> = match &args.model {
+        Some(p) => load_model(p, args.device)?,
+        None => {
+            let cfg = Config::preset(&args.preset)?;
+            let bar = progress(None, &format!("making a random {} model", cfg.name));
+            let ckpt = Checkpoint::random(&cfg, 0)?;
+            let m = Model::new(&ckpt, args.device.open()?)?;
+            bar.finish_and_clear();
+            m
+        }
+    };
+    let cfg = model.config().clone();
+    let be = model.backend();
+    let mut rng = cappa::rng::Rng::new(1);
+    let n = args.batch * cfg.image_size * cfg.image_size * cfg.in_channels;
+    let images = HostTensor::new(
+        &[args.batch, cfg.image_size, cfg.image_size, cfg.in_channels],
+        (0..n).map(|_| rng.uniform() * 2.0 - 1.0).collect(),
+    )?;
+    let bar = progress(Some(4), "measuring");
+    let encode = time(args.repeat, || {
+        let enc = model.encode(&images)?;
+        be.download(&model.gap(&enc)?)
+    })?;
+    bar.inc(1);
+    let one = HostTensor::new(
+        &[1, cfg.image_size, cfg.image_size, cfg.in_channels],
+        images.data()[..n / args.batch].to_vec(),
+    )?;
+    let enc = model.encode(&one)?;
+    // Every step runs (EOS does not stop it), so ms/token is over max_len tokens.
+    let greedy_opts = Greedy {
+        stop_at_eos: false,
+        ..Greedy::default()
+    };
+    let greedy = time(args.repeat, || model.greedy(&enc, &greedy_opts))? / cfg.max_len as f64;
+    bar.inc(1);
+    let parallel = if cfg.has_mask_token() {
+        Some(time(args.repeat, || {
+            model.caption_tokens(&enc, &Decode::Parallel, &DecodeOptions::default(), None)
+        })?)
+    } else {
+        None
+    };
+    bar.inc(1);
+    let len = cfg.max_len.min(8);
+    let ids: Vec<u32> = (0..10u32)
+        .flat_map(|k| {
+            (0..len as u32).map(move |i| {
+                if i + 1 == len as u32 {
+                    cfg.eos_id
+                } else {
+                    2 + (k * 7 + i) % (cfg.vocab_size as u32 - 2)
+                }
+            })
+        })
+        .collect();
+    let cands = Tokens::new(ids, 10, len)?;
+    let scoring = time(args.repeat, || {
+        model.classify_tokens(&enc, &cands, &Classify::default())
+    })?;
+    bar.finish_and_clear();
+    let peak = peak_rss();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": cfg.name,
+                "device": be.name(),
+                "batch": args.batch,
+                "encoder_images_per_s": args.batch as f64 / encode,
+                "encoder_ms_per_batch": encode * 1e3,
+                "greedy_ms_per_token": greedy * 1e3,
+                "parallel_caption_ms": parallel.map(|p| p * 1e3),
+                "scoring_10_candidates_ms": scoring * 1e3,
+                "peak_memory_bytes": peak,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "{} on {} (median of {} runs)",
+        cfg.name,
+        be.name(),
+        args.repeat.max(1)
+    );
+    println!(
+        "  encoder            {:>9.2} images/s  ({:.1} ms per batch of {})",
+        args.batch as f64 / encode,
+        encode * 1e3,
+        args.batch
+    );
+    println!(
+        "  greedy             {:>9.2} ms/token  ({} tokens)",
+        greedy * 1e3,
+        cfg.max_len
+    );
+    match parallel {
+        Some(p) => println!(
+            "  parallel caption   {:>9.2} ms        ({} tokens in one pass)",
+            p * 1e3,
+            cfg.max_len
+        ),
+        None => println!("  parallel caption         n/a        (Cap-only model)"),
+    }
+    println!(
+        "  scoring            {:>9.2} ms        (10 candidates of {len} tokens)",
+        scoring * 1e3
+    );
+    match peak {
+        Some(b) => println!("  peak memory        {:>9.1} MB", b as f64 / 1e6),
+        None => println!("  peak memory              n/a"),
+    }
+    Ok(())
+}

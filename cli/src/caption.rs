@@ -1,0 +1,287 @@
+//! `cappa caption`, `cappa classify` and `cappa embed`: images in, text or features out.
+
+use std::path::PathBuf;
+
+use cappa::checkpoint::write_atomic;
+use cappa::safetensors_io::{serialize, OwnedTensor};
+use cappa::{Beam, ClassifyText, Decode, DecodeOptions, Error, Pool, Result, Sample, Sampling};
+use clap::{Args, ValueEnum};
+
+use crate::common::{load_image, load_model, model_path, progress};
+use crate::DeviceArg;
+
+/// How captions are decoded.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ModeArg {
+    /// One parallel (Pa) pass: every token at once.
+    Parallel,
+    /// Autoregressive, the most likely token each step.
+    Greedy,
+    /// Autoregressive beam search (`--beam` hypotheses).
+    Beam,
+    /// Autoregressive sampling (`--temperature`, `--top-k`, `--top-p`, `--seed`).
+    Sample,
+}
+
+/// Arguments of `cappa caption`.
+#[derive(Args, Debug)]
+pub struct CaptionArgs {
+    /// Image files (PNG, JPEG, WebP or PPM), any size.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Model file (default: the committed shapes model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Decoding strategy.
+    #[arg(long, value_enum, default_value_t = ModeArg::Greedy)]
+    mode: ModeArg,
+    /// Beam width for `--mode beam`.
+    #[arg(long, default_value_t = 4)]
+    beam: usize,
+    /// Most tokens per caption (default: the model's maximum).
+    #[arg(long)]
+    max_len: Option<usize>,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Sample among the k most likely tokens only (0: all).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Sample within the smallest set of tokens holding this probability mass.
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Seed for sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Images per batch.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Print JSON (one array) instead of one line per image.
+    #[arg(long)]
+    json: bool,
+}
+
+impl CaptionArgs {
+    fn decode(&self) -> Result<Decode> {
+        Ok(match self.mode {
+            ModeArg::Parallel => Decode::Parallel,
+            ModeArg::Greedy => Decode::Greedy,
+            ModeArg::Beam => Decode::Beam(Beam {
+                width: self.beam,
+                ..Beam::default()
+            }),
+            ModeArg::Sample => Decode::Sample(Sample {
+                sampling: Sampling {
+                    temperature: self.temperature,
+                    top_k: self.top_k,
+                    top_p: self.top_p,
+                },
+                seed: self.seed,
+            }),
+        })
+    }
+}
+
+/// Captions every image, in batches, printing as it goes.
+pub fn caption(args: &CaptionArgs) -> Result<()> {
+    if args.batch == 0 {
+        return Err(Error::InvalidInput("--batch must be at least 1".into()));
+    }
+    let decode = args.decode()?;
+    let model = load_model(&model_path(args.model.as_deref())?, args.device)?;
+    let opts = DecodeOptions {
+        max_len: args.max_len,
+    };
+    let bar = progress(Some(args.images.len() as u64), "captioning");
+    let mut json = Vec::new();
+    for paths in args.images.chunks(args.batch) {
+        let images = paths
+            .iter()
+            .map(|p| load_image(&model, p))
+            .collect::<Result<Vec<_>>>()?;
+        let captions = model.caption_with(&images, &decode, &opts, None)?;
+        for (path, caps) in paths.iter().zip(captions) {
+            let best = &caps[0];
+            if args.json {
+                json.push(serde_json::json!({
+                    "image": path.display().to_string(),
+                    "caption": best.text,
+                    "tokens": best.tokens,
+                    "log_prob": best.log_prob,
+                }));
+            } else {
+                bar.suspend(|| println!("{}: {}", path.display(), best.text));
+            }
+        }
+        bar.inc(paths.len() as u64);
+    }
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::Value::Array(json));
+    }
+    Ok(())
+}
+
+/// Arguments of `cappa classify`.
+#[derive(Args, Debug)]
+pub struct ClassifyArgs {
+    /// Image file.
+    image: PathBuf,
+    /// Comma-separated labels.
+    #[arg(
+        long,
+        conflicts_with = "labels_file",
+        required_unless_present = "labels_file"
+    )]
+    labels: Option<String>,
+    /// A file with one label per line.
+    #[arg(long)]
+    labels_file: Option<PathBuf>,
+    /// Text put before every label, e.g. "a photo of a".
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Score per token instead of per caption.
+    #[arg(long)]
+    normalize: bool,
+    /// Model file (default: the committed shapes model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn read_labels(args: &ClassifyArgs) -> Result<Vec<String>> {
+    let text = match (&args.labels, &args.labels_file) {
+        (Some(l), _) => {
+            return Ok(l
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect())
+        }
+        (None, Some(f)) => {
+            std::fs::read_to_string(f).map_err(|e| Error::Io(format!("{}: {e}", f.display())))?
+        }
+        (None, None) => String::new(),
+    };
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// Zero-shot classification of one image against labels.
+pub fn classify(args: &ClassifyArgs) -> Result<()> {
+    let labels = read_labels(args)?;
+    if labels.is_empty() {
+        return Err(Error::InvalidInput("no labels given".into()));
+    }
+    let model = load_model(&model_path(args.model.as_deref())?, args.device)?;
+    let image = load_image(&model, &args.image)?;
+    let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let opts = ClassifyText {
+        prompt: args.prompt.clone(),
+        normalize: args.normalize,
+    };
+    let c = model.classify_with(&[image], &refs, &opts)?;
+    let mut rows: Vec<(usize, f32, f32)> = (0..labels.len())
+        .map(|k| (k, c.probabilities.data()[k], c.scores.data()[k]))
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    if args.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|&(k, p, s)| serde_json::json!({"label": labels[k], "probability": p, "score": s}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"image": args.image.display().to_string(), "labels": list})
+        );
+    } else {
+        println!("{:>11}  {:>9}  label", "probability", "score");
+        for (k, p, s) in rows {
+            println!("{p:>11.4}  {s:>9.3}  {}", labels[k]);
+        }
+    }
+    Ok(())
+}
+
+/// Arguments of `cappa embed`.
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    /// Image files.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Output file: `.safetensors` (tensor `embeddings`, image paths in the metadata).
+    #[arg(long)]
+    out: PathBuf,
+    /// Model file (default: the committed shapes model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Images per batch.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+}
+
+/// Pooled encoder features of every image.
+pub fn embed(args: &EmbedArgs) -> Result<()> {
+    if args.batch == 0 {
+        return Err(Error::InvalidInput("--batch must be at least 1".into()));
+    }
+    let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if ext != "safetensors" {
+        return Err(Error::InvalidInput(format!(
+            "{}: the output must end in .safetensors",
+            args.out.display()
+        )));
+    }
+    let model = load_model(&model_path(args.model.as_deref())?, args.device)?;
+    let bar = progress(Some(args.images.len() as u64), "embedding");
+    let mut data = Vec::new();
+    for paths in args.images.chunks(args.batch) {
+        let images = paths
+            .iter()
+            .map(|p| load_image(&model, p))
+            .collect::<Result<Vec<_>>>()?;
+        data.extend_from_slice(model.embed(&images, Pool::Gap)?.data());
+        bar.inc(paths.len() as u64);
+    }
+    bar.finish_and_clear();
+    let d = model.config().enc_width;
+    let names: Vec<String> = args
+        .images
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let bytes = serialize(
+        &[OwnedTensor::float(
+            "embeddings",
+            &[args.images.len(), d],
+            &data,
+            cappa::DType::F32,
+        )],
+        &[(
+            "images",
+            serde_json::to_string(&names).expect("strings serialise"),
+        )],
+    )?;
+    write_atomic(&args.out, &bytes)?;
+    eprintln!(
+        "cappa: wrote {} embeddings of {d} values to {}",
+        names.len(),
+        args.out.display()
+    );
+    Ok(())
+}
