@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("greedy", Decode::Greedy),
         ("beam", Decode::Beam(Beam::default())),
     ] {
-        let caption = &model.caption(&[img.clone()], &how)?[0];
+        let caption = &model.caption(std::slice::from_ref(&img), &how)?[0];
         println!("{name:>8}: {caption}");
     }
     Ok(())
