@@ -447,7 +447,7 @@ fn dtypes(tensors: &Tensors) -> String {
 /// A one-line summary of `c`.
 fn describe(c: &Config) -> String {
     format!(
-        "image {} patch {}, encoder {}x{} ({} heads, mlp {}), decoder {}x{} ({} heads, mlp {}), \
+        "image {} patch {}, encoder {}x{} (heads {}, mlp {}), decoder {}x{} (heads {}, mlp {}), \
          vocab {}{}, max_len {}, decoder biases {}, {} position embeddings",
         c.image_size,
         c.patch_size,
@@ -661,13 +661,14 @@ fn safetensors_to_npz(args: &ConvertArgs) -> Result<()> {
             bytes: e.bytes.to_vec(),
         };
         // numpy cannot hold bf16 without ml_dtypes: f32 holds every bf16 value exactly.
-        let dtype = args.dtype.unwrap_or(match stored {
-            DType::BF16 => {
+        let dtype = match (args.dtype, stored) {
+            (Some(d), _) => d,
+            (None, DType::BF16) => {
                 widened += 1;
                 DType::F32
             }
-            d => d,
-        });
+            (None, d) => d,
+        };
         let (t, overflowed) = t.cast(dtype);
         if overflowed > 0 {
             notes.push(format!(

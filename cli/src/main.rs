@@ -74,7 +74,7 @@ enum Command {
         device: DeviceArg,
     },
     /// Convert a big_vision checkpoint (.npz) to a cappa model (.safetensors), or back.
-    Convert(convert::ConvertArgs),
+    Convert(Box<convert::ConvertArgs>),
 }
 
 fn main() -> ExitCode {
