@@ -60,7 +60,7 @@ pub fn read(path: &Path) -> Result<Vec<(String, Array)>> {
         let declared = entry.size();
         let (header, offset) = npy::read_header(&mut entry).map_err(at)?;
         let len = header.data_len().expect("checked by the parser");
-        if declared != (offset + len) as u64 {
+        if (offset as u64).checked_add(len as u64) != Some(declared) {
             return Err(at(format!(
                 "holds {} bytes of data but its header ({} {:?}) implies {len}",
                 declared.saturating_sub(offset as u64),
@@ -75,6 +75,12 @@ pub fn read(path: &Path) -> Result<Vec<(String, Array)>> {
             .map_err(|e| at(format!("cannot read the data: {e}")))?;
         if data.len() != len {
             return Err(at(format!("truncated: {} of {len} data bytes", data.len())));
+        }
+        // Reading on to the end of the entry is what makes the zip reader check its CRC.
+        match entry.read(&mut [0u8; 1]) {
+            Ok(0) => {}
+            Ok(_) => return Err(at("more data than its header implies".into())),
+            Err(e) => return Err(at(format!("corrupt data: {e}"))),
         }
         arrays.push((
             key.to_string(),
@@ -181,5 +187,61 @@ mod tests {
 
         let err = read(&temp("missing.npz")).unwrap_err().to_string();
         assert!(err.contains("missing.npz"), "{err}");
+    }
+
+    #[test]
+    fn corrupted_archives_never_panic() {
+        let path = temp("good.npz");
+        let data: Vec<u8> = (0..64u8).collect();
+        for compress in [false, true] {
+            write(
+                &path,
+                [
+                    ("a", Descr::F32, &[4usize, 4][..], &data[..]),
+                    ("b/c", Descr::F16, &[2usize, 16][..], &data[..]),
+                ],
+                compress,
+            )
+            .unwrap();
+            let good = std::fs::read(&path).unwrap();
+            let bad = temp(&format!("corrupt-{compress}.npz"));
+            if !compress {
+                // One flipped bit in the stored data: only the CRC can tell.
+                let at = good.windows(16).position(|w| w == &data[..16]).unwrap();
+                let mut b = good.clone();
+                b[at + 5] ^= 1;
+                std::fs::write(&bad, &b).unwrap();
+                let err = read(&bad).unwrap_err().to_string();
+                assert!(err.contains("entry `a.npy`: corrupt data"), "{err}");
+            }
+            let mut broken = 0;
+            for i in (0..good.len()).step_by(3) {
+                for (what, bytes) in [
+                    ("truncated", good[..i].to_vec()),
+                    ("flipped", {
+                        let mut b = good.clone();
+                        b[i] ^= 0xA5;
+                        b
+                    }),
+                ] {
+                    std::fs::write(&bad, &bytes).unwrap();
+                    if let Err(e) = read(&bad) {
+                        broken += 1;
+                        let msg = e.to_string();
+                        assert!(msg.contains("corrupt-"), "{what} at {i}: {msg}");
+                        assert!(!msg.contains('\n'), "{what} at {i}: {msg}");
+                    }
+                }
+            }
+            // Every truncation is noticed, and every flipped byte of the data (by the CRC) or of
+            // the structure; a flip in a field nobody reads (a timestamp, a version) may not be.
+            assert!(
+                broken > good.len() / 2,
+                "{broken} of {} corruptions noticed",
+                good.len()
+            );
+            std::fs::remove_file(&bad).ok();
+        }
+        std::fs::remove_file(&path).ok();
     }
 }
