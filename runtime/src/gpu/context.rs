@@ -725,7 +725,9 @@ impl Ctx {
                     break r;
                 }
                 if started.elapsed() > std::time::Duration::from_secs(60) {
-                    return Err(Error::Backend("readback did not complete in 60 s".to_string()));
+                    return Err(Error::Backend(
+                        "readback did not complete in 60 s".to_string(),
+                    ));
                 }
                 std::thread::yield_now();
             };
