@@ -30,7 +30,7 @@ use cappa::{Backend, HostTensor, Mode, Result, Tokens};
 pub use net::{Grads, Net};
 pub use optim::{AdamState, OptimConfig};
 pub use params::Params;
-// pub use train::{RunConfig, Trainer};
+pub use train::{RunConfig, Trainer};
 
 /// The reference training loss of one batch (images `[B, H, W, C]` in [-1, 1], caption targets,
 /// a mode per caption) and its gradient with respect to every parameter.

@@ -48,8 +48,13 @@ impl<B: Backend> Grads<B> {
         self.map.is_empty()
     }
 
-    fn put(&mut self, name: String, g: B::Tensor) {
+    /// Sets the gradient of `name` (the reverse pass sets each exactly once).
+    pub fn insert(&mut self, name: String, g: B::Tensor) {
         self.map.insert(name, g);
+    }
+
+    fn put(&mut self, name: String, g: B::Tensor) {
+        self.insert(name, g);
     }
 }
 
