@@ -196,7 +196,7 @@ fn init_one(name: &str, shape: &[usize], rng: &mut Rng) -> Result<HostTensor> {
     let normal = |rng: &mut Rng, std: f32| (0..n).map(|_| std * rng.normal()).collect::<Vec<_>>();
     // Flax's lecun_normal: a normal truncated at ±2 std, rescaled to keep the variance 1/fan_in.
     let lecun = |rng: &mut Rng| {
-        let std = (1.0 / fan_in.max(1) as f32).sqrt() / 0.879_625_66;
+        let std = (1.0 / fan_in.max(1) as f32).sqrt() / 0.879_625_7;
         (0..n)
             .map(|_| loop {
                 let z = rng.normal();

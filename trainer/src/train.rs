@@ -211,7 +211,7 @@ impl<B: Backend> Trainer<B> {
         })
     }
 
-    /// The mean loss of every caption of `batch` in `mode` (no update), and the batch size.
+    /// The mean loss of the captions of `batch`, all in `mode` (no update).
     pub fn eval_loss(&self, batch: &Batch, mode: Mode) -> Result<f32> {
         let images = self.be.upload(&batch.images)?;
         let modes = vec![mode; batch.targets.batch()];
@@ -486,12 +486,12 @@ pub fn run<B: Backend>(
         on_event(Event::Step(stats));
         let s = trainer.step();
         if let Some(v) = &valid {
-            if run.eval_every > 0 && (s % run.eval_every == 0 || s == run.steps) {
+            if run.eval_every > 0 && (s.is_multiple_of(run.eval_every) || s == run.steps) {
                 let losses = trainer.validate(v.dataset, v.prep)?;
                 on_event(Event::Validation { step: s, losses });
             }
         }
-        if (run.checkpoint_every > 0 && s % run.checkpoint_every == 0) || s == run.steps {
+        if (run.checkpoint_every > 0 && s.is_multiple_of(run.checkpoint_every)) || s == run.steps {
             let path = trainer.save(out_dir)?;
             saved_at = Some(s);
             on_event(Event::Checkpoint { step: s, path });
