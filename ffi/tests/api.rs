@@ -415,7 +415,7 @@ fn progress_rises_from_0_to_1_and_can_abort_midway() {
     // Abort at the third call: nothing is written, and the callback is not called again.
     seen.clear();
     seen.push(f32::NAN); // asks record_progress to stop at its third call
-    let mut texts = vec![1 as *mut c_char; c_images.len()];
+    let mut texts = vec![std::ptr::dangling_mut::<c_char>(); c_images.len()];
     let status = unsafe {
         cappa_caption_batch(
             model,

@@ -66,7 +66,7 @@ fn expected(model_file: &Path, image_file: &Path, labels: &[&str]) -> String {
     };
     let greedy = model
         .caption_with(
-            &[full.clone()],
+            std::slice::from_ref(&full),
             &Decode::Greedy,
             &DecodeOptions::default(),
             Some(&mut on_token),
