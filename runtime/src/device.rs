@@ -4,6 +4,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::future::Future;
 
 use crate::backend::{Attention, Backend, Matmul, Sampling};
 use crate::cpu::{CpuBackend, CpuIds, CpuTensor};
@@ -53,6 +54,13 @@ impl Device {
     #[cfg(feature = "gpu")]
     pub fn gpu() -> Result<Self> {
         Ok(Device::Gpu(GpuBackend::new()?))
+    }
+
+    /// The GPU backend on the best adapter, opened without blocking (in a web page: the
+    /// browser's WebGPU adapter, if it offers one).
+    #[cfg(feature = "gpu")]
+    pub async fn gpu_async() -> Result<Self> {
+        Ok(Device::Gpu(GpuBackend::new_async().await?))
     }
 
     /// `cpu`, `gpu` or `auto` (see [`Device::best`]).
@@ -203,6 +211,26 @@ impl Backend for Device {
 
     fn download_ids(&self, ids: &DeviceIds) -> Result<Vec<u32>> {
         on_device!(self, |be, _t, i, _w, _wi| be.download_ids(i(ids)?))
+    }
+
+    fn download_async(&self, x: &DeviceTensor) -> impl Future<Output = Result<HostTensor>> {
+        async move { on_device!(self, |be, t, _i, _w, _wi| be.download_async(t(x)?).await) }
+    }
+
+    fn download_ids_async(&self, ids: &DeviceIds) -> impl Future<Output = Result<Vec<u32>>> {
+        async move { on_device!(self, |be, _t, i, _w, _wi| be.download_ids_async(i(ids)?).await) }
+    }
+
+    fn download_with_ids_async(
+        &self,
+        x: &DeviceTensor,
+        ids: &DeviceIds,
+    ) -> impl Future<Output = Result<(HostTensor, Vec<u32>)>> {
+        async move {
+            on_device!(self, |be, t, i, _w, _wi| be
+                .download_with_ids_async(t(x)?, i(ids)?)
+                .await)
+        }
     }
 
     fn shape(&self, x: &DeviceTensor) -> Vec<usize> {

@@ -85,6 +85,7 @@ pub mod safetensors_io;
 pub mod scoring;
 pub mod tensor;
 mod threads;
+mod wait;
 pub mod tokenizer;
 pub mod weights;
 

@@ -1,0 +1,299 @@
+// The browser demo, end to end: the page is built (examples/web/build.sh), served on 127.0.0.1
+// and driven in Debian's headless Chromium through playwright-core. For each image it is given
+// (a sample, the file picker, drag and drop), the page's parallel and greedy captions and its
+// zero-shot label probabilities must equal what the native `cappa` CLI prints (--json, CPU
+// backend) for the same image file and model.
+//
+// Three browser runs:
+//  1. WebGPU: Chromium with --enable-unsafe-webgpu (a SwiftShader adapter on machines without a
+//     GPU). The page must report WebGPU; a silent fall back to the CPU fails the test.
+//  2. No WebGPU: Chromium without that flag offers no adapter; the page must fall back to its CPU
+//     backend, say so in a note, and still give the CLI's answers.
+//  3. ?backend=cpu in the WebGPU browser: the CPU backend forced by the URL.
+// Each run saves a screenshot after captioning in the output folder (target/web-test/ or
+// $CAPPA_WEB_TEST_OUT), with results.json (backend, adapter, times).
+//
+// Environment: CHROMIUM (default /usr/lib/chromium/chromium); CARGO_TARGET_DIR as for cargo;
+// CAPPA_WEB_SKIP_BUILD=1 serves an existing build in $CAPPA_WEB_TEST_OUT/site as it is.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { serve } from "../server.mjs";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const OUT = resolve(process.env.CAPPA_WEB_TEST_OUT ?? join(ROOT, "target/web-test"));
+const SITE = join(OUT, "site");
+const ASSETS = join(OUT, "assets");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/lib/chromium/chromium";
+
+// The model and images under test, until the trained default model is committed: a model file
+// made from the reference fixture plus a word vocabulary, and generated PNGs (web-test-assets
+// writes them, with an index.json naming images and labels). The switch to the default model is
+// this one line: MODEL = { file: "examples/models/shapes.safetensors", images: "examples/images" }
+// (with the images' index.json from build.sh).
+const MODEL = { fixture: "tests/fixtures/cappa-tiny" };
+
+/** Probabilities of two f32 implementations (CPU in wasm or WebGPU, native CPU) agree this well. */
+const PROB_TOL = 1e-4;
+/** Caption log-probabilities: sums of up to max_len token log-probabilities. */
+const LOG_PROB_TOL = 1e-3;
+/** Model load and the first captions (pipeline compiles on SwiftShader) stay well under this. */
+const PAGE_TIMEOUT = 180_000;
+
+// Flags that keep Chromium off the network (PLATFORM.md §6); --no-sandbox comes from
+// chromiumSandbox: false (needed as root).
+const QUIET = [
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--disable-default-apps",
+  "--disable-features=Translate,OptimizationHints,MediaRouter",
+];
+
+function run(cmd, args, opts = {}) {
+  return execFileSync(cmd, args, {
+    cwd: ROOT,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+    maxBuffer: 64 << 20,
+    ...opts,
+  });
+}
+
+function cli(args) {
+  return JSON.parse(run("cargo", ["run", "-q", "-p", "cappa-cli", "--", ...args, "--device", "cpu"]));
+}
+
+let server;
+let baseUrl;
+let index;
+const modelFile = join(ASSETS, "model.safetensors");
+const results = { runs: {} };
+/** The CLI's answers per image file name, filled lazily. */
+const expected = new Map();
+
+function cliAnswers(name, labels) {
+  const key = `${name}|${labels.join(",")}`;
+  if (!expected.has(key)) {
+    const image = join(ASSETS, name);
+    const caption = (mode) =>
+      cli(["caption", image, "--model", modelFile, "--mode", mode, "--json"])[0];
+    const classified = cli(["classify", image, "--model", modelFile, "--labels", labels.join(","), "--json"]);
+    const probs = new Map(classified.labels.map((r) => [r.label, r.probability]));
+    expected.set(key, { parallel: caption("parallel"), greedy: caption("greedy"), probs });
+  }
+  return expected.get(key);
+}
+
+before(() => {
+  mkdirSync(OUT, { recursive: true });
+  if (process.env.CAPPA_WEB_SKIP_BUILD !== "1") {
+    run(join(ROOT, "examples/web/build.sh"), [], { env: { ...process.env, CAPPA_WEB_OUT: SITE }, stdio: "inherit" });
+  }
+  run("cargo", ["run", "-q", "-p", "cappa-web", "--bin", "web-test-assets", "--", MODEL.fixture, ASSETS]);
+  index = JSON.parse(readFileSync(join(ASSETS, "index.json"), "utf8"));
+  assert.ok(index.images.length >= 3, "three test images");
+});
+
+before(async () => {
+  ({ server, url: baseUrl } = await serve({ "/": SITE, "/assets/": ASSETS }));
+});
+
+after(() => {
+  server?.close();
+  writeFileSync(join(OUT, "results.json"), JSON.stringify(results, null, 2) + "\n");
+});
+
+async function launch(webgpu) {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    chromiumSandbox: false,
+    args: webgpu ? [...QUIET, "--enable-unsafe-webgpu"] : QUIET,
+  });
+}
+
+/** Opens the page and waits until the model is loaded; collects the console for error reports. */
+async function open(browser, query) {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+  const log = [];
+  page.on("console", (m) => log.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => log.push(`pageerror: ${e.message}`));
+  page.log = log;
+  const url = `${baseUrl}?model=assets/model.safetensors&samples=assets/index.json${query}`;
+  await page.goto(url);
+  await settle(page, "ready");
+  return page;
+}
+
+/** Waits for the page's state to become `want` (or error, which fails with the page's message). */
+async function settle(page, want) {
+  await page.waitForSelector(`body[data-state="${want}"], body[data-state="error"]`, { timeout: PAGE_TIMEOUT });
+  const state = await page.getAttribute("body", "data-state");
+  if (state === "error") {
+    const message = await page.textContent("#error");
+    assert.fail(`the page failed: ${message}\n${page.log.join("\n")}`);
+  }
+}
+
+/** Does `action` (which starts captioning an image) and waits until the page is done. */
+async function captioned(page, action) {
+  await page.evaluate(() => (document.body.dataset.state = "waiting"));
+  await action();
+  await settle(page, "done");
+}
+
+/** What the page shows: both captions (text, tokens, log p, time) and the label probabilities. */
+async function pageAnswers(page) {
+  return page.evaluate(() => {
+    const caption = (id) => {
+      const d = document.getElementById(id).dataset;
+      return { text: d.text, tokens: JSON.parse(d.tokens), logProb: Number(d.logProb), ms: Number(d.ms) };
+    };
+    const probs = [...document.querySelectorAll("#probs li")].map((li) => [li.dataset.label, Number(li.dataset.prob)]);
+    return {
+      image: document.getElementById("preview-box").dataset.name,
+      parallel: caption("parallel"),
+      greedy: caption("greedy"),
+      probs,
+      classifyMs: Number(document.getElementById("classify-time").dataset.ms),
+      shown: {
+        parallel: document.querySelector("#parallel .text").textContent,
+        greedy: document.querySelector("#greedy .text").textContent,
+        bars: document.querySelectorAll("#probs .bar").length,
+      },
+    };
+  });
+}
+
+/** The page's answers for image `name` equal the CLI's. Returns the page's answers. */
+async function checkAgainstCli(page, name, labels) {
+  const got = await pageAnswers(page);
+  assert.equal(got.image, name);
+  const want = cliAnswers(name, labels);
+  for (const mode of ["parallel", "greedy"]) {
+    const [g, w] = [got[mode], want[mode]];
+    assert.equal(g.text, w.caption, `${name} ${mode} caption`);
+    assert.deepEqual(g.tokens, w.tokens, `${name} ${mode} tokens`);
+    assert.ok(Math.abs(g.logProb - w.log_prob) <= LOG_PROB_TOL, `${name} ${mode} log p ${g.logProb} vs ${w.log_prob}`);
+    assert.equal(got.shown[mode], g.text === "" ? "(empty caption)" : g.text, `${mode} shown`);
+    assert.ok(g.ms > 0, `${mode} time shown`);
+  }
+  assert.deepEqual(got.probs.map(([l]) => l), labels, `${name} labels in order`);
+  assert.equal(got.shown.bars, labels.length, "one bar per label");
+  for (const [label, p] of got.probs) {
+    const q = want.probs.get(label);
+    assert.ok(Math.abs(p - q) <= PROB_TOL, `${name} p(${label}) = ${p}, CLI ${q}`);
+  }
+  return got;
+}
+
+function record(run, page, backend, answers) {
+  results.runs[run] ??= { backend, images: [] };
+  results.runs[run].images.push({
+    image: answers.image,
+    parallel: { caption: answers.parallel.text, ms: answers.parallel.ms },
+    greedy: { caption: answers.greedy.text, ms: answers.greedy.ms },
+    classify: { probs: Object.fromEntries(answers.probs), ms: answers.classifyMs },
+  });
+  console.log(
+    `[${run}] ${answers.image}: parallel "${answers.parallel.text}" ${answers.parallel.ms.toFixed(1)} ms, ` +
+      `greedy "${answers.greedy.text}" ${answers.greedy.ms.toFixed(1)} ms, ` +
+      `${answers.probs.length} labels ${answers.classifyMs.toFixed(1)} ms`,
+  );
+}
+
+describe("the browser demo", () => {
+  test("on WebGPU: captions and probabilities equal the CLI's", async () => {
+    const browser = await launch(true);
+    try {
+      const page = await open(browser, "");
+      const backend = await page.textContent("#backend");
+      const webgpu = await page.getAttribute("#backend", "data-webgpu");
+      const note = (await page.isVisible("#note")) ? await page.textContent("#note") : "";
+      assert.equal(webgpu, "true", `the page fell back to "${backend}": ${note}\n${page.log.join("\n")}`);
+      assert.match(backend, /^WebGPU \(/);
+      assert.equal(note, "", "no fallback note on WebGPU");
+      const adapter = (await page.isVisible("#adapter")) ? await page.textContent("#adapter") : "";
+      results.runs.webgpu = { backend, adapter, images: [] };
+      console.log(`[webgpu] backend: ${backend}; ${adapter}`);
+
+      // A sample image.
+      const [first, second] = index.images;
+      await captioned(page, () => page.click(`#samples button[data-sample="${first}"]`));
+      record("webgpu", page, backend, await checkAgainstCli(page, first, index.labels));
+      await page.screenshot({ path: join(OUT, "webgpu.png"), fullPage: true });
+
+      // The file picker, then labels typed by the user.
+      await captioned(page, () => page.setInputFiles("#file", join(ASSETS, second)));
+      record("webgpu", page, backend, await checkAgainstCli(page, second, index.labels));
+      const typed = ["w5", "w6 w7", "w12 w3 w3"];
+      await captioned(page, async () => {
+        await page.fill("#labels", typed.join(", "));
+        await page.click("#classify");
+      });
+      await checkAgainstCli(page, second, typed);
+      await page.close();
+    } finally {
+      await browser.close();
+    }
+  });
+
+  test("without WebGPU: the CPU fallback, with a note, gives the CLI's answers", async () => {
+    const browser = await launch(false);
+    try {
+      const page = await open(browser, "");
+      const backend = await page.textContent("#backend");
+      assert.equal(backend, "CPU (wasm)");
+      assert.equal(await page.getAttribute("#backend", "data-webgpu"), "false");
+      assert.ok(await page.isVisible("#note"), "a note says why the CPU is used");
+      const note = await page.textContent("#note");
+      assert.match(note, /WebGPU/);
+      assert.match(note, /CPU backend/);
+
+      // Drag and drop.
+      const name = index.images[2];
+      const bytes = [...readFileSync(join(ASSETS, name))];
+      const dataTransfer = await page.evaluateHandle(
+        ({ bytes, name }) => {
+          const dt = new DataTransfer();
+          dt.items.add(new File([new Uint8Array(bytes)], name, { type: "image/png" }));
+          return dt;
+        },
+        { bytes, name },
+      );
+      await captioned(page, () => page.dispatchEvent("#drop", "drop", { dataTransfer }));
+      results.runs["no-webgpu"] = { backend, note, images: [] };
+      record("no-webgpu", page, backend, await checkAgainstCli(page, name, index.labels));
+      await page.screenshot({ path: join(OUT, "cpu-fallback.png"), fullPage: true });
+      await page.close();
+    } finally {
+      await browser.close();
+    }
+  });
+
+  test("?backend=cpu forces the CPU backend where WebGPU works", async () => {
+    const browser = await launch(true);
+    try {
+      const page = await open(browser, "&backend=cpu");
+      const backend = await page.textContent("#backend");
+      assert.equal(backend, "CPU (wasm)");
+      assert.match(await page.textContent("#note"), /\?backend=cpu/);
+      const name = index.images[0];
+      await captioned(page, () => page.click(`#samples button[data-sample="${name}"]`));
+      results.runs["backend=cpu"] = { backend, images: [] };
+      record("backend=cpu", page, backend, await checkAgainstCli(page, name, index.labels));
+      await page.screenshot({ path: join(OUT, "cpu-forced.png"), fullPage: true });
+      await page.close();
+    } finally {
+      await browser.close();
+    }
+  });
+});
