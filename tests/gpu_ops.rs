@@ -742,3 +742,332 @@ fn gather_batch_rows() {
         },
     );
 }
+
+// ---- Backward ops of the trainer ----
+
+#[derive(Debug)]
+struct LayerNormBackwardCase {
+    rows: usize,
+    d: usize,
+    part: usize,
+}
+
+impl Case for LayerNormBackwardCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let x = be.upload(&random(&[self.rows, self.d], 30))?;
+        let s = be.upload(&random(&[self.d], 31))?;
+        let dy = be.upload(&random(&[self.rows, self.d], 32))?;
+        let (dx, ds, db) = be.layer_norm_backward(&x, &s, &dy, 1e-6)?;
+        be.download([&dx, &ds, &db][self.part])
+    }
+
+    fn tol(&self) -> Tol {
+        // dscale and dbias sum `rows` products.
+        Tol {
+            abs: 1e-5 * (1.0 + self.rows as f32).sqrt(),
+            rel: 1e-5,
+        }
+    }
+}
+
+#[test]
+fn layer_norm_backward() {
+    let Some(g) = gpu() else { return };
+    for &(rows, d) in &[(1, 1), (3, 7), (17, 64), (5, 130), (65, 33)] {
+        for part in 0..3 {
+            compare(&g, &LayerNormBackwardCase { rows, d, part });
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AttentionBackwardCase {
+    b: usize,
+    lq: usize,
+    lk: usize,
+    heads: usize,
+    hd: usize,
+    mask: &'static str,
+    part: usize,
+}
+
+impl Case for AttentionBackwardCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let f = self.heads * self.hd;
+        let q = be.upload(&random(&[self.b, self.lq, f], 33))?;
+        let k = be.upload(&random(&[self.b, self.lk, f], 34))?;
+        let v = be.upload(&random(&[self.b, self.lk, f], 35))?;
+        let d_o = be.upload(&random(&[self.b, self.lq, f], 36))?;
+        let rows: Vec<bool> = (0..self.b).map(|i| i % 2 == 0).collect();
+        let mask = match self.mask {
+            "none" => Mask::None,
+            "causal" => Mask::Causal { offset: 0 },
+            "offset" => Mask::Causal {
+                offset: self.lk - self.lq,
+            },
+            _ => Mask::CausalRows(&rows),
+        };
+        let op = Attention {
+            heads: self.heads,
+            mask,
+        };
+        let o = be.attention(&q, &k, &v, op)?;
+        let (dq, dk, dv) = be.attention_backward(&q, &k, &v, &o, &d_o, op)?;
+        be.download([&dq, &dk, &dv][self.part])
+    }
+
+    fn tol(&self) -> Tol {
+        Tol {
+            abs: 2e-5 * (self.lq.max(self.lk) as f32).sqrt(),
+            rel: 1e-4,
+        }
+    }
+}
+
+#[test]
+fn attention_backward_every_mask() {
+    let Some(g) = gpu() else { return };
+    for &(b, lq, lk, heads, hd) in &[
+        (1, 1, 1, 1, 1),
+        (2, 5, 5, 3, 7),
+        (3, 10, 10, 4, 16),
+        (2, 6, 6, 1, 33),
+    ] {
+        for mask in ["none", "causal", "rows"] {
+            for part in 0..3 {
+                let case = AttentionBackwardCase {
+                    b,
+                    lq,
+                    lk,
+                    heads,
+                    hd,
+                    mask,
+                    part,
+                };
+                compare(&g, &case);
+            }
+        }
+    }
+    // Cross-attention (more keys than queries) and a causal offset.
+    for (lq, lk, mask) in [(3, 16, "none"), (2, 7, "offset")] {
+        for part in 0..3 {
+            let case = AttentionBackwardCase {
+                b: 2,
+                lq,
+                lk,
+                heads: 4,
+                hd: 5,
+                mask,
+                part,
+            };
+            compare(&g, &case);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct GeluBackwardCase {
+    shape: Vec<usize>,
+}
+
+impl Case for GeluBackwardCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let mut x = random(&self.shape, 37);
+        // Large arguments, where the tanh saturates.
+        for (i, v) in x.data_mut().iter_mut().enumerate().take(4) {
+            *v = [12.0, -12.0, 30.0, -30.0][i];
+        }
+        let x = be.upload(&x)?;
+        let dy = be.upload(&random(&self.shape, 38))?;
+        be.download(&be.gelu_backward(&x, &dy)?)
+    }
+}
+
+#[test]
+fn gelu_backward() {
+    let Some(g) = gpu() else { return };
+    for shape in [vec![5], vec![3, 67], vec![300, 257]] {
+        compare(&g, &GeluBackwardCase { shape });
+    }
+}
+
+#[derive(Debug)]
+struct EmbedBackwardCase {
+    rows: usize,
+    d: usize,
+    ids: Vec<u32>,
+}
+
+impl Case for EmbedBackwardCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let dy = be.upload(&random(&[self.ids.len(), self.d], 39))?;
+        let ids = be.upload_ids(&[self.ids.len()], &self.ids)?;
+        be.download(&be.embed_backward(&dy, &ids, self.rows)?)
+    }
+
+    fn tol(&self) -> Tol {
+        // Same additions in the same order.
+        Tol { abs: 0.0, rel: 0.0 }
+    }
+}
+
+#[test]
+fn embed_backward_is_exact_and_deterministic() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng::new(40);
+    let many: Vec<u32> = (0..300).map(|_| (rng.next_u64() % 13) as u32).collect();
+    for (rows, d, ids) in [
+        (1, 1, vec![0]),
+        (51, 63, vec![0, 50, 7, 7, 13, 49, 1, 7]),
+        (13, 5, many),
+    ] {
+        let case = EmbedBackwardCase { rows, d, ids };
+        compare(&g, &case);
+        assert_eq!(case.run(&g).unwrap(), case.run(&g).unwrap(), "run to run");
+    }
+}
+
+#[derive(Debug)]
+struct SumsCase {
+    shapes: Vec<Vec<usize>>,
+    squares: bool,
+}
+
+impl Case for SumsCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let xs = self
+            .shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| be.upload(&random(s, 41 + i as u64)))
+            .collect::<Result<Vec<_>>>()?;
+        if self.squares {
+            let refs: Vec<&B::Tensor> = xs.iter().collect();
+            return be.download(&be.sum_squares(&refs)?);
+        }
+        be.download(&be.sum_axis0(&xs[0])?)
+    }
+
+    fn tol(&self) -> Tol {
+        Tol {
+            abs: 1e-4,
+            rel: 1e-5,
+        }
+    }
+}
+
+#[test]
+fn sum_axis0_and_sum_squares() {
+    let Some(g) = gpu() else { return };
+    for shape in [vec![1, 1], vec![7, 3], vec![130, 65], vec![2, 10, 64]] {
+        compare(
+            &g,
+            &SumsCase {
+                shapes: vec![shape],
+                squares: false,
+            },
+        );
+    }
+    compare(
+        &g,
+        &SumsCase {
+            shapes: vec![vec![1], vec![255], vec![3, 97], vec![70_001]],
+            squares: true,
+        },
+    );
+}
+
+#[derive(Debug)]
+struct XentBackwardCase {
+    b: usize,
+    l: usize,
+    v: usize,
+    ls: f32,
+}
+
+impl Case for XentBackwardCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let x = be.upload(&random(&[self.b, self.l, self.v], 42))?;
+        // Caption b has b + 1 content tokens (so the last ones may be all content), then PAD.
+        let t: Vec<u32> = (0..self.b * self.l)
+            .map(|r| {
+                let (b, i) = (r / self.l, r % self.l);
+                if i <= b {
+                    ((r * 7 + 3) % self.v) as u32
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let t = be.upload_ids(&[self.b, self.l], &t)?;
+        be.download(&be.cross_entropy_backward(&x, &t, 0, self.ls)?)
+    }
+}
+
+#[test]
+fn cross_entropy_backward() {
+    let Some(g) = gpu() else { return };
+    for &(b, l, v) in &[(1, 1, 1), (3, 4, 2), (2, 10, 50), (3, 3, 1000)] {
+        for ls in [0.0, 0.1] {
+            compare(&g, &XentBackwardCase { b, l, v, ls });
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AdamWCase {
+    shape: Vec<usize>,
+    weight_decay: f32,
+    steps: u32,
+}
+
+impl Case for AdamWCase {
+    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
+        let mut p = be.upload(&random(&self.shape, 43))?;
+        // A reshaped view shares the parameter's buffer: the update must not change it.
+        let view = be.reshape(&p, &[p_len(&self.shape)])?;
+        let mut m = be.zeros(&self.shape)?;
+        let mut v = be.zeros(&self.shape)?;
+        for t in 1..=self.steps {
+            let g = be.upload(&random(&self.shape, 44 + t as u64))?;
+            let op = cappa::backend::AdamW {
+                lr: 1e-2,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: self.weight_decay,
+                schedule: 0.5 + 0.1 * t as f32,
+                clip: 0.7,
+                bias_correction1: 1.0 - 0.9f32.powi(t as i32),
+                bias_correction2: 1.0 - 0.999f32.powi(t as i32),
+            };
+            be.adamw_update(&mut p, &mut m, &mut v, &g, &op)?;
+        }
+        let mut out = be.download(&p)?.into_data();
+        out.extend(be.download(&m)?.into_data());
+        out.extend(be.download(&v)?.into_data());
+        out.extend(be.download(&view)?.into_data());
+        HostTensor::new(&[out.len()], out)
+    }
+}
+
+fn p_len(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+#[test]
+fn adamw_update_in_place() {
+    let Some(g) = gpu() else { return };
+    for shape in [vec![1], vec![7, 13], vec![64, 4, 16]] {
+        for weight_decay in [0.0, 1e-4] {
+            compare(
+                &g,
+                &AdamWCase {
+                    shape: shape.clone(),
+                    weight_decay,
+                    steps: 3,
+                },
+            );
+        }
+    }
+}

@@ -221,7 +221,8 @@ pub struct EmbedArgs {
     /// Image files.
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    /// Output file: `.safetensors` (tensor `embeddings`, image paths in the metadata).
+    /// Output file: `.safetensors` (tensor `embeddings`, image paths in the metadata) or `.npy`
+    /// (the `[images, width]` f32 array, in the order given).
     #[arg(long)]
     out: PathBuf,
     /// Model file (default: the committed shapes model).
@@ -241,9 +242,9 @@ pub fn embed(args: &EmbedArgs) -> Result<()> {
         return Err(Error::InvalidInput("--batch must be at least 1".into()));
     }
     let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("");
-    if ext != "safetensors" {
+    if ext != "safetensors" && ext != "npy" {
         return Err(Error::InvalidInput(format!(
-            "{}: the output must end in .safetensors",
+            "{}: the output must end in .safetensors or .npy",
             args.out.display()
         )));
     }
@@ -265,6 +266,17 @@ pub fn embed(args: &EmbedArgs) -> Result<()> {
         .iter()
         .map(|p| p.display().to_string())
         .collect();
+    if ext == "npy" {
+        let mut bytes = crate::npy::header_bytes(crate::npy::Descr::F32, &[names.len(), d]);
+        bytes.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+        write_atomic(&args.out, &bytes)?;
+        eprintln!(
+            "cappa: wrote {} embeddings of {d} values to {}",
+            names.len(),
+            args.out.display()
+        );
+        return Ok(());
+    }
     let bytes = serialize(
         &[OwnedTensor::float(
             "embeddings",

@@ -8,8 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod bench;
 mod caption;
 mod common;
+mod convert;
 mod dump;
 mod info;
+mod npy;
+mod npz;
 
 #[derive(Parser)]
 #[command(name = "cappa", version, about = "Run CapPa image-captioning models")]
@@ -70,6 +73,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
         device: DeviceArg,
     },
+    /// Convert a big_vision checkpoint (.npz) to a cappa model (.safetensors), or back.
+    Convert(Box<convert::ConvertArgs>),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +91,7 @@ fn main() -> ExitCode {
             out,
             device,
         } => dump::run(&model, &inputs, &out, device),
+        Command::Convert(args) => convert::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -174,6 +174,31 @@ fn embed_writes_the_gap_features() {
         .unwrap();
     assert_eq!(got, want);
     assert!(file.metadata("images").unwrap().contains("img1.png"));
+    // The same as a .npy file: numpy's header, then the values.
+    let npy = s.path("emb.npy");
+    stdout(&cappa(&[
+        "embed",
+        &s.path("img0.png"),
+        &s.path("img1.png"),
+        "--model",
+        &s.path("model.safetensors"),
+        "--out",
+        &npy,
+    ]));
+    let bytes = std::fs::read(&npy).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = String::from_utf8_lossy(&bytes[10..10 + header_len]);
+    assert!(
+        header.contains("'descr': '<f4'")
+            && header.contains(&format!("'shape': (2, {})", want.shape()[1])),
+        "{header}"
+    );
+    let values: Vec<f32> = bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(values, want.data());
 }
 
 #[test]

@@ -98,6 +98,35 @@ impl Default for Sampling {
     }
 }
 
+/// Hyperparameters of one [`Backend::adamw_update`] on one tensor, all already resolved for this
+/// step and tensor by the caller (the trainer), so every backend does the same f32 arithmetic.
+///
+/// The update follows the reference's order (big_vision `optax.make`, spec §2): the gradient is
+/// scaled by `clip` (global-norm clipping), Adam's direction `m̂ / (√v̂ + eps)` is taken, scaled by
+/// `lr`, `weight_decay · param` is added (zero for tensors that are not `*/kernel`), the sum is
+/// scaled by `schedule`, and subtracted from the parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamW {
+    /// Peak learning rate (multiplies the direction only).
+    pub lr: f32,
+    /// First-moment decay.
+    pub beta1: f32,
+    /// Second-moment decay.
+    pub beta2: f32,
+    /// Added to `√v̂`.
+    pub eps: f32,
+    /// Decoupled weight decay of this tensor (0 for tensors that are not `*/kernel`).
+    pub weight_decay: f32,
+    /// Schedule value of this step (warm-up × cosine, in [0, 1]); scales direction and decay.
+    pub schedule: f32,
+    /// Gradient scale from global-norm clipping (1 when the norm is under the threshold).
+    pub clip: f32,
+    /// `1 − beta1^t` for the 1-based step `t` (Adam's bias correction).
+    pub bias_correction1: f32,
+    /// `1 − beta2^t`.
+    pub bias_correction2: f32,
+}
+
 /// A compute backend: device tensors and the ops of a CapPa forward pass.
 ///
 /// Tensors are row-major with a shape; the last axis is the feature axis. Token ids live in
@@ -240,4 +269,68 @@ pub trait Backend {
         targets: &Self::Ids,
         label_smoothing: f32,
     ) -> Result<Self::Tensor>;
+
+    // ---- Backward ops of the trainer (`cappa-trainer`); CPU references in `crate::ops`. ----
+
+    /// Gradients of [`Backend::layer_norm`] at `x` for output gradient `dy` (see
+    /// [`crate::ops::layer_norm_backward`]): `(dx, dscale, dbias)`, the last two `[D]` sums
+    /// over every row (`dbias` is returned whether or not the forward had a bias).
+    fn layer_norm_backward(
+        &self,
+        x: &Self::Tensor,
+        scale: &Self::Tensor,
+        dy: &Self::Tensor,
+        eps: f32,
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+    /// Gradients of [`Backend::attention`] (every mask but a causal offset other than 0 is
+    /// allowed): `(dq, dk, dv)` from the forward inputs, the forward output `o` and its
+    /// gradient `d_o` (see [`crate::ops::attention_backward`]).
+    fn attention_backward(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        o: &Self::Tensor,
+        d_o: &Self::Tensor,
+        op: Attention<'_>,
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+    /// `dy · gelu'(x)` elementwise, for the tanh-GELU of [`Backend::gelu`].
+    fn gelu_backward(&self, x: &Self::Tensor, dy: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Gradient of [`Backend::embed`] with respect to a table of `rows` rows: `dy [.., D]` rows
+    /// summed into the rows `ids` picked, in position order, without atomics, so every run
+    /// gives the same bits (see [`crate::ops::embed_backward`]). Returns `[rows, D]`.
+    fn embed_backward(
+        &self,
+        dy: &Self::Tensor,
+        ids: &Self::Ids,
+        rows: usize,
+    ) -> Result<Self::Tensor>;
+    /// `x [N, ..] → [..]`: the sum over the first axis, in row order (bias and position-table
+    /// gradients; see [`crate::ops::sums`]).
+    fn sum_axis0(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// The sum of squares of every tensor of `xs`, as one `[xs.len()]` tensor (global-norm
+    /// clipping reads all of them in one round trip).
+    fn sum_squares(&self, xs: &[&Self::Tensor]) -> Result<Self::Tensor>;
+    /// Gradient of the reference caption loss ([`crate::loss::caption_loss`]: per-position
+    /// softmax cross-entropy with label smoothing, PAD targets weighted 0, each caption's sum
+    /// divided by its non-PAD count, then the mean over captions) with respect to
+    /// `logits [B, L, V]`, fused: softmax, smoothing and normalisation in one pass (see
+    /// [`crate::ops::cross_entropy_backward`]).
+    fn cross_entropy_backward(
+        &self,
+        logits: &Self::Tensor,
+        targets: &Self::Ids,
+        pad_id: u32,
+        label_smoothing: f32,
+    ) -> Result<Self::Tensor>;
+    /// One AdamW step in place on `param` and its moments `m` and `v` for gradient `grad`, all
+    /// of one shape (see [`AdamW`] and [`crate::ops::adamw`]).
+    fn adamw_update(
+        &self,
+        param: &mut Self::Tensor,
+        m: &mut Self::Tensor,
+        v: &mut Self::Tensor,
+        grad: &Self::Tensor,
+        op: &AdamW,
+    ) -> Result<()>;
 }

@@ -5,7 +5,7 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::backend::{Attention, Backend, Matmul, Sampling};
+use crate::backend::{AdamW, Attention, Backend, Matmul, Sampling};
 use crate::error::Result;
 pub use crate::ops::matmul::Gemm;
 use crate::ops::{self, shape_error};
@@ -287,5 +287,106 @@ impl Backend for CpuBackend {
         let out =
             ops::cross_entropy::cpu(&logits.data, &logits.shape, &targets.data, label_smoothing);
         Ok(CpuTensor::new(shape, out))
+    }
+
+    fn layer_norm_backward(
+        &self,
+        x: &CpuTensor,
+        scale: &CpuTensor,
+        dy: &CpuTensor,
+        eps: f32,
+    ) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
+        ops::layer_norm_backward::check(&x.shape, &scale.shape, &dy.shape)?;
+        let (dx, ds, db) = ops::layer_norm_backward::cpu(&x.data, &scale.data, &dy.data, eps);
+        Ok((
+            CpuTensor::new(x.shape.clone(), dx),
+            CpuTensor::new(scale.shape.clone(), ds),
+            CpuTensor::new(scale.shape.clone(), db),
+        ))
+    }
+
+    fn attention_backward(
+        &self,
+        q: &CpuTensor,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        o: &CpuTensor,
+        d_o: &CpuTensor,
+        op: Attention<'_>,
+    ) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
+        let d =
+            ops::attention_backward::dims(&q.shape, &k.shape, &v.shape, &o.shape, &d_o.shape, &op)?;
+        let (dq, dk, dv) = ops::attention_backward::cpu(
+            &q.data, &k.data, &v.data, &o.data, &d_o.data, d, &op.mask,
+        );
+        Ok((
+            CpuTensor::new(q.shape.clone(), dq),
+            CpuTensor::new(k.shape.clone(), dk),
+            CpuTensor::new(k.shape.clone(), dv),
+        ))
+    }
+
+    fn gelu_backward(&self, x: &CpuTensor, dy: &CpuTensor) -> Result<CpuTensor> {
+        ops::gelu_backward::check(&x.shape, &dy.shape)?;
+        Ok(CpuTensor::new(
+            x.shape.clone(),
+            ops::gelu_backward::cpu(&x.data, &dy.data),
+        ))
+    }
+
+    fn embed_backward(&self, dy: &CpuTensor, ids: &CpuIds, rows: usize) -> Result<CpuTensor> {
+        let shape = ops::embed_backward::check(&dy.shape, &ids.shape, rows)?;
+        ops::embed::check_ids(&ids.data, rows)?;
+        let out = ops::embed_backward::cpu(&dy.data, shape[1], &ids.data, rows);
+        Ok(CpuTensor::new(shape, out))
+    }
+
+    fn sum_axis0(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        let shape = ops::sums::check_axis0(&x.shape)?;
+        let out = ops::sums::cpu_axis0(&x.data, numel(&shape));
+        Ok(CpuTensor::new(shape, out))
+    }
+
+    fn sum_squares(&self, xs: &[&CpuTensor]) -> Result<CpuTensor> {
+        let out = xs.iter().map(|x| ops::sums::cpu_squares(&x.data)).collect();
+        Ok(CpuTensor::new(alloc::vec![xs.len()], out))
+    }
+
+    fn cross_entropy_backward(
+        &self,
+        logits: &CpuTensor,
+        targets: &CpuIds,
+        pad_id: u32,
+        label_smoothing: f32,
+    ) -> Result<CpuTensor> {
+        ops::cross_entropy_backward::check(&logits.shape, &targets.shape)?;
+        ops::cross_entropy::check_targets(&targets.data, logits.shape[2])?;
+        let out = ops::cross_entropy_backward::cpu(
+            &logits.data,
+            &logits.shape,
+            &targets.data,
+            pad_id,
+            label_smoothing,
+        );
+        Ok(CpuTensor::new(logits.shape.clone(), out))
+    }
+
+    fn adamw_update(
+        &self,
+        param: &mut CpuTensor,
+        m: &mut CpuTensor,
+        v: &mut CpuTensor,
+        grad: &CpuTensor,
+        op: &AdamW,
+    ) -> Result<()> {
+        ops::adamw::check(&param.shape, &m.shape, &v.shape, &grad.shape)?;
+        ops::adamw::cpu(
+            Arc::make_mut(&mut param.data).as_mut_slice(),
+            Arc::make_mut(&mut m.data).as_mut_slice(),
+            Arc::make_mut(&mut v.data).as_mut_slice(),
+            &grad.data,
+            op,
+        );
+        Ok(())
     }
 }

@@ -6,7 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::future::Future;
 
-use crate::backend::{Attention, Backend, Matmul, Sampling};
+use crate::backend::{AdamW, Attention, Backend, Matmul, Sampling};
 use crate::cpu::{CpuBackend, CpuIds, CpuTensor};
 use crate::error::{Error, Result};
 #[cfg(feature = "gpu")]
@@ -391,5 +391,99 @@ impl Backend for Device {
             i(targets)?,
             label_smoothing
         )?)))
+    }
+
+    fn layer_norm_backward(
+        &self,
+        x: &DeviceTensor,
+        scale: &DeviceTensor,
+        dy: &DeviceTensor,
+        eps: f32,
+    ) -> Result<(DeviceTensor, DeviceTensor, DeviceTensor)> {
+        on_device!(self, |be, t, _i, w, _wi| {
+            let (dx, ds, db) = be.layer_norm_backward(t(x)?, t(scale)?, t(dy)?, eps)?;
+            Ok((w(dx), w(ds), w(db)))
+        })
+    }
+
+    fn attention_backward(
+        &self,
+        q: &DeviceTensor,
+        k: &DeviceTensor,
+        v: &DeviceTensor,
+        o: &DeviceTensor,
+        d_o: &DeviceTensor,
+        op: Attention<'_>,
+    ) -> Result<(DeviceTensor, DeviceTensor, DeviceTensor)> {
+        on_device!(self, |be, t, _i, w, _wi| {
+            let (dq, dk, dv) = be.attention_backward(t(q)?, t(k)?, t(v)?, t(o)?, t(d_o)?, op)?;
+            Ok((w(dq), w(dk), w(dv)))
+        })
+    }
+
+    fn gelu_backward(&self, x: &DeviceTensor, dy: &DeviceTensor) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(
+            be.gelu_backward(t(x)?, t(dy)?)?
+        )))
+    }
+
+    fn embed_backward(
+        &self,
+        dy: &DeviceTensor,
+        ids: &DeviceIds,
+        rows: usize,
+    ) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, i, w, _wi| Ok(w(be.embed_backward(
+            t(dy)?,
+            i(ids)?,
+            rows
+        )?)))
+    }
+
+    fn sum_axis0(&self, x: &DeviceTensor) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.sum_axis0(t(x)?)?)))
+    }
+
+    fn sum_squares(&self, xs: &[&DeviceTensor]) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| {
+            let xs = xs.iter().map(|x| t(x)).collect::<Result<Vec<_>>>()?;
+            Ok(w(be.sum_squares(&xs)?))
+        })
+    }
+
+    fn cross_entropy_backward(
+        &self,
+        logits: &DeviceTensor,
+        targets: &DeviceIds,
+        pad_id: u32,
+        label_smoothing: f32,
+    ) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, i, w, _wi| Ok(w(be.cross_entropy_backward(
+            t(logits)?,
+            i(targets)?,
+            pad_id,
+            label_smoothing
+        )?)))
+    }
+
+    fn adamw_update(
+        &self,
+        param: &mut DeviceTensor,
+        m: &mut DeviceTensor,
+        v: &mut DeviceTensor,
+        grad: &DeviceTensor,
+        op: &AdamW,
+    ) -> Result<()> {
+        match (self, param, m, v) {
+            (Device::Cpu(be), DeviceTensor::Cpu(p), DeviceTensor::Cpu(m), DeviceTensor::Cpu(v)) => {
+                be.adamw_update(p, m, v, grad.cpu()?, op)
+            }
+            #[cfg(feature = "gpu")]
+            (Device::Gpu(be), DeviceTensor::Gpu(p), DeviceTensor::Gpu(m), DeviceTensor::Gpu(v)) => {
+                be.adamw_update(p, m, v, grad.gpu()?, op)
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(mixed()),
+        }
     }
 }

@@ -25,7 +25,7 @@ use std::vec::Vec;
 pub(crate) use context::{Arg, Buf, Ctx, Kernel};
 pub use context::{GpuOptions, GpuStats, MatmulKernel};
 
-use crate::backend::{Attention, Backend, Matmul, Sampling};
+use crate::backend::{AdamW, Attention, Backend, Matmul, Sampling};
 use crate::error::{Error, Result};
 use crate::ops;
 use crate::safetensors_io::DType;
@@ -217,6 +217,21 @@ impl GpuBackend {
             buf: self.ctx.buffer(numel(shape) as u64 * 4, false)?,
             shape: shape.to_vec(),
         })
+    }
+
+    /// Gives `t` a buffer of its own (a copy) if another tensor shares its buffer (a reshape),
+    /// so that an in-place write changes `t` alone, as the CPU backend's copy-on-write does.
+    pub(crate) fn make_unique(&self, t: &mut GpuTensor) -> Result<()> {
+        if Arc::strong_count(&t.buf) > 1 {
+            let copy = self.alloc(&t.shape)?;
+            self.ctx
+                .copy(&t.buf, 0, &copy.buf, 0, t.numel() as u64 * t.format.size());
+            *t = GpuTensor {
+                format: t.format,
+                ..copy
+            };
+        }
+        Ok(())
     }
 
     /// Uploads `u32` words (ids, flags).
@@ -502,5 +517,72 @@ impl Backend for GpuBackend {
     ) -> Result<GpuTensor> {
         let shape = ops::cross_entropy::check(&logits.shape, &targets.shape)?;
         ops::cross_entropy::gpu(self, logits, targets, label_smoothing, &shape)
+    }
+
+    fn layer_norm_backward(
+        &self,
+        x: &GpuTensor,
+        scale: &GpuTensor,
+        dy: &GpuTensor,
+        eps: f32,
+    ) -> Result<(GpuTensor, GpuTensor, GpuTensor)> {
+        ops::layer_norm_backward::check(&x.shape, &scale.shape, &dy.shape)?;
+        ops::layer_norm_backward::gpu(self, x, scale, dy, eps)
+    }
+
+    fn attention_backward(
+        &self,
+        q: &GpuTensor,
+        k: &GpuTensor,
+        v: &GpuTensor,
+        o: &GpuTensor,
+        d_o: &GpuTensor,
+        op: Attention<'_>,
+    ) -> Result<(GpuTensor, GpuTensor, GpuTensor)> {
+        let d =
+            ops::attention_backward::dims(&q.shape, &k.shape, &v.shape, &o.shape, &d_o.shape, &op)?;
+        ops::attention_backward::gpu(self, q, k, v, o, d_o, d, &op.mask)
+    }
+
+    fn gelu_backward(&self, x: &GpuTensor, dy: &GpuTensor) -> Result<GpuTensor> {
+        ops::gelu_backward::check(&x.shape, &dy.shape)?;
+        ops::gelu_backward::gpu(self, x, dy)
+    }
+
+    fn embed_backward(&self, dy: &GpuTensor, ids: &GpuIds, rows: usize) -> Result<GpuTensor> {
+        let shape = ops::embed_backward::check(&dy.shape, &ids.shape, rows)?;
+        ops::embed_backward::gpu(self, dy, ids, &shape)
+    }
+
+    fn sum_axis0(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        let shape = ops::sums::check_axis0(&x.shape)?;
+        ops::sums::gpu_axis0(self, x, &shape)
+    }
+
+    fn sum_squares(&self, xs: &[&GpuTensor]) -> Result<GpuTensor> {
+        ops::sums::gpu_squares(self, xs)
+    }
+
+    fn cross_entropy_backward(
+        &self,
+        logits: &GpuTensor,
+        targets: &GpuIds,
+        pad_id: u32,
+        label_smoothing: f32,
+    ) -> Result<GpuTensor> {
+        ops::cross_entropy_backward::check(&logits.shape, &targets.shape)?;
+        ops::cross_entropy_backward::gpu(self, logits, targets, pad_id, label_smoothing)
+    }
+
+    fn adamw_update(
+        &self,
+        param: &mut GpuTensor,
+        m: &mut GpuTensor,
+        v: &mut GpuTensor,
+        grad: &GpuTensor,
+        op: &AdamW,
+    ) -> Result<()> {
+        ops::adamw::check(&param.shape, &m.shape, &v.shape, &grad.shape)?;
+        ops::adamw::gpu(self, param, m, v, grad, op)
     }
 }

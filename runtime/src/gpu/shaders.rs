@@ -149,6 +149,13 @@ pub static ALL: &[&Shader] = &[
     &SAMPLE,
     &BEAM,
     &GATHER,
+    &LAYER_NORM_BACKWARD,
+    &ATTENTION_BACKWARD,
+    &GELU_BACKWARD,
+    &EMBED_BACKWARD,
+    &SUMS,
+    &CROSS_ENTROPY_BACKWARD,
+    &ADAMW,
 ];
 
 /// `wgsl/sample.wgsl`.
@@ -174,6 +181,80 @@ pub static GATHER: Shader = Shader {
     name: "gather",
     parts: &[COMMON, include_str!("../../../wgsl/gather.wgsl")],
     read_only: &[true, true, false],
+    entries: &["main"],
+    overrides: &[],
+};
+
+/// `wgsl/layer_norm_backward.wgsl`.
+pub static LAYER_NORM_BACKWARD: Shader = Shader {
+    name: "layer_norm_backward",
+    parts: &[
+        COMMON,
+        REDUCE,
+        include_str!("../../../wgsl/layer_norm_backward.wgsl"),
+    ],
+    read_only: &[true, true, true, false, false, false, false],
+    entries: &["main_dx", "main_dparams"],
+    overrides: &[("WG", &[64.0])],
+};
+
+/// `wgsl/attention_backward.wgsl`.
+pub static ATTENTION_BACKWARD: Shader = Shader {
+    name: "attention_backward",
+    parts: &[
+        COMMON,
+        include_str!("../../../wgsl/attention_backward.wgsl"),
+    ],
+    read_only: &[true, true, true, true, true, true, false, false],
+    entries: &["main_stats", "main_dq", "main_dkv"],
+    overrides: &[("MASK", FORMATS), ("WHICH", BOOL)],
+};
+
+/// `wgsl/gelu_backward.wgsl`.
+pub static GELU_BACKWARD: Shader = Shader {
+    name: "gelu_backward",
+    parts: &[COMMON, include_str!("../../../wgsl/gelu_backward.wgsl")],
+    read_only: &[true, true, false],
+    entries: &["main"],
+    overrides: &[],
+};
+
+/// `wgsl/embed_backward.wgsl`.
+pub static EMBED_BACKWARD: Shader = Shader {
+    name: "embed_backward",
+    parts: &[COMMON, include_str!("../../../wgsl/embed_backward.wgsl")],
+    read_only: &[true, true, false],
+    entries: &["main"],
+    overrides: &[],
+};
+
+/// `wgsl/sums.wgsl`.
+pub static SUMS: Shader = Shader {
+    name: "sums",
+    parts: &[COMMON, REDUCE, include_str!("../../../wgsl/sums.wgsl")],
+    read_only: &[true, false],
+    entries: &["main_axis0", "main_squares"],
+    overrides: &[("WG", &[256.0])],
+};
+
+/// `wgsl/cross_entropy_backward.wgsl`.
+pub static CROSS_ENTROPY_BACKWARD: Shader = Shader {
+    name: "cross_entropy_backward",
+    parts: &[
+        COMMON,
+        REDUCE,
+        include_str!("../../../wgsl/cross_entropy_backward.wgsl"),
+    ],
+    read_only: &[true, true, false],
+    entries: &["main"],
+    overrides: &[("WG", &[256.0])],
+};
+
+/// `wgsl/adamw.wgsl`.
+pub static ADAMW: Shader = Shader {
+    name: "adamw",
+    parts: &[COMMON, include_str!("../../../wgsl/adamw.wgsl")],
+    read_only: &[false, false, false, true],
     entries: &["main"],
     overrides: &[],
 };

@@ -1,0 +1,130 @@
+//! The AdamW update of the trainer, elementwise and in place (see [`AdamW`] for the order of
+//! operations, which is the reference's):
+//! `g ← clip·g; m ← β₁m + (1 − β₁)g; v ← β₂v + (1 − β₂)g²;`
+//! `u ← lr·(m/c₁) / (√(v/c₂) + ε) + wd·param; param ← param − schedule·u`.
+
+use alloc::format;
+
+use super::shape_error;
+use crate::backend::AdamW;
+use crate::error::Result;
+use crate::math;
+
+/// Checks the four tensors have one shape.
+pub fn check(param: &[usize], m: &[usize], v: &[usize], grad: &[usize]) -> Result<()> {
+    if param != m || param != v || param != grad {
+        return Err(shape_error(
+            "adamw_update",
+            format!("param {param:?}, m {m:?}, v {v:?} and grad {grad:?} must have one shape"),
+        ));
+    }
+    Ok(())
+}
+
+/// One element.
+#[inline]
+pub fn step(p: &mut f32, m: &mut f32, v: &mut f32, g: f32, op: &AdamW) {
+    let g = g * op.clip;
+    *m = op.beta1 * *m + (1.0 - op.beta1) * g;
+    *v = op.beta2 * *v + (1.0 - op.beta2) * (g * g);
+    let dir = (*m / op.bias_correction1) / (math::sqrt(*v / op.bias_correction2) + op.eps);
+    let u = dir * op.lr + op.weight_decay * *p;
+    *p -= op.schedule * u;
+}
+
+/// CPU reference, in place.
+pub fn cpu(param: &mut [f32], m: &mut [f32], v: &mut [f32], grad: &[f32], op: &AdamW) {
+    for (((p, m), v), &g) in param
+        .iter_mut()
+        .zip(m.iter_mut())
+        .zip(v.iter_mut())
+        .zip(grad)
+    {
+        step(p, m, v, g, op);
+    }
+}
+
+/// GPU dispatch (`wgsl/adamw.wgsl`), in place on the three tensors' buffers (each made its own
+/// first if another tensor shares it, as the CPU backend's copy-on-write does).
+#[cfg(feature = "gpu")]
+pub(crate) fn gpu(
+    be: &crate::gpu::GpuBackend,
+    param: &mut crate::gpu::GpuTensor,
+    m: &mut crate::gpu::GpuTensor,
+    v: &mut crate::gpu::GpuTensor,
+    grad: &crate::gpu::GpuTensor,
+    op: &AdamW,
+) -> Result<()> {
+    use crate::gpu::{grid_1d, shaders, Kernel};
+    for t in [&mut *param, &mut *m, &mut *v] {
+        t.f32("adamw_update")?;
+        be.make_unique(t)?;
+    }
+    let n = param.numel();
+    let kernel = Kernel {
+        shader: &shaders::ADAMW,
+        entry: "main",
+        constants: &[],
+    };
+    let params = [
+        n as u32,
+        op.lr.to_bits(),
+        op.beta1.to_bits(),
+        op.beta2.to_bits(),
+        op.eps.to_bits(),
+        op.weight_decay.to_bits(),
+        op.schedule.to_bits(),
+        op.clip.to_bits(),
+        op.bias_correction1.to_bits(),
+        op.bias_correction2.to_bits(),
+        0,
+        0,
+    ];
+    let args = [
+        param.arg(),
+        m.arg(),
+        v.arg(),
+        grad.f32("adamw_update")?.arg(),
+    ];
+    be.ctx().dispatch(&kernel, &params, &args, grid_1d(n, 64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_step_by_hand() {
+        let op = AdamW {
+            lr: 0.1,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.5,
+            schedule: 0.25,
+            clip: 0.5,
+            bias_correction1: 0.1,
+            bias_correction2: 0.01,
+        };
+        let (mut p, mut m, mut v) = ([2.0f32], [0.0f32], [0.0f32]);
+        cpu(&mut p, &mut m, &mut v, &[4.0], &op);
+        // g = 2; m = 0.2; v = 0.04; direction = (0.2/0.1)/(sqrt(0.04/0.01)) = 1;
+        // u = 1·0.1 + 0.5·2 = 1.1; p = 2 − 0.25·1.1.
+        assert!((m[0] - 0.2).abs() < 1e-6 && (v[0] - 0.04).abs() < 1e-6);
+        assert!((p[0] - (2.0 - 0.275)).abs() < 1e-6, "{}", p[0]);
+        // Without decay the parameter moves by lr·schedule·direction only.
+        let (mut p, mut m, mut v) = ([2.0f32], [0.0f32], [0.0f32]);
+        cpu(
+            &mut p,
+            &mut m,
+            &mut v,
+            &[4.0],
+            &AdamW {
+                weight_decay: 0.0,
+                ..op
+            },
+        );
+        assert!((p[0] - (2.0 - 0.025)).abs() < 1e-6, "{}", p[0]);
+        assert!(check(&[2], &[2], &[2], &[3]).is_err());
+    }
+}

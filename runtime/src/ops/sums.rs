@@ -1,0 +1,139 @@
+//! Reductions of the trainer: the sum over the first axis (bias and position-table gradients)
+//! and the sum of squares of whole tensors (global-norm gradient clipping).
+//!
+//! Both sum in a fixed order on every backend. The sum of squares uses the order of the GPU's
+//! one-workgroup reduction — [`LANES`] strided partial sums, then a pairwise tree — which keeps
+//! the rounding error of large tensors small and makes the two backends agree closely.
+
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::shape_error;
+use crate::error::Result;
+
+/// Lanes of the sum of squares (the GPU workgroup size).
+pub const LANES: usize = 256;
+
+/// Checks `x` has at least two axes and returns the shape without the first.
+pub fn check_axis0(x: &[usize]) -> Result<Vec<usize>> {
+    if x.len() < 2 {
+        return Err(shape_error(
+            "sum_axis0",
+            format!("needs at least two axes, got {x:?}"),
+        ));
+    }
+    Ok(x[1..].to_vec())
+}
+
+/// CPU reference of the sum over the first axis: `x [N, M]` (flattened) → `[M]`, rows in order.
+pub fn cpu_axis0(x: &[f32], m: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; m];
+    if m == 0 {
+        return out;
+    }
+    for row in x.chunks_exact(m) {
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+    out
+}
+
+/// CPU reference of the sum of squares of `x`, in the GPU kernel's order.
+pub fn cpu_squares(x: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    for (i, &v) in x.iter().enumerate() {
+        lanes[i % LANES] += v * v;
+    }
+    let mut width = LANES / 2;
+    while width > 0 {
+        for i in 0..width {
+            lanes[i] += lanes[i + width];
+        }
+        width /= 2;
+    }
+    lanes[0]
+}
+
+/// GPU sum over the first axis (`wgsl/sums.wgsl`, `main_axis0`): one invocation per column.
+#[cfg(feature = "gpu")]
+pub(crate) fn gpu_axis0(
+    be: &crate::gpu::GpuBackend,
+    x: &crate::gpu::GpuTensor,
+    shape: &[usize],
+) -> Result<crate::gpu::GpuTensor> {
+    use crate::gpu::{grid_1d, shaders, Kernel};
+    let out = be.alloc(shape)?;
+    let m = crate::tensor::numel(shape);
+    let n = x.shape[0];
+    let kernel = Kernel {
+        shader: &shaders::SUMS,
+        entry: "main_axis0",
+        constants: &[("WG", LANES as f64)],
+    };
+    let args = [x.f32("sum_axis0")?.arg(), out.arg()];
+    be.ctx()
+        .dispatch(&kernel, &[n as u32, m as u32, 0, 0], &args, grid_1d(m, 64))?;
+    Ok(out)
+}
+
+/// GPU sums of squares (`wgsl/sums.wgsl`, `main_squares`): one workgroup per tensor, writing
+/// element `i` of the result.
+#[cfg(feature = "gpu")]
+pub(crate) fn gpu_squares(
+    be: &crate::gpu::GpuBackend,
+    xs: &[&crate::gpu::GpuTensor],
+) -> Result<crate::gpu::GpuTensor> {
+    use crate::gpu::{shaders, Kernel};
+    let out = crate::backend::Backend::zeros(be, &[xs.len()])?;
+    let kernel = Kernel {
+        shader: &shaders::SUMS,
+        entry: "main_squares",
+        constants: &[("WG", LANES as f64)],
+    };
+    for (i, x) in xs.iter().enumerate() {
+        let args = [x.f32("sum_squares")?.arg(), out.arg()];
+        be.ctx().dispatch(
+            &kernel,
+            &[x.numel() as u32, 0, i as u32, 0],
+            &args,
+            [1, 1, 1],
+        )?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::fd;
+
+    #[test]
+    fn axis0_is_the_gradient_of_a_broadcast_add() {
+        // y = x + b (b repeated over rows): dL/db = Σ_rows dL/dy.
+        let (n, m) = (5, 7);
+        let x = fd::normal(n * m, 13);
+        let b = fd::normal(m, 14);
+        let w = fd::normal(n * m, 15);
+        assert_eq!(check_axis0(&[n, 1, m]).unwrap(), [1, m]);
+        assert!(check_axis0(&[m]).is_err());
+        let grad = cpu_axis0(&w, m);
+        fd::check("sum_axis0", &b, &grad, 1e-2, 1e-4, |b| {
+            fd::dot(&w, &crate::ops::add::cpu(&x, b))
+        });
+    }
+
+    #[test]
+    fn squares_are_accurate_for_long_tensors() {
+        for n in [0, 1, 255, 256, 257, 100_003] {
+            let x = fd::normal(n, 16);
+            let exact: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
+            let got = cpu_squares(&x) as f64;
+            assert!(
+                (got - exact).abs() <= 1e-6 * exact.max(1.0),
+                "{n}: {got} vs {exact}"
+            );
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! `cappa-train`: train a CapPa model from a TOML run file, or write the gradients of a model on
+//! given inputs for comparison with another implementation.
+//!
+//! ```text
+//! cappa-train train --config run.toml [--resume] [--device cpu|gpu|auto]
+//! cappa-train grads --model PATH --inputs INPUTS.safetensors --mode cap|pa|mixed \
+//!                   --out OUT.safetensors [--device cpu|gpu]
+//! ```
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use cappa::safetensors_io::{serialize, OwnedTensor, SafetensorsFile};
+use cappa::tokenizer::SpecialIds;
+use cappa::{
+    Backend, Checkpoint, Config, Device, Error, HostTensor, Mode, Result, Tokenizer, Tokens,
+};
+use cappa_trainer::data::{Dataset, Loader, LoaderOptions, Prep};
+use cappa_trainer::train::{
+    run, write_atomic_with, Event, Outcome, ValidationData, CHECKPOINT_FILE,
+};
+use cappa_trainer::{loss_and_grads, Net, Params, RunConfig, Trainer};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Deserialize;
+
+#[derive(Parser)]
+#[command(
+    name = "cappa-train",
+    version,
+    about = "Train CapPa image-captioning models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train (or continue training) as a TOML run file says.
+    Train {
+        /// The run file: [model], [tokenizer], [data], [run] (see the README).
+        #[arg(long)]
+        config: PathBuf,
+        /// Continue from the checkpoint in the run's output folder.
+        #[arg(long)]
+        resume: bool,
+        /// Backend; overrides the run file's `device`.
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Write the loss and the gradient of every parameter on given inputs.
+    Grads {
+        /// Model file, or a folder with params.safetensors + config.json.
+        #[arg(long)]
+        model: PathBuf,
+        /// `images` [B,H,W,3] f32 in [-1,1], `tokens` [B,L] i32 (and `mixed_is_pa` [B] i32 for
+        /// `--mode mixed`).
+        #[arg(long)]
+        inputs: PathBuf,
+        /// Which loss: every caption Cap, every caption Pa, or Pa where `mixed_is_pa` is 1.
+        #[arg(long, value_enum)]
+        mode: GradMode,
+        /// Output: `loss_<mode>` [1] and `grad_<mode>/<param>` per parameter.
+        #[arg(long)]
+        out: PathBuf,
+        /// Label smoothing of the loss.
+        #[arg(long, default_value_t = 0.0)]
+        label_smoothing: f32,
+        /// Backend.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GradMode {
+    Cap,
+    Pa,
+    Mixed,
+}
+
+/// The TOML run file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunFile {
+    /// `init = "model.safetensors"` to start from a model file, or the config's keys.
+    model: toml::Table,
+    #[serde(default)]
+    tokenizer: Option<TokenizerSection>,
+    data: DataSection,
+    #[serde(default)]
+    run: RunConfig,
+    /// Output folder (checkpoint.safetensors, model.safetensors).
+    out: PathBuf,
+    /// `cpu`, `gpu` or `auto`.
+    #[serde(default = "auto")]
+    device: String,
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenizerSection {
+    /// A SentencePiece `.model` file.
+    sentencepiece: Option<PathBuf>,
+    /// A word list, one word per line (word i has id i).
+    words: Option<PathBuf>,
+    /// The built-in word list of the procedural shapes data.
+    #[serde(default)]
+    shapes: bool,
+    #[serde(default = "yes")]
+    lowercase: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataSection {
+    /// JSONL file or folder of training examples.
+    train: Option<PathBuf>,
+    /// JSONL file or folder of validation examples.
+    valid: Option<PathBuf>,
+    /// Instead of files: this many procedural shapes scenes (and `shapes_valid` for validation).
+    shapes: Option<usize>,
+    shapes_valid: Option<usize>,
+    #[serde(default = "two")]
+    workers: usize,
+    #[serde(default = "four")]
+    prefetch: usize,
+}
+
+fn two() -> usize {
+    2
+}
+fn four() -> usize {
+    4
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cappa-train: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Train {
+            config,
+            resume,
+            device,
+        } => train(&config, resume, device),
+        Command::Grads {
+            model,
+            inputs,
+            mode,
+            out,
+            label_smoothing,
+            device,
+        } => {
+            grads(&model, &inputs, mode, &out, label_smoothing, &device)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+}
+
+fn grads(
+    model: &Path,
+    inputs: &Path,
+    mode: GradMode,
+    out: &Path,
+    ls: f32,
+    device: &str,
+) -> Result<()> {
+    let be = Device::from_name(device)?;
+    let ckpt = Checkpoint::load(model)?;
+    let params = Params::from_checkpoint(&be, &ckpt)?;
+    let net = Net::new(ckpt.config())?;
+    let bytes = read(inputs)?;
+    let file = SafetensorsFile::parse(&bytes)?;
+    let images = file.f32("images")?;
+    let (shape, ids) = file.i32("tokens")?;
+    if shape.len() != 2 {
+        return Err(Error::InputShape {
+            what: "tokens".into(),
+            expected: vec![0, 0],
+            found: shape,
+        });
+    }
+    let tokens = Tokens::from_i32(&ids, shape[0], shape[1])?;
+    let b = tokens.batch();
+    let (modes, key) = match mode {
+        GradMode::Cap => (vec![Mode::Cap; b], "cap"),
+        GradMode::Pa => (vec![Mode::Pa; b], "pa"),
+        GradMode::Mixed => {
+            let (s, pa) = file.i32("mixed_is_pa")?;
+            if s != [b] {
+                return Err(Error::InputShape {
+                    what: "mixed_is_pa".into(),
+                    expected: vec![b],
+                    found: s,
+                });
+            }
+            let modes = pa
+                .iter()
+                .map(|&p| if p != 0 { Mode::Pa } else { Mode::Cap })
+                .collect();
+            (modes, "mixed")
+        }
+    };
+    let (loss, grads) = loss_and_grads(&be, &net, &params, &images, &tokens, &modes, ls)?;
+    let mut tensors = vec![OwnedTensor::f32(
+        &format!("loss_{key}"),
+        &HostTensor::new(&[1], vec![loss.mean])?,
+    )];
+    for p in params.iter() {
+        let g = grads.get(&p.name).ok_or_else(|| Error::MissingTensor {
+            name: format!("gradient of {}", p.name),
+            expected: p.shape.clone(),
+        })?;
+        tensors.push(OwnedTensor::f32(
+            &format!("grad_{key}/{}", p.name),
+            &be.download(g)?,
+        ));
+    }
+    write_atomic_with(out, &serialize(&tensors, &[])?, &|| Ok(()))?;
+    eprintln!(
+        "loss_{key} {:.6} and {} gradients written to {}",
+        loss.mean,
+        params.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// Resolves `p` against the run file's folder.
+fn rel(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn tokenizer_from(section: &TokenizerSection, base: &Path, config: &Config) -> Result<Tokenizer> {
+    let tok = match (&section.sentencepiece, &section.words, section.shapes) {
+        (Some(sp), None, false) => {
+            Tokenizer::sentencepiece(&read(&rel(base, sp))?, section.lowercase)?
+        }
+        (None, Some(w), false) => {
+            let path = rel(base, w);
+            let text = String::from_utf8(read(&path)?)
+                .map_err(|_| Error::Tokenizer(format!("{} is not UTF-8", path.display())))?;
+            let words = text.lines().map(str::to_string).collect();
+            Tokenizer::words(words, SpecialIds::from_config(config), section.lowercase)?
+        }
+        (None, None, true) => Tokenizer::words(
+            Dataset::SHAPES_WORDS
+                .iter()
+                .map(|w| w.to_string())
+                .collect(),
+            SpecialIds::from_config(config),
+            section.lowercase,
+        )?,
+        _ => {
+            return Err(Error::Config(
+                "[tokenizer] needs exactly one of `sentencepiece`, `words`, `shapes = true`".into(),
+            ))
+        }
+    };
+    tok.check_config(config)?;
+    Ok(tok)
+}
+
+fn train(path: &Path, resume: bool, device: Option<String>) -> Result<ExitCode> {
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let text = String::from_utf8(read(path)?)
+        .map_err(|_| Error::Config(format!("{} is not UTF-8", path.display())))?;
+    let file: RunFile =
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    let be = Device::from_name(device.as_deref().unwrap_or(&file.device))?;
+    let out = rel(&base, &file.out);
+    let mut trainer = if resume {
+        let ckpt = out.join(CHECKPOINT_FILE);
+        if !ckpt.is_file() {
+            return Err(Error::Io(format!(
+                "{}: no checkpoint to resume from",
+                ckpt.display()
+            )));
+        }
+        Trainer::resume(be, &ckpt, file.run.clone())?
+    } else {
+        let (config, params, tokenizer) = match file.model.get("init") {
+            Some(toml::Value::String(init)) if file.model.len() == 1 => {
+                let ckpt = Checkpoint::load(rel(&base, Path::new(init)))?;
+                let params = Params::from_checkpoint(&be, &ckpt)?;
+                (
+                    ckpt.config().clone(),
+                    params,
+                    ckpt.tokenizer().map(str::to_string),
+                )
+            }
+            Some(_) => {
+                return Err(Error::Config(
+                    "[model] takes either `init = \"model file\"` alone or a config".into(),
+                ))
+            }
+            None => {
+                let json = serde_json::to_string(&file.model)
+                    .map_err(|e| Error::Config(format!("[model]: {e}")))?;
+                let config = Config::from_json(&json)?;
+                let params = Params::init(&be, &config, file.run.seed)?;
+                (config, params, None)
+            }
+        };
+        let tokenizer = match (&file.tokenizer, tokenizer) {
+            (Some(section), _) => Some(tokenizer_from(section, &base, &config)?.to_metadata()),
+            (None, t) => t,
+        };
+        Trainer::new(be, &config, params, tokenizer, file.run.clone())?
+    };
+    let config = trainer.config().clone();
+    let tokenizer = trainer
+        .tokenizer_metadata()
+        .ok_or_else(|| Error::Config("the model has no tokenizer: give one in [tokenizer]".into()))
+        .and_then(Tokenizer::from_metadata)?;
+    tokenizer.check_config(&config)?;
+    let prep = Prep {
+        image_size: config.image_size,
+        max_len: config.max_len,
+        eos_id: config.eos_id,
+        pad_id: config.pad_id,
+        tokenizer: Arc::new(tokenizer),
+    };
+    let d = &file.data;
+    let (train_set, valid_set) = match (&d.train, d.shapes) {
+        (Some(t), None) => (
+            Dataset::open(&rel(&base, t))?,
+            d.valid
+                .as_ref()
+                .map(|v| Dataset::open(&rel(&base, v)))
+                .transpose()?,
+        ),
+        (None, Some(n)) => (
+            Dataset::shapes(n, config.image_size, trainer.run_config().seed),
+            d.shapes_valid
+                .map(|n| Dataset::shapes(n, config.image_size, trainer.run_config().seed + 1)),
+        ),
+        _ => {
+            return Err(Error::Config(
+                "[data] needs exactly one of `train` (a file or folder) and `shapes`".into(),
+            ))
+        }
+    };
+    for w in train_set
+        .warnings
+        .iter()
+        .chain(valid_set.iter().flat_map(|v| &v.warnings))
+    {
+        eprintln!("skipped: {w}");
+    }
+    let run_cfg = trainer.run_config().clone();
+    let mut loader = Loader::new(
+        Arc::new(train_set),
+        prep.clone(),
+        LoaderOptions {
+            batch_size: run_cfg.batch_size,
+            seed: run_cfg.seed,
+            shuffle: true,
+            start: trainer.cursor(),
+            one_pass: false,
+            workers: d.workers,
+            prefetch: d.prefetch,
+        },
+    )?;
+    let valid_set = valid_set.map(Arc::new);
+    let valid = valid_set.as_ref().map(|dataset| ValidationData {
+        dataset,
+        prep: &prep,
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .map_err(|e| Error::Backend(format!("cannot catch Ctrl-C: {e}")))?;
+
+    let terminal = std::io::stderr().is_terminal();
+    let pb = ProgressBar::with_draw_target(
+        Some(run_cfg.steps),
+        if terminal {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps  loss {msg}  {per_sec}  ETA {eta}",
+        )
+        .expect("valid template"),
+    );
+    pb.set_position(trainer.step());
+    pb.reset_eta();
+    let say = |pb: &ProgressBar, line: String| {
+        if terminal {
+            pb.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+    };
+    eprintln!(
+        "training {} ({} parameters) on {} from step {}",
+        config.name,
+        trainer.params().count(),
+        trainer.backend().name(),
+        trainer.step()
+    );
+    let outcome = run(
+        &mut trainer,
+        &mut loader,
+        valid,
+        &out,
+        &stop,
+        &mut |event| match event {
+            Event::Step(s) => {
+                pb.set_position(s.step);
+                pb.set_message(format!("{:.4}", s.loss));
+            }
+            Event::Validation { step, losses } => say(
+                &pb,
+                match losses.pa {
+                    Some(pa) => format!(
+                        "step {step}: validation loss cap {:.4}, pa {pa:.4} ({} examples)",
+                        losses.cap, losses.examples
+                    ),
+                    None => format!(
+                        "step {step}: validation loss cap {:.4} ({} examples)",
+                        losses.cap, losses.examples
+                    ),
+                },
+            ),
+            Event::Checkpoint { step, path } => {
+                say(&pb, format!("step {step}: checkpoint {}", path.display()))
+            }
+            Event::Skipped(w) => say(&pb, format!("skipped: {w}")),
+        },
+    )?;
+    pb.finish_and_clear();
+    match outcome {
+        Outcome::Finished => {
+            eprintln!("done: {} steps, model in {}", trainer.step(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Interrupted => {
+            eprintln!(
+                "interrupted after step {}; checkpoint written, continue with --resume",
+                trainer.step()
+            );
+            Ok(ExitCode::from(130))
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! The training loop: task mixing, forward and reverse pass, AdamW, periodic validation, and
+//! checkpoints that resume exactly.
+//!
+//! A checkpoint is one `.safetensors` file in the model file format — the parameters under their
+//! reference names, the config and tokenizer in `__metadata__` — plus the optimizer state
+//! (`optimizer/m/<name>`, `optimizer/v/<name>`) and, under `cappa.train`, the step, the data
+//! cursor and the seed (the whole state of the counter-based generators of [`crate::mixing`]
+//! and the data order). Beside it the trainer writes the plain model file, loadable by `cappa`.
+//! Both are written atomically: temporary file, fsync, rename.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use cappa::checkpoint::{CONFIG_KEY, TOKENIZER_KEY};
+use cappa::loss::caption_loss;
+use cappa::safetensors_io::{serialize, OwnedTensor, SafetensorsFile};
+use cappa::{Backend, Config, Error, HostTensor, Mode, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Batch, Dataset, Loader, LoaderOptions, Prep};
+use crate::mixing::choose_modes;
+use crate::net::Net;
+use crate::optim::{AdamState, OptimConfig};
+use crate::params::Params;
+
+/// `__metadata__` key of the training state in a checkpoint.
+pub const TRAIN_KEY: &str = "cappa.train";
+/// File name of the checkpoint in a run's output folder.
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// File name of the model file in a run's output folder.
+pub const MODEL_FILE: &str = "model.safetensors";
+
+/// Settings of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Optimizer updates in the whole run (the schedule spans them).
+    pub steps: u64,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Seed of the initialisation, the data order and the task mixing.
+    pub seed: u64,
+    /// Write a checkpoint every this many steps (0: only at the end and on Ctrl-C).
+    pub checkpoint_every: u64,
+    /// Validation loss every this many steps (0: never).
+    pub eval_every: u64,
+    /// Validation batches per evaluation (0: the whole validation set).
+    pub eval_batches: usize,
+    /// The optimizer.
+    pub optimizer: OptimConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            steps: 1000,
+            batch_size: 32,
+            seed: 0,
+            checkpoint_every: 500,
+            eval_every: 100,
+            eval_batches: 0,
+            optimizer: OptimConfig::default(),
+        }
+    }
+}
+
+/// The training state stored under [`TRAIN_KEY`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Updates done.
+    pub step: u64,
+    /// Data cursor: examples consumed (good or skipped) since the start of the run.
+    pub cursor: u64,
+    /// The run's seed. With `step` and `cursor` it is the whole state of the run's random
+    /// streams (counter-based: see [`crate::mixing`]).
+    pub seed: u64,
+    /// The run settings at the time of the checkpoint.
+    pub run: RunConfig,
+}
+
+/// What one training step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Updates done, this one included.
+    pub step: u64,
+    /// The batch's training loss (before the update).
+    pub loss: f32,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+    /// Schedule value used.
+    pub schedule: f32,
+    /// Examples of the batch that took Pa.
+    pub pa_examples: usize,
+}
+
+/// Validation losses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Validation {
+    /// Mean Cap loss over the validation examples.
+    pub cap: f32,
+    /// Mean Pa loss, for models with a `[MASK]` token.
+    pub pa: Option<f32>,
+    /// Examples evaluated.
+    pub examples: usize,
+}
+
+/// A model being trained on one backend.
+pub struct Trainer<B: Backend> {
+    be: B,
+    net: Net,
+    tokenizer: Option<String>,
+    params: Params<B>,
+    opt: AdamState<B>,
+    run: RunConfig,
+    cursor: u64,
+}
+
+impl<B: Backend> Trainer<B> {
+    /// Starts training `params` (of `config`) from step 0. `tokenizer` is the
+    /// `cappa.tokenizer` metadata stored with the model files.
+    pub fn new(
+        be: B,
+        config: &Config,
+        params: Params<B>,
+        tokenizer: Option<String>,
+        run: RunConfig,
+    ) -> Result<Self> {
+        run.optimizer.validate()?;
+        if run.batch_size == 0 {
+            return Err(Error::Config("batch_size must be positive".into()));
+        }
+        let opt = AdamState::new(&be, &params)?;
+        Ok(Trainer {
+            net: Net::new(config)?,
+            be,
+            tokenizer,
+            params,
+            opt,
+            run,
+            cursor: 0,
+        })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.be
+    }
+
+    /// The model config.
+    pub fn config(&self) -> &Config {
+        self.net.config()
+    }
+
+    /// The run settings.
+    pub fn run_config(&self) -> &RunConfig {
+        &self.run
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &Params<B> {
+        &self.params
+    }
+
+    /// Updates done.
+    pub fn step(&self) -> u64 {
+        self.opt.step
+    }
+
+    /// The data cursor (see [`TrainState::cursor`]).
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// The tokenizer metadata stored with the model.
+    pub fn tokenizer_metadata(&self) -> Option<&str> {
+        self.tokenizer.as_deref()
+    }
+
+    /// One training step on `batch`: each example takes Pa with probability
+    /// `masked_pred_prob` (seeded by the run's seed and the step), the loss and its gradient,
+    /// then one AdamW update.
+    pub fn train_step(&mut self, batch: &Batch) -> Result<StepStats> {
+        let cfg = self.net.config();
+        let b = batch.targets.batch();
+        let modes = choose_modes(self.run.seed, self.opt.step, b, cfg.masked_pred_prob);
+        let (loss, grads) = crate::loss_and_grads(
+            &self.be,
+            &self.net,
+            &self.params,
+            &batch.images,
+            &batch.targets,
+            &modes,
+            cfg.label_smoothing,
+        )?;
+        let upd = self.opt.update(
+            &self.be,
+            &self.run.optimizer,
+            &mut self.params,
+            &grads,
+            self.run.steps,
+        )?;
+        self.cursor = batch.next;
+        Ok(StepStats {
+            step: self.opt.step,
+            loss: loss.mean,
+            grad_norm: upd.grad_norm,
+            schedule: upd.schedule,
+            pa_examples: modes.iter().filter(|m| **m == Mode::Pa).count(),
+        })
+    }
+
+    /// The mean loss of the captions of `batch`, all in `mode` (no update).
+    pub fn eval_loss(&self, batch: &Batch, mode: Mode) -> Result<f32> {
+        let images = self.be.upload(&batch.images)?;
+        let modes = vec![mode; batch.targets.batch()];
+        let tape = self
+            .net
+            .forward(&self.be, &self.params, &images, &batch.targets, &modes)?;
+        let cfg = self.net.config();
+        Ok(caption_loss(&self.be, &tape.logits, &batch.targets, cfg.pad_id, 0.0)?.mean)
+    }
+
+    /// Validation losses over `dataset` in file order (at most `eval_batches` batches).
+    pub fn validate(&self, dataset: &Arc<Dataset>, prep: &Prep) -> Result<Validation> {
+        let mut loader = Loader::new(
+            dataset.clone(),
+            prep.clone(),
+            LoaderOptions {
+                batch_size: self.run.batch_size,
+                seed: 0,
+                shuffle: false,
+                start: 0,
+                one_pass: true,
+                workers: 2,
+                prefetch: 2,
+            },
+        )?;
+        let pa = self.net.config().has_mask_token();
+        let (mut cap_sum, mut pa_sum, mut n) = (0.0f64, 0.0f64, 0usize);
+        let mut batches = 0;
+        while let Some(batch) = loader.next_batch() {
+            let batch = batch?;
+            let b = batch.targets.batch();
+            cap_sum += self.eval_loss(&batch, Mode::Cap)? as f64 * b as f64;
+            if pa {
+                pa_sum += self.eval_loss(&batch, Mode::Pa)? as f64 * b as f64;
+            }
+            n += b;
+            batches += 1;
+            if self.run.eval_batches > 0 && batches >= self.run.eval_batches {
+                break;
+            }
+        }
+        let n_f = n.max(1) as f64;
+        Ok(Validation {
+            cap: (cap_sum / n_f) as f32,
+            pa: pa.then_some((pa_sum / n_f) as f32),
+            examples: n,
+        })
+    }
+
+    /// The model file of the current parameters.
+    pub fn model_file(&self) -> Result<Vec<u8>> {
+        self.params
+            .model_file(&self.be, self.net.config(), self.tokenizer.as_deref())
+    }
+
+    /// The checkpoint file of the current state (see the module docs).
+    pub fn checkpoint_file(&self) -> Result<Vec<u8>> {
+        let mut tensors = Vec::new();
+        let named = |prefix: &str, ts: &[B::Tensor]| -> Result<Vec<OwnedTensor>> {
+            self.params
+                .iter()
+                .zip(ts)
+                .map(|(p, t)| {
+                    Ok(OwnedTensor::f32(
+                        &format!("{prefix}{}", p.name),
+                        &self.be.download(t)?,
+                    ))
+                })
+                .collect()
+        };
+        for (name, t) in self.params.to_host(&self.be)? {
+            tensors.push(OwnedTensor::f32(&name, &t));
+        }
+        tensors.extend(named("optimizer/m/", &self.opt.m)?);
+        tensors.extend(named("optimizer/v/", &self.opt.v)?);
+        let state = TrainState {
+            step: self.opt.step,
+            cursor: self.cursor,
+            seed: self.run.seed,
+            run: self.run.clone(),
+        };
+        let mut meta = vec![
+            (CONFIG_KEY, self.net.config().to_json()),
+            (
+                TRAIN_KEY,
+                serde_json::to_string(&state).expect("state serialises"),
+            ),
+        ];
+        if let Some(t) = &self.tokenizer {
+            meta.push((TOKENIZER_KEY, t.clone()));
+        }
+        serialize(&tensors, &meta)
+    }
+
+    /// Writes `checkpoint.safetensors` and `model.safetensors` into `dir`, each atomically.
+    pub fn save(&self, dir: &Path) -> Result<PathBuf> {
+        self.save_with(dir, &|| Ok(()))
+    }
+
+    /// [`Trainer::save`] with `before_rename` run after each file's data is written and synced
+    /// and before it replaces the old file (tests simulate a crash there).
+    pub fn save_with(
+        &self,
+        dir: &Path,
+        before_rename: &dyn Fn() -> std::io::Result<()>,
+    ) -> Result<PathBuf> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+        let ckpt = dir.join(CHECKPOINT_FILE);
+        write_atomic_with(&ckpt, &self.checkpoint_file()?, before_rename)?;
+        write_atomic_with(&dir.join(MODEL_FILE), &self.model_file()?, before_rename)?;
+        Ok(ckpt)
+    }
+
+    /// Continues the run saved in the checkpoint file `path`, with `run` (its seed is replaced
+    /// by the checkpoint's, which the data order and task mixing depend on).
+    pub fn resume(be: B, path: &Path, mut run: RunConfig) -> Result<Self> {
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+        let file = SafetensorsFile::parse(&bytes)?;
+        let meta = |k: &str| {
+            file.metadata(k).ok_or_else(|| {
+                Error::Config(format!("{}: not a checkpoint (no `{k}`)", path.display()))
+            })
+        };
+        let config = Config::from_json(meta(CONFIG_KEY)?)?;
+        let state: TrainState = serde_json::from_str(meta(TRAIN_KEY)?)
+            .map_err(|e| Error::Config(format!("{}: bad `{TRAIN_KEY}`: {e}", path.display())))?;
+        let tokenizer = file.metadata(TOKENIZER_KEY).map(str::to_string);
+        let layout = crate::params::layout(&config)?;
+        let load = |prefix: &str| -> Result<Vec<HostTensor>> {
+            layout
+                .iter()
+                .map(|(name, shape)| {
+                    let full = format!("{prefix}{name}");
+                    let t = file.f32(&full)?;
+                    if t.shape() != shape.as_slice() {
+                        return Err(Error::ShapeMismatch {
+                            name: full,
+                            expected: shape.clone(),
+                            found: t.shape().to_vec(),
+                        });
+                    }
+                    Ok(t)
+                })
+                .collect()
+        };
+        let params = Params::from_host(&be, &config, load("")?)?;
+        let up = |ts: Vec<HostTensor>| ts.iter().map(|t| be.upload(t)).collect::<Result<Vec<_>>>();
+        let m = up(load("optimizer/m/")?)?;
+        let v = up(load("optimizer/v/")?)?;
+        run.seed = state.seed;
+        let mut t = Trainer::new(be, &config, params, tokenizer, run)?;
+        t.opt = AdamState {
+            m,
+            v,
+            step: state.step,
+        };
+        t.cursor = state.cursor;
+        Ok(t)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder: write, fsync,
+/// `before_rename` (a crash there leaves the old file untouched), rename, sync the folder.
+pub fn write_atomic_with(
+    path: &Path,
+    bytes: &[u8],
+    before_rename: &dyn Fn() -> std::io::Result<()>,
+) -> Result<()> {
+    let err = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Io(format!("{}: not a file path", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        before_rename()?;
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable; not every platform lets a folder be opened.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}
+
+/// Something the loop reports.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A step finished.
+    Step(StepStats),
+    /// A validation finished after `step` steps.
+    Validation {
+        /// Steps done.
+        step: u64,
+        /// The losses.
+        losses: Validation,
+    },
+    /// A checkpoint was written.
+    Checkpoint {
+        /// Steps done.
+        step: u64,
+        /// The checkpoint file.
+        path: PathBuf,
+    },
+    /// An example was skipped (bad line, image or caption).
+    Skipped(String),
+}
+
+/// How [`run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// All steps done; the final checkpoint is written.
+    Finished,
+    /// `stop` was raised (Ctrl-C); a checkpoint of the last finished step is written.
+    Interrupted,
+}
+
+/// The validation data of a run.
+pub struct ValidationData<'a> {
+    /// The examples.
+    pub dataset: &'a Arc<Dataset>,
+    /// How they become inputs.
+    pub prep: &'a Prep,
+}
+
+/// Trains until `run.steps` steps are done or `stop` is raised, reporting every step,
+/// validation and checkpoint to `on_event`, writing checkpoints into `out_dir`.
+pub fn run<B: Backend>(
+    trainer: &mut Trainer<B>,
+    train: &mut Loader,
+    valid: Option<ValidationData<'_>>,
+    out_dir: &Path,
+    stop: &AtomicBool,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Outcome> {
+    let run = trainer.run.clone();
+    let mut saved_at = None;
+    while trainer.step() < run.steps {
+        if stop.load(Ordering::SeqCst) {
+            if saved_at != Some(trainer.step()) {
+                let path = trainer.save(out_dir)?;
+                on_event(Event::Checkpoint {
+                    step: trainer.step(),
+                    path,
+                });
+            }
+            return Ok(Outcome::Interrupted);
+        }
+        let batch = train
+            .next_batch()
+            .ok_or_else(|| Error::Backend("the data loader stopped".into()))??;
+        for w in &batch.warnings {
+            on_event(Event::Skipped(w.clone()));
+        }
+        let stats = trainer.train_step(&batch)?;
+        on_event(Event::Step(stats));
+        let s = trainer.step();
+        if let Some(v) = &valid {
+            if run.eval_every > 0 && (s.is_multiple_of(run.eval_every) || s == run.steps) {
+                let losses = trainer.validate(v.dataset, v.prep)?;
+                on_event(Event::Validation { step: s, losses });
+            }
+        }
+        if (run.checkpoint_every > 0 && s.is_multiple_of(run.checkpoint_every)) || s == run.steps {
+            let path = trainer.save(out_dir)?;
+            saved_at = Some(s);
+            on_event(Event::Checkpoint { step: s, path });
+        }
+    }
+    Ok(Outcome::Finished)
+}

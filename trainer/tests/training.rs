@@ -1,0 +1,318 @@
+//! The optimizer and the training loop: one AdamW step equal on CPU and GPU, decay on kernels
+//! only, resume equal to an uninterrupted run, a crash between write and rename keeping the old
+//! checkpoint, and seeded runs repeating exactly.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use cappa::tokenizer::SpecialIds;
+use cappa::{Backend, Checkpoint, Config, CpuBackend, HostTensor, Mode, Tokenizer};
+use cappa_tests::{assert_close, fixture_dirs, Fixture, Tol};
+use cappa_trainer::data::{Dataset, Loader, LoaderOptions, Prep};
+use cappa_trainer::optim::{AdamState, OptimConfig};
+use cappa_trainer::params::decays;
+use cappa_trainer::train::{run, Outcome, CHECKPOINT_FILE};
+use cappa_trainer::{loss_and_grads, Grads, Net, Params, RunConfig, Trainer};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cappa-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The fixture's parameters and their Cap gradient, on the host.
+fn fixture_state() -> (Config, Vec<HostTensor>, Vec<(String, HostTensor)>) {
+    let dir = &fixture_dirs()[0];
+    let fix = Fixture::open(dir);
+    let ckpt = Checkpoint::load(dir).unwrap();
+    let be = CpuBackend::new();
+    let params = Params::from_checkpoint(&be, &ckpt).unwrap();
+    let net = Net::new(ckpt.config()).unwrap();
+    let tokens = fix.tokens("tokens");
+    let modes = vec![Mode::Cap; tokens.batch()];
+    let (_, grads) =
+        loss_and_grads(&be, &net, &params, &fix.images(), &tokens, &modes, 0.0).unwrap();
+    let grads = params
+        .iter()
+        .map(|p| be.download(grads.get(&p.name).unwrap()).unwrap())
+        .collect();
+    let host = params.to_host(&be).unwrap();
+    (ckpt.config().clone(), grads, host)
+}
+
+/// Two AdamW updates from the fixture's parameters with fixed gradients (the fixture's Cap
+/// gradient, then its negative halved), clipped, decayed, in warm-up: parameters and moments.
+fn two_updates<B: Backend>(be: &B) -> Vec<HostTensor> {
+    let (config, grads, host) = fixture_state();
+    let mut params =
+        Params::from_host(be, &config, host.into_iter().map(|(_, t)| t).collect()).unwrap();
+    let cfg = OptimConfig {
+        lr: 1e-2,
+        weight_decay: 1e-2,
+        warmup_steps: 3,
+        clip_norm: 0.5,
+        ..OptimConfig::default()
+    };
+    let mut opt = AdamState::new(be, &params).unwrap();
+    for scale in [1.0f32, -0.5] {
+        let mut g = Grads::default();
+        for (p, t) in params.iter().zip(&grads) {
+            let data = t.data().iter().map(|v| v * scale).collect();
+            let t = HostTensor::new(t.shape(), data).unwrap();
+            g.insert(p.name.clone(), be.upload(&t).unwrap());
+        }
+        opt.update(be, &cfg, &mut params, &g, 10).unwrap();
+    }
+    let mut out: Vec<HostTensor> = params
+        .to_host(be)
+        .unwrap()
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    for t in opt.m.iter().chain(&opt.v) {
+        out.push(be.download(t).unwrap());
+    }
+    out
+}
+
+#[cfg(feature = "gpu")]
+#[test]
+fn optimizer_steps_are_the_same_on_cpu_and_gpu() {
+    let Some(g) = cappa_tests::gpu() else { return };
+    let cpu = two_updates(&CpuBackend::new());
+    let gpu = two_updates(&g);
+    assert_eq!(cpu.len(), gpu.len());
+    let mut worst = 0.0f32;
+    for (i, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
+        // Same inputs, same f32 operations; the GPU's sqrt and division may differ in the last
+        // bit, which Adam's normalisation can scale up to a few units of 1e-7 of a step.
+        let max = c.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let tol = Tol {
+            abs: 1e-6 * max + 1e-9,
+            rel: 0.0,
+        };
+        assert_close(&format!("tensor {i}"), g, c, tol);
+        worst = worst.max(cappa_tests::max_abs_diff(g.data(), c.data()) / max.max(1e-30));
+    }
+    eprintln!(
+        "two AdamW updates, GPU vs CPU: worst difference {worst:.2e} of the tensor's magnitude"
+    );
+}
+
+#[test]
+fn weight_decay_touches_only_kernels() {
+    let be = CpuBackend::new();
+    let config = Config::tiny_for_tests();
+    let mut params = Params::init(&be, &config, 3).unwrap();
+    let before = params.to_host(&be).unwrap();
+    // Zero gradients: Adam's direction is 0, so only the decay can move a parameter.
+    let mut grads = Grads::default();
+    for p in params.iter() {
+        grads.insert(p.name.clone(), be.zeros(&p.shape).unwrap());
+    }
+    let cfg = OptimConfig {
+        weight_decay: 0.1,
+        ..OptimConfig::default()
+    };
+    let mut opt = AdamState::new(&be, &params).unwrap();
+    let stats = opt.update(&be, &cfg, &mut params, &grads, 4).unwrap();
+    assert_eq!(stats.schedule, 1.0);
+    let after = params.to_host(&be).unwrap();
+    let mut kernels = 0;
+    for ((name, b), (_, a)) in before.iter().zip(&after) {
+        if decays(name) {
+            kernels += 1;
+            let want: Vec<f32> = b.data().iter().map(|&v| v - 1.0 * (0.1 * v)).collect();
+            assert_eq!(
+                a.data(),
+                want.as_slice(),
+                "{name} decays by wd·schedule·param"
+            );
+        } else {
+            assert_eq!(a, b, "{name} must not decay");
+        }
+    }
+    assert!(kernels > 10 && kernels < before.len());
+    assert!(decays("decoder/LogitsDense/kernel") && !decays("decoder/LogitsDense/bias"));
+    assert!(!decays("decoder/EmbedTargets/embedding") && !decays("encoder/pos_embedding"));
+}
+
+/// A tiny model on the procedural shapes data.
+fn setup(steps: u64) -> (Config, Arc<Dataset>, Prep, RunConfig) {
+    let config = Config::tiny_for_tests();
+    let mut config = Config {
+        vocab_size: Dataset::SHAPES_WORDS.len(),
+        max_len: 8,
+        ..config
+    };
+    config.resolve();
+    let tok = Tokenizer::words(
+        Dataset::SHAPES_WORDS
+            .iter()
+            .map(|w| w.to_string())
+            .collect(),
+        SpecialIds::from_config(&config),
+        true,
+    )
+    .unwrap();
+    let prep = Prep {
+        image_size: config.image_size,
+        max_len: config.max_len,
+        eos_id: config.eos_id,
+        pad_id: config.pad_id,
+        tokenizer: Arc::new(tok),
+    };
+    let run = RunConfig {
+        steps,
+        batch_size: 4,
+        seed: 5,
+        checkpoint_every: 0,
+        eval_every: 0,
+        eval_batches: 0,
+        optimizer: OptimConfig {
+            lr: 3e-3,
+            warmup_steps: 2,
+            ..OptimConfig::default()
+        },
+    };
+    (config, Arc::new(Dataset::shapes(10, 16, 1)), prep, run)
+}
+
+fn loader(ds: &Arc<Dataset>, prep: &Prep, run: &RunConfig, start: u64) -> Loader {
+    Loader::new(
+        ds.clone(),
+        prep.clone(),
+        LoaderOptions {
+            batch_size: run.batch_size,
+            seed: run.seed,
+            shuffle: true,
+            start,
+            one_pass: false,
+            workers: 2,
+            prefetch: 2,
+        },
+    )
+    .unwrap()
+}
+
+/// Trains `run.steps` steps (or until step `stop_at`, as Ctrl-C would), returning the losses.
+fn train<B: Backend>(
+    t: &mut Trainer<B>,
+    ds: &Arc<Dataset>,
+    prep: &Prep,
+    out: &std::path::Path,
+    stop_at: Option<u64>,
+) -> (Vec<f32>, Outcome) {
+    let mut l = loader(ds, prep, t.run_config(), t.cursor());
+    let stop = AtomicBool::new(false);
+    let mut losses = Vec::new();
+    let outcome = run(t, &mut l, None, out, &stop, &mut |e| {
+        if let cappa_trainer::train::Event::Step(s) = e {
+            losses.push(s.loss);
+            if Some(s.step) == stop_at {
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    })
+    .unwrap();
+    (losses, outcome)
+}
+
+fn fresh<B: Backend>(be: B, config: &Config, run: &RunConfig) -> Trainer<B> {
+    let params = Params::init(&be, config, run.seed).unwrap();
+    Trainer::new(be, config, params, None, run.clone()).unwrap()
+}
+
+#[test]
+fn resume_continues_exactly() {
+    let (config, ds, prep, run_cfg) = setup(8);
+    let be = CpuBackend::new();
+    let out_a = temp_dir("resume-a");
+    let mut a = fresh(be, &config, &run_cfg);
+    let (losses_a, outcome) = train(&mut a, &ds, &prep, &out_a, None);
+    assert_eq!(outcome, Outcome::Finished);
+    assert_eq!(losses_a.len(), 8);
+
+    let out_b = temp_dir("resume-b");
+    let mut b = fresh(be, &config, &run_cfg);
+    let (first, outcome) = train(&mut b, &ds, &prep, &out_b, Some(4));
+    assert_eq!((outcome, first.len()), (Outcome::Interrupted, 4));
+    drop(b); // the process dies
+    let mut b = Trainer::resume(be, &out_b.join(CHECKPOINT_FILE), run_cfg.clone()).unwrap();
+    assert_eq!(b.step(), 4);
+    let (rest, outcome) = train(&mut b, &ds, &prep, &out_b, None);
+    assert_eq!(outcome, Outcome::Finished);
+    let losses_b: Vec<f32> = first.into_iter().chain(rest).collect();
+    assert_eq!(losses_a, losses_b, "same losses step by step");
+    assert_eq!(
+        a.params().to_host(&be).unwrap(),
+        b.params().to_host(&be).unwrap()
+    );
+    // The model file beside the checkpoint runs in cappa.
+    let model = Checkpoint::load(out_b.join("model.safetensors")).unwrap();
+    cappa::Model::new(&model, be).unwrap();
+    assert!(
+        losses_a[7] < losses_a[0],
+        "the loss goes down: {losses_a:?}"
+    );
+}
+
+#[test]
+fn a_crash_between_write_and_rename_keeps_the_old_checkpoint() {
+    let (config, ds, prep, run_cfg) = setup(3);
+    let be = CpuBackend::new();
+    let out = temp_dir("crash");
+    let mut t = fresh(be, &config, &run_cfg);
+    let mut l = loader(&ds, &prep, &run_cfg, 0);
+    t.train_step(&l.next_batch().unwrap().unwrap()).unwrap();
+    let path = t.save(&out).unwrap();
+    let saved = std::fs::read(&path).unwrap();
+    t.train_step(&l.next_batch().unwrap().unwrap()).unwrap();
+    let crash = || Err(std::io::Error::other("simulated crash before the rename"));
+    assert!(t.save_with(&out, &crash).is_err());
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        saved,
+        "the old checkpoint is intact"
+    );
+    let back = Trainer::resume(be, &path, run_cfg.clone()).unwrap();
+    assert_eq!(back.step(), 1);
+    // No temporary file is left behind, and the next save works.
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
+    t.save(&out).unwrap();
+    assert_eq!(Trainer::resume(be, &path, run_cfg).unwrap().step(), 2);
+}
+
+fn same_seed_same_losses<B: Backend + Clone>(be: B) {
+    let (config, ds, prep, run_cfg) = setup(3);
+    let out = temp_dir("determinism");
+    let mut a = fresh(be.clone(), &config, &run_cfg);
+    let mut b = fresh(be, &config, &run_cfg);
+    let (la, _) = train(&mut a, &ds, &prep, &out, None);
+    let (lb, _) = train(&mut b, &ds, &prep, &out, None);
+    assert_eq!(la, lb);
+    let mut other = run_cfg.clone();
+    other.seed = 6;
+    let mut c = fresh(a.backend().clone(), &config, &other);
+    let (lc, _) = train(&mut c, &ds, &prep, &out, None);
+    assert_ne!(la, lc, "another seed, another run");
+}
+
+#[test]
+fn same_seed_same_losses_cpu() {
+    same_seed_same_losses(CpuBackend::new());
+}
+
+#[cfg(feature = "gpu")]
+#[test]
+fn same_seed_same_losses_gpu() {
+    if let Some(g) = cappa_tests::gpu() {
+        same_seed_same_losses(g);
+    }
+}
