@@ -37,9 +37,7 @@ fn strategies(with_pa: bool) -> Vec<Decode> {
 /// Captions and streamed events, blocking and async, must be identical.
 fn same_both_ways<B: Backend>(label: &str, model: &Model<B>, encoded: &B::Tensor, max: usize) {
     for how in strategies(model.config().has_mask_token()) {
-        let opts = DecodeOptions {
-            max_len: Some(max),
-        };
+        let opts = DecodeOptions { max_len: Some(max) };
         // Image 0 stops itself after 3 tokens.
         let keep = |e: &TokenEvent<'_>| e.tokens.len() < 3 || e.image != 0;
         let (mut seen_blocking, mut seen_awaited) = (Vec::new(), Vec::new());
@@ -54,16 +52,18 @@ fn same_both_ways<B: Backend>(label: &str, model: &Model<B>, encoded: &B::Tensor
         let blocking = model
             .caption_tokens(encoded, &how, &opts, Some(&mut on_blocking))
             .unwrap();
-        let awaited = block_on(model.caption_tokens_async(
-            encoded,
-            &how,
-            &opts,
-            Some(&mut on_awaited),
-        ))
-        .unwrap();
+        let awaited =
+            block_on(model.caption_tokens_async(encoded, &how, &opts, Some(&mut on_awaited)))
+                .unwrap();
         assert_eq!(blocking, awaited, "{label} {how:?}");
-        assert_eq!(seen_blocking, seen_awaited, "{label} {how:?} streamed tokens");
-        assert!(!seen_blocking.is_empty(), "{label} {how:?} streamed something");
+        assert_eq!(
+            seen_blocking, seen_awaited,
+            "{label} {how:?} streamed tokens"
+        );
+        assert!(
+            !seen_blocking.is_empty(),
+            "{label} {how:?} streamed something"
+        );
     }
 }
 
@@ -106,8 +106,8 @@ fn async_errors_are_the_blocking_errors() {
     let blocking = model
         .caption_tokens(&encoded, &Decode::Parallel, &opts, None)
         .unwrap_err();
-    let awaited = block_on(model.caption_tokens_async(&encoded, &Decode::Parallel, &opts, None))
-        .unwrap_err();
+    let awaited =
+        block_on(model.caption_tokens_async(&encoded, &Decode::Parallel, &opts, None)).unwrap_err();
     assert_eq!(blocking.to_string(), awaited.to_string());
     let too_long = DecodeOptions {
         max_len: Some(cfg.max_len + 1),
@@ -115,7 +115,10 @@ fn async_errors_are_the_blocking_errors() {
     let e = block_on(model.caption_tokens_async(&encoded, &Decode::Greedy, &too_long, None));
     assert!(e.is_err());
     let no_tokenizer = block_on(model.caption_async(&[], &Decode::Greedy)).unwrap_err();
-    assert!(no_tokenizer.to_string().contains("tokenizer"), "{no_tokenizer}");
+    assert!(
+        no_tokenizer.to_string().contains("tokenizer"),
+        "{no_tokenizer}"
+    );
 }
 
 /// The fixture with a word vocabulary, so the string API works.
@@ -149,7 +152,10 @@ fn string_api_both_ways<B: Backend>(label: &str, model: &Model<B>, fix: &Fixture
         let opts = DecodeOptions::default();
         let with: Vec<Vec<Caption>> =
             block_on(model.caption_with_async(&images, &how, &opts, None)).unwrap();
-        assert_eq!(with[0][0].text, blocking[0], "{label} {how:?} caption_with_async");
+        assert_eq!(
+            with[0][0].text, blocking[0],
+            "{label} {how:?} caption_with_async"
+        );
     }
     let labels = ["w3 w4", "w10", "w7 w8 w9"];
     let blocking = model.classify(&image, &labels).unwrap();
@@ -224,13 +230,29 @@ mod gpu {
             let s0 = g.stats();
             let blocking = model.caption_tokens(&encoded, &how, &opts, None).unwrap();
             let s1 = g.stats();
-            let awaited = block_on(model.caption_tokens_async(&encoded, &how, &opts, None)).unwrap();
+            let awaited =
+                block_on(model.caption_tokens_async(&encoded, &how, &opts, None)).unwrap();
             let s2 = g.stats();
             assert_eq!(blocking, awaited, "{how:?}");
-            assert_eq!(s2.submits - s1.submits, s1.submits - s0.submits, "{how:?} submits");
-            assert_eq!(s2.readbacks - s1.readbacks, s1.readbacks - s0.readbacks, "{how:?} readbacks");
-            assert_eq!(s2.bytes_read - s1.bytes_read, s1.bytes_read - s0.bytes_read, "{how:?} bytes");
-            assert_eq!(s2.buffers_created, s1.buffers_created, "{how:?}: nothing new allocated");
+            assert_eq!(
+                s2.submits - s1.submits,
+                s1.submits - s0.submits,
+                "{how:?} submits"
+            );
+            assert_eq!(
+                s2.readbacks - s1.readbacks,
+                s1.readbacks - s0.readbacks,
+                "{how:?} readbacks"
+            );
+            assert_eq!(
+                s2.bytes_read - s1.bytes_read,
+                s1.bytes_read - s0.bytes_read,
+                "{how:?} bytes"
+            );
+            assert_eq!(
+                s2.buffers_created, s1.buffers_created,
+                "{how:?}: nothing new allocated"
+            );
             let submits = s2.submits - s1.submits;
             match how {
                 Decode::Parallel => assert_eq!(submits, 1, "parallel: one submission"),

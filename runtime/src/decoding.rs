@@ -276,14 +276,10 @@ impl<B: Backend> Model<B> {
     ) -> Result<Vec<Vec<Caption>>> {
         let pick = match decode {
             Decode::Beam(beam) => {
-                return self
-                    .beam_search(wait, encoded, beam, steps, on_token)
-                    .await
+                return self.beam_search(wait, encoded, beam, steps, on_token).await
             }
             Decode::Parallel => {
-                return self
-                    .parallel_captions(wait, encoded, steps, on_token)
-                    .await
+                return self.parallel_captions(wait, encoded, steps, on_token).await
             }
             Decode::Greedy => Pick::Argmax,
             Decode::Sample(s) => {

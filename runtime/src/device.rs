@@ -4,7 +4,6 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::future::Future;
 
 use crate::backend::{AdamW, Attention, Backend, Matmul, Sampling};
 use crate::cpu::{CpuBackend, CpuIds, CpuTensor};
@@ -213,24 +212,24 @@ impl Backend for Device {
         on_device!(self, |be, _t, i, _w, _wi| be.download_ids(i(ids)?))
     }
 
-    fn download_async(&self, x: &DeviceTensor) -> impl Future<Output = Result<HostTensor>> {
-        async move { on_device!(self, |be, t, _i, _w, _wi| be.download_async(t(x)?).await) }
+    async fn download_async(&self, x: &DeviceTensor) -> Result<HostTensor> {
+        on_device!(self, |be, t, _i, _w, _wi| be.download_async(t(x)?).await)
     }
 
-    fn download_ids_async(&self, ids: &DeviceIds) -> impl Future<Output = Result<Vec<u32>>> {
-        async move { on_device!(self, |be, _t, i, _w, _wi| be.download_ids_async(i(ids)?).await) }
+    async fn download_ids_async(&self, ids: &DeviceIds) -> Result<Vec<u32>> {
+        on_device!(self, |be, _t, i, _w, _wi| be
+            .download_ids_async(i(ids)?)
+            .await)
     }
 
-    fn download_with_ids_async(
+    async fn download_with_ids_async(
         &self,
         x: &DeviceTensor,
         ids: &DeviceIds,
-    ) -> impl Future<Output = Result<(HostTensor, Vec<u32>)>> {
-        async move {
-            on_device!(self, |be, t, i, _w, _wi| be
-                .download_with_ids_async(t(x)?, i(ids)?)
-                .await)
-        }
+    ) -> Result<(HostTensor, Vec<u32>)> {
+        on_device!(self, |be, t, i, _w, _wi| be
+            .download_with_ids_async(t(x)?, i(ids)?)
+            .await)
     }
 
     fn shape(&self, x: &DeviceTensor) -> Vec<usize> {

@@ -85,8 +85,8 @@ pub mod safetensors_io;
 pub mod scoring;
 pub mod tensor;
 mod threads;
-mod wait;
 pub mod tokenizer;
+mod wait;
 pub mod weights;
 
 pub use api::{ClassifyText, Image, Pool};

@@ -90,7 +90,10 @@ mod tests {
             assert_eq!(now(wait.download(&be, &t)).unwrap().data(), [1.5, -2.0]);
             assert_eq!(now(wait.download_ids(&be, &ids)).unwrap(), [7, 8, 9]);
             let (v, i) = now(wait.download_with_ids(&be, &t, &ids)).unwrap();
-            assert_eq!((v.data(), i.as_slice()), ([1.5, -2.0].as_slice(), [7, 8, 9].as_slice()));
+            assert_eq!(
+                (v.data(), i.as_slice()),
+                ([1.5, -2.0].as_slice(), [7, 8, 9].as_slice())
+            );
         }
     }
 

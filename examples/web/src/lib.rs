@@ -71,7 +71,9 @@ pub fn decode_mode(name: &str) -> Result<Decode, String> {
         "parallel" => Ok(Decode::Parallel),
         "greedy" => Ok(Decode::Greedy),
         "beam" => Ok(Decode::Beam(cappa::Beam::default())),
-        other => Err(format!("unknown decoding `{other}` (parallel, greedy or beam)")),
+        other => Err(format!(
+            "unknown decoding `{other}` (parallel, greedy or beam)"
+        )),
     }
 }
 
@@ -270,11 +272,8 @@ mod tests {
     fn images_decode_as_the_cli_reads_them() {
         let img = image::RgbImage::from_fn(5, 3, |x, y| image::Rgb([x as u8 * 40, y as u8, 7]));
         let mut png = Vec::new();
-        img.write_to(
-            &mut std::io::Cursor::new(&mut png),
-            image::ImageFormat::Png,
-        )
-        .unwrap();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
         let (pixels, w, h) = decode_image(&png).unwrap();
         assert_eq!((w, h), (5, 3));
         assert_eq!(pixels, img.into_raw());

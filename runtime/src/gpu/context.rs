@@ -231,7 +231,10 @@ struct Mapped(Arc<Mutex<MapSlot>>);
 impl core::future::Future for Mapped {
     type Output = core::result::Result<(), wgpu::BufferAsyncError>;
 
-    fn poll(self: core::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+    fn poll(
+        self: core::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Self::Output> {
         let mut slot = lock(&self.0);
         match slot.result.take() {
             Some(r) => Poll::Ready(r),
@@ -282,6 +285,8 @@ impl Ctx {
 
     /// Finds an adapter (any backend wgpu was built with; `WGPU_BACKEND` narrows it) and opens a
     /// device with the WebGPU default limits, plus the adapter's buffer-size limits.
+    // wgpu's handles are neither Send nor Sync on the web, which has one thread.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub async fn new_async(options: GpuOptions) -> Result<Arc<Ctx>> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
@@ -398,6 +403,8 @@ impl Ctx {
 
     /// A storage buffer of at least `bytes` (rounded up to 256) from the pool. `upload` asks for
     /// one the open recording has not used (see the module docs).
+    // wgpu's handles are neither Send nor Sync on the web, which has one thread.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub fn buffer(self: &Arc<Self>, bytes: u64, upload: bool) -> Result<Arc<Buf>> {
         let size = bytes.max(4).next_multiple_of(256);
         if size > self.limits.max_buffer_size {
@@ -924,7 +931,11 @@ mod tests {
         assert!(mapped.as_mut().poll(&mut cx).is_pending());
         assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
         deliver(&slot, Ok(()));
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the callback wakes the task");
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            1,
+            "the callback wakes the task"
+        );
         assert!(matches!(mapped.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
     }
 

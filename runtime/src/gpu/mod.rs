@@ -17,7 +17,6 @@
 mod context;
 pub mod shaders;
 
-use core::future::Future;
 use std::string::String;
 use std::sync::Arc;
 use std::vec::Vec;
@@ -330,11 +329,9 @@ impl Backend for GpuBackend {
         host_tensor(t, raw)
     }
 
-    fn download_async(&self, t: &GpuTensor) -> impl Future<Output = Result<HostTensor>> {
-        async move {
-            let raw = self.ctx.read_async(&[tensor_part(t)]).await?.remove(0);
-            host_tensor(t, raw)
-        }
+    async fn download_async(&self, t: &GpuTensor) -> Result<HostTensor> {
+        let raw = self.ctx.read_async(&[tensor_part(t)]).await?.remove(0);
+        host_tensor(t, raw)
     }
 
     fn download_with_ids(&self, t: &GpuTensor, ids: &GpuIds) -> Result<(HostTensor, Vec<u32>)> {
@@ -343,19 +340,17 @@ impl Backend for GpuBackend {
         tensor_and_ids(t, raw)
     }
 
-    fn download_with_ids_async(
+    async fn download_with_ids_async(
         &self,
         t: &GpuTensor,
         ids: &GpuIds,
-    ) -> impl Future<Output = Result<(HostTensor, Vec<u32>)>> {
-        async move {
-            let t = t.f32("download_with_ids")?;
-            let raw = self
-                .ctx
-                .read_async(&[tensor_part(t), ids_part(ids)])
-                .await?;
-            tensor_and_ids(t, raw)
-        }
+    ) -> Result<(HostTensor, Vec<u32>)> {
+        let t = t.f32("download_with_ids")?;
+        let raw = self
+            .ctx
+            .read_async(&[tensor_part(t), ids_part(ids)])
+            .await?;
+        tensor_and_ids(t, raw)
     }
 
     fn upload_ids(&self, shape: &[usize], ids: &[u32]) -> Result<GpuIds> {
@@ -375,8 +370,10 @@ impl Backend for GpuBackend {
         Ok(words(self.ctx.read(&[ids_part(ids)])?.remove(0)))
     }
 
-    fn download_ids_async(&self, ids: &GpuIds) -> impl Future<Output = Result<Vec<u32>>> {
-        async move { Ok(words(self.ctx.read_async(&[ids_part(ids)]).await?.remove(0))) }
+    async fn download_ids_async(&self, ids: &GpuIds) -> Result<Vec<u32>> {
+        Ok(words(
+            self.ctx.read_async(&[ids_part(ids)]).await?.remove(0),
+        ))
     }
 
     fn shape(&self, t: &GpuTensor) -> Vec<usize> {

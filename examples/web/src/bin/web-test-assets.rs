@@ -21,8 +21,8 @@ fn run(fixture: &PathBuf, out: &PathBuf) -> Result<(), String> {
     let cfg = fixture_ckpt.config().clone();
     let mut words = vec!["<pad>".to_string(), "</s>".to_string(), "<unk>".to_string()];
     words.extend((3..cfg.vocab_size).map(|i| format!("w{i}")));
-    let tok = Tokenizer::words(words, SpecialIds::from_config(&cfg), true)
-        .map_err(|e| e.to_string())?;
+    let tok =
+        Tokenizer::words(words, SpecialIds::from_config(&cfg), true).map_err(|e| e.to_string())?;
     let mut ckpt = fixture_ckpt.clone();
     ckpt.set_tokenizer(Some(tok.to_metadata()));
     ckpt.save(out.join("model.safetensors"), None)
