@@ -10,33 +10,41 @@
 //  2. No WebGPU: Chromium without that flag offers no adapter; the page must fall back to its CPU
 //     backend, say so in a note, and still give the CLI's answers.
 //  3. ?backend=cpu in the WebGPU browser: the CPU backend forced by the URL.
-// Each run saves a screenshot after captioning in the output folder (target/web-test/ or
-// $CAPPA_WEB_TEST_OUT), with results.json (backend, adapter, times).
+// and a fourth that feeds the page bad input (a file that is not an image, a missing model, a
+// corrupt model) and checks that each is shown as a clear message.
+// Each run saves a screenshot after captioning in the output folder ($CAPPA_WEB_TEST_OUT, else
+// web-test/ in $CARGO_TARGET_DIR or target/), with results.json (backend, adapter, times).
 //
-// Environment: CHROMIUM (default /usr/lib/chromium/chromium); CARGO_TARGET_DIR as for cargo;
-// CAPPA_WEB_SKIP_BUILD=1 serves an existing build in $CAPPA_WEB_TEST_OUT/site as it is.
+// The model and images under test:
+//  * CAPPA_WEB_MODEL=FILE (a single-file model with its tokenizer) and CAPPA_WEB_IMAGES=DIR or
+//    FILE,FILE,... (and optionally CAPPA_WEB_LABELS=a,b,c; default: examples/web/labels.txt);
+//  * else the default model, examples/models/shapes.safetensors, with examples/images/*.png;
+//  * else (until the default model is committed) the reference fixture tests/fixtures/cappa-tiny
+//    with a word vocabulary, and generated images (web-test-assets writes them).
+//
+// Other environment: CHROMIUM (default /usr/lib/chromium/chromium); CAPPA_WEB_SKIP_BUILD=1
+// serves an existing build in $OUT/site as it is.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { serve } from "../server.mjs";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-const OUT = resolve(process.env.CAPPA_WEB_TEST_OUT ?? join(ROOT, "target/web-test"));
+const TARGET = resolve(ROOT, process.env.CARGO_TARGET_DIR ?? "target");
+const OUT = resolve(process.env.CAPPA_WEB_TEST_OUT ?? join(TARGET, "web-test"));
 const SITE = join(OUT, "site");
 const ASSETS = join(OUT, "assets");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/lib/chromium/chromium";
 
-// The model and images under test, until the trained default model is committed: a model file
-// made from the reference fixture plus a word vocabulary, and generated PNGs (web-test-assets
-// writes them, with an index.json naming images and labels). The switch to the default model is
-// this one line: MODEL = { file: "examples/models/shapes.safetensors", images: "examples/images" }
-// (with the images' index.json from build.sh).
-const MODEL = { fixture: "tests/fixtures/cappa-tiny" };
+const DEFAULT_MODEL = join(ROOT, "examples/models/shapes.safetensors");
+const DEFAULT_IMAGES = join(ROOT, "examples/images");
+const FIXTURE = "tests/fixtures/cappa-tiny";
+const IMAGE_TYPES = /\.(png|jpe?g|webp|ppm)$/i;
 
 /** Probabilities of two f32 implementations (CPU in wasm or WebGPU, native CPU) agree this well. */
 const PROB_TOL = 1e-4;
@@ -92,15 +100,59 @@ function cliAnswers(name, labels) {
   return expected.get(key);
 }
 
+/** Image files: a folder's images (sorted) or a comma-separated list of files. */
+function imageFiles(spec) {
+  if (existsSync(spec) && statSync(spec).isDirectory()) {
+    return readdirSync(spec)
+      .filter((f) => IMAGE_TYPES.test(f))
+      .sort()
+      .map((f) => join(spec, f));
+  }
+  return spec.split(",").filter(Boolean).map((f) => resolve(ROOT, f));
+}
+
+/** Copies a given model and images into ASSETS with the page's index.json. Returns what it used. */
+function stageAssets(model, images, labels) {
+  assert.ok(existsSync(model), `no model at ${model}`);
+  assert.ok(images.length > 0, "no images to test with");
+  mkdirSync(ASSETS, { recursive: true });
+  copyFileSync(model, modelFile);
+  for (const f of images) copyFileSync(f, join(ASSETS, basename(f)));
+  const index = { images: images.map((f) => basename(f)), labels };
+  writeFileSync(join(ASSETS, "index.json"), JSON.stringify(index) + "\n");
+  return { model, images };
+}
+
+function labelsFromFile() {
+  return readFileSync(join(ROOT, "examples/web/labels.txt"), "utf8")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter(Boolean);
+}
+
 before(() => {
   mkdirSync(OUT, { recursive: true });
   if (process.env.CAPPA_WEB_SKIP_BUILD !== "1") {
     run(join(ROOT, "examples/web/build.sh"), [], { env: { ...process.env, CAPPA_WEB_OUT: SITE }, stdio: "inherit" });
   }
-  run("cargo", ["run", "-q", "-p", "cappa-web", "--bin", "web-test-assets", "--", MODEL.fixture, ASSETS]);
+  const labels = process.env.CAPPA_WEB_LABELS?.split(",").map((l) => l.trim()).filter(Boolean) ?? labelsFromFile();
+  if (process.env.CAPPA_WEB_MODEL) {
+    const images = imageFiles(process.env.CAPPA_WEB_IMAGES ?? DEFAULT_IMAGES);
+    results.model = stageAssets(resolve(ROOT, process.env.CAPPA_WEB_MODEL), images, labels);
+  } else if (existsSync(DEFAULT_MODEL)) {
+    results.model = stageAssets(DEFAULT_MODEL, imageFiles(process.env.CAPPA_WEB_IMAGES ?? DEFAULT_IMAGES), labels);
+  } else {
+    run("cargo", ["run", "-q", "-p", "cappa-web", "--bin", "web-test-assets", "--", FIXTURE, ASSETS]);
+    results.model = { model: `${FIXTURE} + a word vocabulary (web-test-assets)`, images: "generated" };
+  }
   index = JSON.parse(readFileSync(join(ASSETS, "index.json"), "utf8"));
-  assert.ok(index.images.length >= 3, "three test images");
+  assert.ok(index.images.length >= 1, "at least one test image");
+  assert.ok(index.labels.length >= 2, "at least two labels");
+  console.log(`model: ${results.model.model}; images: ${index.images.join(", ")}`);
 });
+
+/** The test's i-th image (cycling when there are fewer). */
+const nth = (i) => index.images[i % index.images.length];
 
 before(async () => {
   ({ server, url: baseUrl } = await serve({ "/": SITE, "/assets/": ASSETS }));
@@ -210,6 +262,33 @@ function record(run, page, backend, answers) {
   );
 }
 
+/** Records the page's model load time for `run`. */
+async function recordLoad(run, page, fields) {
+  const loadMs = Number(await page.getAttribute("body", "data-load-ms"));
+  results.runs[run] = { ...fields, loadMs, images: [] };
+  console.log(`[${run}] backend: ${fields.backend}${fields.adapter ? `; ${fields.adapter}` : ""}; model loaded in ${loadMs.toFixed(0)} ms`);
+}
+
+/** Drops a file on the page's drop zone, as a person dragging it from the desktop would. */
+async function dropFile(page, name, bytes, type) {
+  const dataTransfer = await page.evaluateHandle(
+    ({ bytes, name, type }) => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([new Uint8Array(bytes)], name, { type }));
+      return dt;
+    },
+    { bytes: [...bytes], name, type },
+  );
+  await page.dispatchEvent("#drop", "drop", { dataTransfer });
+}
+
+/** Waits for the page to show an error and returns its text. */
+async function pageError(page) {
+  await page.waitForSelector(`body[data-state="error"]`, { timeout: PAGE_TIMEOUT });
+  assert.ok(await page.isVisible("#error"), "the error is shown");
+  return (await page.textContent("#error")).trim();
+}
+
 describe("the browser demo", () => {
   test("on WebGPU: captions and probabilities equal the CLI's", async () => {
     const browser = await launch(true);
@@ -222,24 +301,22 @@ describe("the browser demo", () => {
       assert.match(backend, /^WebGPU \(/);
       assert.equal(note, "", "no fallback note on WebGPU");
       const adapter = (await page.isVisible("#adapter")) ? await page.textContent("#adapter") : "";
-      results.runs.webgpu = { backend, adapter, images: [] };
-      console.log(`[webgpu] backend: ${backend}; ${adapter}`);
+      await recordLoad("webgpu", page, { backend, adapter });
 
-      // A sample image.
-      const [first, second] = index.images;
-      await captioned(page, () => page.click(`#samples button[data-sample="${first}"]`));
-      record("webgpu", page, backend, await checkAgainstCli(page, first, index.labels));
+      // A sample image (the first captions include compiling the kernels).
+      await captioned(page, () => page.click(`#samples button[data-sample="${nth(0)}"]`));
+      record("webgpu", page, backend, await checkAgainstCli(page, nth(0), index.labels));
       await page.screenshot({ path: join(OUT, "webgpu.png"), fullPage: true });
 
-      // The file picker, then labels typed by the user.
-      await captioned(page, () => page.setInputFiles("#file", join(ASSETS, second)));
-      record("webgpu", page, backend, await checkAgainstCli(page, second, index.labels));
-      const typed = ["w5", "w6 w7", "w12 w3 w3"];
+      // The file picker (warm: the kernels are compiled), then labels typed by the user.
+      await captioned(page, () => page.setInputFiles("#file", join(ASSETS, nth(1))));
+      record("webgpu", page, backend, await checkAgainstCli(page, nth(1), index.labels));
+      const typed = [index.labels[1], index.labels[0], `${index.labels[0]} ${index.labels[1]}`];
       await captioned(page, async () => {
         await page.fill("#labels", typed.join(", "));
         await page.click("#classify");
       });
-      await checkAgainstCli(page, second, typed);
+      await checkAgainstCli(page, nth(1), typed);
       await page.close();
     } finally {
       await browser.close();
@@ -257,22 +334,15 @@ describe("the browser demo", () => {
       const note = await page.textContent("#note");
       assert.match(note, /WebGPU/);
       assert.match(note, /CPU backend/);
+      await recordLoad("no-webgpu", page, { backend, note });
 
-      // Drag and drop.
-      const name = index.images[2];
-      const bytes = [...readFileSync(join(ASSETS, name))];
-      const dataTransfer = await page.evaluateHandle(
-        ({ bytes, name }) => {
-          const dt = new DataTransfer();
-          dt.items.add(new File([new Uint8Array(bytes)], name, { type: "image/png" }));
-          return dt;
-        },
-        { bytes, name },
-      );
-      await captioned(page, () => page.dispatchEvent("#drop", "drop", { dataTransfer }));
-      results.runs["no-webgpu"] = { backend, note, images: [] };
+      // Drag and drop, then a sample.
+      const name = nth(2);
+      await captioned(page, () => dropFile(page, name, readFileSync(join(ASSETS, name)), "image/png"));
       record("no-webgpu", page, backend, await checkAgainstCli(page, name, index.labels));
       await page.screenshot({ path: join(OUT, "cpu-fallback.png"), fullPage: true });
+      await captioned(page, () => page.click(`#samples button[data-sample="${nth(0)}"]`));
+      record("no-webgpu", page, backend, await checkAgainstCli(page, nth(0), index.labels));
       await page.close();
     } finally {
       await browser.close();
@@ -286,12 +356,55 @@ describe("the browser demo", () => {
       const backend = await page.textContent("#backend");
       assert.equal(backend, "CPU (wasm)");
       assert.match(await page.textContent("#note"), /\?backend=cpu/);
-      const name = index.images[0];
-      await captioned(page, () => page.click(`#samples button[data-sample="${name}"]`));
-      results.runs["backend=cpu"] = { backend, images: [] };
-      record("backend=cpu", page, backend, await checkAgainstCli(page, name, index.labels));
-      await page.screenshot({ path: join(OUT, "cpu-forced.png"), fullPage: true });
+      await recordLoad("backend=cpu", page, { backend });
+      for (const name of [nth(0), nth(1)]) {
+        await captioned(page, () => page.click(`#samples button[data-sample="${name}"]`));
+        record("backend=cpu", page, backend, await checkAgainstCli(page, name, index.labels));
+        if (name === nth(0)) await page.screenshot({ path: join(OUT, "cpu-forced.png"), fullPage: true });
+      }
       await page.close();
+    } finally {
+      await browser.close();
+    }
+  });
+
+  test("bad input is shown as a clear message, and the page keeps working", async () => {
+    const browser = await launch(true);
+    try {
+      // A file that is not an image, then a good one.
+      const page = await open(browser, "");
+      await dropFile(page, "notes.png", Buffer.from("this is not a PNG"), "image/png");
+      const message = await pageError(page);
+      assert.match(message, /cannot read image/, message);
+      await page.screenshot({ path: join(OUT, "bad-image.png"), fullPage: true });
+      await captioned(page, () => page.click(`#samples button[data-sample="${nth(0)}"]`));
+      assert.ok(!(await page.isVisible("#error")), "the error is cleared by the next image");
+      await checkAgainstCli(page, nth(0), index.labels);
+      // Classifying with no labels says so.
+      await page.fill("#labels", " , ");
+      await page.click("#classify");
+      const noLabels = await pageError(page);
+      assert.match(noLabels, /label/i, noLabels);
+      await page.close();
+
+      // A model that is not there.
+      const missing = await browser.newPage();
+      await missing.goto(`${baseUrl}?model=assets/no-such-model.safetensors&samples=assets/index.json`);
+      const notFound = await pageError(missing);
+      assert.match(notFound, /Could not load the model/);
+      assert.match(notFound, /HTTP 404/);
+      await missing.close();
+
+      // A file that is not a model (an image).
+      const corrupt = await browser.newPage();
+      await corrupt.goto(`${baseUrl}?model=assets/${encodeURIComponent(nth(0))}&samples=assets/index.json`);
+      const bad = await pageError(corrupt);
+      assert.match(bad, /Could not load the model/);
+      assert.ok(bad.length > "Could not load the model: ".length + 10, `a reason is given: ${bad}`);
+      results.badInput = { image: message, noLabels, missingModel: notFound, notAModel: bad };
+      console.log(`[bad input] ${message} | ${noLabels} | ${notFound} | ${bad}`);
+      await corrupt.screenshot({ path: join(OUT, "bad-model.png"), fullPage: true });
+      await corrupt.close();
     } finally {
       await browser.close();
     }

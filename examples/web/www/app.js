@@ -232,8 +232,16 @@ function wireInputs() {
   });
   $("labels-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    if (!demo || busy || !$("preview-box").dataset.name) return;
+    if (!demo || busy) return;
     clearError();
+    if (!$("preview-box").dataset.name) {
+      showError("Choose an image first, then classify it.");
+      return;
+    }
+    if (labels().length === 0) {
+      showError("Type one or more labels, separated by commas (for example: a red circle, a blue square).");
+      return;
+    }
     setBusy(true);
     setState("running");
     try {
@@ -252,14 +260,16 @@ async function main() {
   const sampleLabels = loadSamples();
   try {
     $("load-text").textContent = "loading the runtime…";
+    const t0 = performance.now();
     await init();
     const bytes = await fetchWithProgress(MODEL_URL);
     $("load-text").textContent = `${mb(bytes.length)}; opening the backend…`;
     demo = await Demo.load(bytes, BACKEND);
+    document.body.dataset.loadMs = String(performance.now() - t0);
     await showBackend();
     $("load-progress").value = 1;
     $("load-text").textContent = `${MODEL_URL.split("/").pop()} (${mb(bytes.length)}), ` +
-      `${demo.imageSize}×${demo.imageSize} input`;
+      `${demo.imageSize}×${demo.imageSize} input, loaded in ${ms(Number(document.body.dataset.loadMs))}`;
   } catch (e) {
     $("backend").textContent = "none";
     showError(`Could not load the model: ${e?.message ?? e}`);
