@@ -72,8 +72,14 @@ async function showBackend() {
     const info = (await navigator.gpu.requestAdapter())?.info;
     if (info) {
       const parts = [info.vendor, info.architecture, info.device, info.description].filter(Boolean);
-      $("adapter").textContent = `adapter: ${parts.join(" / ")}`;
+      const software = demo.backend.includes("software fallback")
+        ? " — a software adapter (the GPU emulated on the CPU): ?backend=cpu is usually faster"
+        : "";
+      $("adapter").textContent = `adapter: ${parts.join(" / ")}${software}`;
       $("adapter").hidden = parts.length === 0;
+      // Browsers often give wgpu no adapter name; their own description is better than none.
+      const name = info.description || [info.vendor, info.architecture].filter(Boolean).join(" ");
+      if (name) $("backend").textContent = demo.backend.replace("unnamed adapter", name);
     }
     return;
   }
@@ -83,7 +89,9 @@ async function showBackend() {
   } else if (!("gpu" in navigator)) {
     why = "This browser does not offer WebGPU.";
   } else {
-    why = `WebGPU is present but gave no usable adapter (${demo.gpuError ?? "unknown reason"}).`;
+    why = "This browser has WebGPU but offered no usable adapter (it may be turned off, or the " +
+      "machine has no supported GPU).";
+    note.title = demo.gpuError ?? "";
   }
   note.textContent =
     `${why} cappa runs on its CPU backend compiled to WebAssembly instead: ` +
