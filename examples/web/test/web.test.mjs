@@ -75,8 +75,28 @@ function run(cmd, args, opts = {}) {
   });
 }
 
+/** Paths of the native programs the test runs, built once in before(). */
+const exe = {};
+
+/**
+ * Builds the `cappa` CLI and web-test-assets with the test profile (what `cargo test --workspace`
+ * has already built, in CI) and notes where their executables are.
+ */
+function buildNative() {
+  const out = run("cargo", [
+    "build", "--profile", "test", "--message-format=json-render-diagnostics",
+    "-p", "cappa-cli", "--bin", "cappa", "-p", "cappa-web", "--bin", "web-test-assets",
+  ]);
+  for (const line of out.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    const m = JSON.parse(line);
+    if (m.reason === "compiler-artifact" && m.executable) exe[m.target.name] = m.executable;
+  }
+  assert.ok(exe.cappa && exe["web-test-assets"], `built: ${JSON.stringify(exe)}`);
+}
+
 function cli(args) {
-  return JSON.parse(run("cargo", ["run", "-q", "-p", "cappa-cli", "--", ...args, "--device", "cpu"]));
+  return JSON.parse(run(exe.cappa, [...args, "--device", "cpu"]));
 }
 
 let server;
@@ -135,6 +155,7 @@ before(() => {
   if (process.env.CAPPA_WEB_SKIP_BUILD !== "1") {
     run(join(ROOT, "examples/web/build.sh"), [], { env: { ...process.env, CAPPA_WEB_OUT: SITE }, stdio: "inherit" });
   }
+  buildNative();
   const labels = process.env.CAPPA_WEB_LABELS?.split(",").map((l) => l.trim()).filter(Boolean) ?? labelsFromFile();
   if (process.env.CAPPA_WEB_MODEL) {
     const images = imageFiles(process.env.CAPPA_WEB_IMAGES ?? DEFAULT_IMAGES);
@@ -142,7 +163,7 @@ before(() => {
   } else if (existsSync(DEFAULT_MODEL)) {
     results.model = stageAssets(DEFAULT_MODEL, imageFiles(process.env.CAPPA_WEB_IMAGES ?? DEFAULT_IMAGES), labels);
   } else {
-    run("cargo", ["run", "-q", "-p", "cappa-web", "--bin", "web-test-assets", "--", FIXTURE, ASSETS]);
+    run(exe["web-test-assets"], [FIXTURE, ASSETS]);
     results.model = { model: `${FIXTURE} + a word vocabulary (web-test-assets)`, images: "generated" };
   }
   index = JSON.parse(readFileSync(join(ASSETS, "index.json"), "utf8"));
