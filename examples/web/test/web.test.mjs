@@ -8,7 +8,8 @@
 //  1. WebGPU: Chromium with --enable-unsafe-webgpu (a SwiftShader adapter on machines without a
 //     GPU). The page must report WebGPU; a silent fall back to the CPU fails the test.
 //  2. No WebGPU: Chromium without that flag offers no adapter; the page must fall back to its CPU
-//     backend, say so in a note, and still give the CLI's answers.
+//     backend, say so in a note, and still give the CLI's answers; the same with no WebGPU API at
+//     all (navigator.gpu removed).
 //  3. ?backend=cpu in the WebGPU browser: the CPU backend forced by the URL.
 // and a fourth that feeds the page bad input (a file that is not an image, a missing model, a
 // corrupt model) and checks that each is shown as a clear message.
@@ -365,6 +366,21 @@ describe("the browser demo", () => {
       await captioned(page, () => page.click(`#samples button[data-sample="${nth(0)}"]`));
       record("no-webgpu", page, backend, await checkAgainstCli(page, nth(0), index.labels));
       await page.close();
+
+      // A browser with no WebGPU API at all (no navigator.gpu, as in browsers without WebGPU).
+      const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+      await context.addInitScript(() => {
+        delete Navigator.prototype.gpu;
+        delete WorkerNavigator.prototype.gpu;
+      });
+      const bare = await open(context, "");
+      assert.equal(await bare.evaluate(() => "gpu" in navigator), false, "navigator.gpu removed");
+      assert.equal(await bare.textContent("#backend"), "CPU (wasm)");
+      assert.match(await bare.textContent("#note"), /does not offer WebGPU/);
+      await captioned(bare, () => bare.click(`#samples button[data-sample="${nth(1)}"]`));
+      await checkAgainstCli(bare, nth(1), index.labels);
+      await bare.screenshot({ path: join(OUT, "no-webgpu-api.png"), fullPage: true });
+      await context.close();
     } finally {
       await browser.close();
     }
