@@ -3,7 +3,7 @@
 # wasm32, wasm-bindgen's JS glue, the page, and, when the repository has them, the default model
 # (examples/models/shapes.safetensors) and sample images (examples/images/*). Installs what is
 # missing: the wasm32 target, and the wasm-bindgen CLI of exactly the version in Cargo.lock.
-# Safe to re-run; everything is incremental.
+# Safe to re-run; everything is incremental. `build.sh --tools` only installs the tools.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WEB=examples/web
@@ -19,6 +19,7 @@ if ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $WB"; then
   echo "installing wasm-bindgen-cli $WB (once; a few minutes)"
   cargo install wasm-bindgen-cli --version "$WB"
 fi
+[ "${1:-}" = "--tools" ] && exit 0
 
 # LTO shrinks the module (wgpu's web backend is mostly glue) and speeds up the CPU fallback.
 CARGO_PROFILE_RELEASE_LTO=true cargo build -p cappa-web --lib --release --target wasm32-unknown-unknown

@@ -27,6 +27,9 @@ const SHAPES_WORDS: [&str; 25] = [
     "diamond", "cross", "hexagon",
 ];
 
+/// Whether a point (in [-1, 1]², the image's centre at 0) is inside a shape.
+type Inside = fn(f32, f32) -> bool;
+
 /// A random model of the default model's size, shapes scenes, and labels from the shapes world.
 fn shapes_size(out: &PathBuf) -> Result<(), String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -54,7 +57,7 @@ fn shapes_size(out: &PathBuf) -> Result<(), String> {
     ckpt.save(out.join("model.safetensors"), None)
         .map_err(|e| e.to_string())?;
     // A shape of a colour on a light background, 96×96 (resized to 48 by the model).
-    let scenes: [(&str, [u8; 3], fn(f32, f32) -> bool); 3] = [
+    let scenes: [(&str, [u8; 3], Inside); 3] = [
         ("red-circle.png", [220, 40, 40], |x, y| x * x + y * y < 0.16),
         ("blue-square.png", [40, 80, 220], |x, y| {
             x.abs() < 0.4 && y.abs() < 0.4
