@@ -412,7 +412,7 @@ describe("the browser demo", () => {
       const page = await open(browser, "");
       await dropFile(page, "notes.png", Buffer.from("this is not a PNG"), "image/png");
       const message = await pageError(page);
-      assert.match(message, /cannot read image/, message);
+      assert.match(message, /^notes\.png: cannot read image/, message);
       await page.screenshot({ path: join(OUT, "bad-image.png"), fullPage: true });
       await captioned(page, () => page.click(`#samples button[data-sample="${nth(0)}"]`));
       assert.ok(!(await page.isVisible("#error")), "the error is cleared by the next image");

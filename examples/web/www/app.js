@@ -39,7 +39,10 @@ const ms = (t) => (t < 10 ? t.toFixed(1) : Math.round(t)) + " ms";
 async function fetchWithProgress(url) {
   const response = await fetch(url);
   if (!response.ok) {
-    throw new Error(`cannot fetch the model at ${url}: HTTP ${response.status}`);
+    const hint = params.has("model")
+      ? ""
+      : " (build.sh copies examples/models/shapes.safetensors here when it exists; or open the page with ?model=URL)";
+    throw new Error(`cannot fetch the model at ${url}: HTTP ${response.status}${hint}`);
   }
   const total = Number(response.headers.get("content-length")) || 0;
   const bar = $("load-progress");
@@ -182,7 +185,7 @@ async function useImage(bytes, name) {
     await classify();
     setState("done");
   } catch (e) {
-    showError(String(e?.message ?? e));
+    showError(`${name}: ${e?.message ?? e}`);
   } finally {
     setBusy(false);
   }
