@@ -12,6 +12,7 @@ use std::time::Duration;
 use cappa::tokenizer::SpecialIds;
 use cappa::{Backend, Config, CpuBackend, Tokenizer};
 use cappa_trainer::data::{Batch, Dataset, Loader, LoaderOptions, Prep};
+use cappa_trainer::shapes::{self, ShapesWorld, Split};
 use cappa_trainer::{Params, RunConfig, Trainer};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -25,7 +26,7 @@ fn small() -> Config {
     (c.image_size, c.patch_size) = (32, 8);
     (c.enc_width, c.enc_depth, c.enc_heads, c.enc_mlp) = (64, 2, 4, 128);
     (c.dec_width, c.dec_depth, c.dec_heads, c.dec_mlp) = (64, 2, 4, 128);
-    (c.vocab_size, c.max_len) = (Dataset::SHAPES_WORDS.len(), 10);
+    (c.vocab_size, c.max_len) = (shapes::vocabulary().len(), 10);
     c
 }
 
@@ -40,15 +41,8 @@ fn vit_s16() -> Config {
 
 /// One batch of shapes scenes for `config`.
 fn batch(config: &Config, size: usize) -> Batch {
-    let tok = Tokenizer::words(
-        Dataset::SHAPES_WORDS
-            .iter()
-            .map(|w| w.to_string())
-            .collect(),
-        SpecialIds::from_config(config),
-        true,
-    )
-    .unwrap();
+    let tok =
+        Tokenizer::words(shapes::vocabulary(), SpecialIds::from_config(config), true).unwrap();
     let prep = Prep {
         image_size: config.image_size,
         max_len: config.max_len,
@@ -56,7 +50,12 @@ fn batch(config: &Config, size: usize) -> Batch {
         pad_id: config.pad_id,
         tokenizer: Arc::new(tok),
     };
-    let ds = Arc::new(Dataset::shapes(size, config.image_size, 1));
+    let ds = Arc::new(Dataset::shapes(
+        &ShapesWorld::new(1),
+        Split::Train,
+        size,
+        config.image_size,
+    ));
     let opts = LoaderOptions {
         batch_size: size,
         seed: 0,

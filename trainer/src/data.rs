@@ -20,6 +20,7 @@ use cappa::image::{preprocess, PixelLayout};
 use cappa::{Error, HostTensor, Result, Tokenizer, Tokens};
 
 use crate::mixing::step_rng;
+use crate::shapes::{Scene, ShapesWorld, Split};
 
 /// Where an example's image comes from.
 #[derive(Debug, Clone)]
@@ -28,6 +29,13 @@ pub enum ImageSource {
     File(PathBuf),
     /// Pixels already preprocessed: `[size, size, 3]` in [-1, 1] (generated data).
     Pixels(HostTensor),
+    /// A shapes-world scene, rendered on the loader's threads.
+    Scene {
+        /// The scene.
+        scene: Box<Scene>,
+        /// Rendered at `pixels × pixels`, then resized to the model's size.
+        pixels: usize,
+    },
 }
 
 /// One `(image, caption)` pair.
@@ -132,51 +140,20 @@ impl Dataset {
         Ok(ds)
     }
 
-    /// A procedural dataset of `n` shapes scenes (seeded): a coloured square, disc or bar on a
-    /// dark background, in one of four places, captioned with its colour, shape and place, so
-    /// that everything can be trained and tested offline. Words: [`Dataset::SHAPES_WORDS`].
-    pub fn shapes(n: usize, size: usize, seed: u64) -> Self {
-        let colours = [
-            ("red", [1.0, -0.8, -0.8]),
-            ("green", [-0.8, 1.0, -0.8]),
-            ("blue", [-0.8, -0.8, 1.0]),
-            ("yellow", [1.0, 1.0, -0.8]),
-        ];
-        let shapes = ["square", "disc", "bar"];
-        let places = ["left", "right", "top", "bottom"];
-        let mut rng = step_rng(seed, 0, 7);
-        let examples = (0..n)
+    /// The first `n` scenes of a split of the shapes world (see [`crate::shapes`]). Scene `i`
+    /// is drawn at 1, 2 or 3 times `image_size` (by `i % 3`) and resized to the model's size as
+    /// a user's image is, so a model trained on it captions images of any size.
+    pub fn shapes(world: &ShapesWorld, split: Split, n: usize, image_size: usize) -> Self {
+        let examples = (0..n as u64)
             .map(|i| {
-                let (cname, rgb) = colours[(rng.next_u64() % 4) as usize];
-                let shape = shapes[(rng.next_u64() % 3) as usize];
-                let place = places[(rng.next_u64() % 4) as usize];
-                let s = size as f32;
-                let (cx, cy) = match place {
-                    "left" => (0.25 * s, 0.5 * s),
-                    "right" => (0.75 * s, 0.5 * s),
-                    "top" => (0.5 * s, 0.25 * s),
-                    _ => (0.5 * s, 0.75 * s),
-                };
-                let r = 0.2 * s;
-                let mut data = Vec::with_capacity(size * size * 3);
-                for y in 0..size {
-                    for x in 0..size {
-                        let (dx, dy) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
-                        let inside = match shape {
-                            "square" => dx.abs() < r && dy.abs() < r,
-                            "disc" => dx * dx + dy * dy < r * r,
-                            _ => dx.abs() < 1.4 * r && dy.abs() < 0.4 * r,
-                        };
-                        let noise = rng.uniform() * 0.1;
-                        data.extend(rgb.map(|v| if inside { v } else { -0.9 + noise }));
-                    }
-                }
+                let scene = world.scene(split, i);
                 Example {
-                    image: ImageSource::Pixels(
-                        HostTensor::new(&[size, size, 3], data).expect("size matches"),
-                    ),
-                    caption: format!("a {cname} {shape} on the {place}"),
-                    origin: format!("shapes #{i}"),
+                    caption: scene.caption(),
+                    image: ImageSource::Scene {
+                        scene: Box::new(scene),
+                        pixels: image_size * (1 + (i % 3) as usize),
+                    },
+                    origin: format!("shapes {split:?} #{i}"),
                 }
             })
             .collect();
@@ -185,12 +162,6 @@ impl Dataset {
             warnings: Vec::new(),
         }
     }
-
-    /// The word list of [`Dataset::shapes`] captions, with PAD, EOS and UNK at ids 0, 1, 2.
-    pub const SHAPES_WORDS: &'static [&'static str] = &[
-        "<pad>", "</s>", "<unk>", "a", "on", "the", "red", "green", "blue", "yellow", "square",
-        "disc", "bar", "left", "right", "top", "bottom",
-    ];
 
     /// Number of examples.
     pub fn len(&self) -> usize {
@@ -232,6 +203,10 @@ impl Prep {
                     )));
                 }
                 t.clone()
+            }
+            ImageSource::Scene { scene, pixels } => {
+                let rgb = scene.render(*pixels);
+                preprocess(&rgb, PixelLayout::rgb(*pixels, *pixels), self.image_size)?
             }
             ImageSource::File(path) => {
                 let bytes = std::fs::read(path).map_err(|e| io(path, e))?;

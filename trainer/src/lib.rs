@@ -11,6 +11,10 @@
 //! * [`mixing`] — CapPa's per-example choice between Cap and Pa, seeded.
 //! * [`data`] — JSONL or folder datasets decoded, resized and tokenized on background threads.
 //! * [`train`] — the training loop, validation, and checkpoints that resume exactly.
+//! * [`shapes`] — the shapes world: seeded scenes of coloured shapes and their captions.
+//! * [`eval`] — captioning, zero-shot, word-order and linear-probe evaluations on it.
+//! * [`log`] — a run's log of losses and evaluations (`log.jsonl`).
+//! * [`plot`] — training curves of runs, drawn from their logs.
 //!
 //! Gradients match the reference implementation's (`grad_cap/*`, `grad_pa/*` of the golden
 //! fixture) on both backends; see `trainer/tests/`.
@@ -18,10 +22,14 @@
 #![deny(missing_docs)]
 
 pub mod data;
+pub mod eval;
+pub mod log;
 pub mod mixing;
 pub mod net;
 pub mod optim;
 pub mod params;
+pub mod plot;
+pub mod shapes;
 pub mod train;
 
 use cappa::loss::{caption_loss, LossOutput};

@@ -5,6 +5,9 @@
 //! cappa-train train --config run.toml [--resume] [--device cpu|gpu|auto]
 //! cappa-train grads --model PATH --inputs INPUTS.safetensors --mode cap|pa|mixed \
 //!                   --out OUT.safetensors [--device cpu|gpu]
+//! cappa-train eval --model PATH [--scenes N] [--json]      # on the shapes world
+//! cappa-train shapes --out DIR [--count N] [--size PX]      # scenes as PNG + captions.jsonl
+//! cappa-train plot --out curves.svg LABEL=RUN_DIR...        # training curves
 //! ```
 
 use std::io::IsTerminal;
@@ -19,8 +22,12 @@ use cappa::{
     Backend, Checkpoint, Config, Device, Error, HostTensor, Mode, Result, Tokenizer, Tokens,
 };
 use cappa_trainer::data::{Dataset, Loader, LoaderOptions, Prep};
+use cappa_trainer::eval::{self, Report};
+use cappa_trainer::log::{self, RunLog, LOG_FILE};
+use cappa_trainer::plot;
+use cappa_trainer::shapes::{self, ShapesWorld, Split};
 use cappa_trainer::train::{
-    run, write_atomic_with, Event, Outcome, ValidationData, CHECKPOINT_FILE,
+    run, write_atomic_with, Event, Outcome, ValidationData, CHECKPOINT_FILE, MODEL_FILE,
 };
 use cappa_trainer::{loss_and_grads, Net, Params, RunConfig, Trainer};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -74,6 +81,75 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Evaluate a model on the shapes world's test split: captioning (greedy, beam, parallel),
+    /// zero-shot shape and colour, word order, 10-shot linear probe.
+    Eval {
+        /// Model file trained on the shapes world.
+        #[arg(long)]
+        model: PathBuf,
+        /// Test scenes of each kind (one object, two objects).
+        #[arg(long, default_value_t = 500)]
+        scenes: usize,
+        /// Seed of the shapes world.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Backend.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write scenes of the shapes world as PNG files and a `captions.jsonl` (the trainer's
+    /// JSONL format).
+    Shapes {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of scenes.
+        #[arg(long, default_value_t = 16)]
+        count: usize,
+        /// Image size in pixels.
+        #[arg(long, default_value_t = 144)]
+        size: usize,
+        /// Which split.
+        #[arg(long, value_enum, default_value = "test")]
+        split: SplitArg,
+        /// Seed of the shapes world.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The first scene's index in the split.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+    },
+    /// Draw the training curves of runs (their `log.jsonl`) into an SVG file.
+    Plot {
+        /// Output `.svg` file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Runs as `LABEL=FOLDER` (the run's output folder).
+        #[arg(required = true)]
+        runs: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitArg {
+    Train,
+    Validation,
+    Test,
+    HeldOut,
+}
+
+impl From<SplitArg> for Split {
+    fn from(s: SplitArg) -> Split {
+        match s {
+            SplitArg::Train => Split::Train,
+            SplitArg::Validation => Split::Validation,
+            SplitArg::Test => Split::Test,
+            SplitArg::HeldOut => Split::HeldOut,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -130,9 +206,16 @@ struct DataSection {
     train: Option<PathBuf>,
     /// JSONL file or folder of validation examples.
     valid: Option<PathBuf>,
-    /// Instead of files: this many procedural shapes scenes (and `shapes_valid` for validation).
+    /// Instead of files: the first this many scenes of the shapes world's training split (and
+    /// `shapes_valid` of its validation split), drawn with `shapes_seed`.
     shapes: Option<usize>,
     shapes_valid: Option<usize>,
+    #[serde(default)]
+    shapes_seed: u64,
+    /// With shapes data: evaluate every checkpoint on this many test scenes of each kind
+    /// (captioning, zero-shot, word order, probe), logged to `log.jsonl`.
+    #[serde(default)]
+    shapes_eval: usize,
     #[serde(default = "two")]
     workers: usize,
     #[serde(default = "four")]
@@ -172,6 +255,66 @@ fn real_main() -> Result<ExitCode> {
             device,
         } => {
             grads(&model, &inputs, mode, &out, label_smoothing, &device)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval {
+            model,
+            scenes,
+            seed,
+            device,
+            json,
+        } => {
+            let be = Device::from_name(&device)?;
+            let bytes = read(&model)?;
+            let m = cappa::Model::from_bytes(&bytes, be)
+                .map_err(|e| Error::Config(format!("{}: {e}", model.display())))?;
+            let tokenizer = m.tokenizer().cloned().ok_or_else(|| {
+                Error::Config(format!("{}: the model has no tokenizer", model.display()))
+            })?;
+            if scenes == 0 {
+                return Err(Error::InvalidInput("--scenes must be positive".into()));
+            }
+            let report = eval::report(&m, &tokenizer, &ShapesWorld::new(seed), scenes)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("plain data")
+                );
+            } else {
+                println!(
+                    "{} on {scenes} + {scenes} test scenes of the shapes world (seed {seed}):",
+                    model.display()
+                );
+                print!("{}", report.table());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Shapes {
+            out,
+            count,
+            size,
+            split,
+            seed,
+            start,
+        } => {
+            write_scenes(&out, count, size, split.into(), seed, start)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plot { out, runs } => {
+            let runs = runs
+                .iter()
+                .map(|r| {
+                    let (label, dir) = r.split_once('=').ok_or_else(|| {
+                        Error::InvalidInput(format!("{r}: give a run as LABEL=FOLDER"))
+                    })?;
+                    Ok(plot::Run {
+                        label: label.to_string(),
+                        records: log::read(&Path::new(dir).join(LOG_FILE))?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            plot::curves(&runs, &out)?;
+            eprintln!("curves of {} runs written to {}", runs.len(), out.display());
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -272,10 +415,7 @@ fn tokenizer_from(section: &TokenizerSection, base: &Path, config: &Config) -> R
             Tokenizer::words(words, SpecialIds::from_config(config), section.lowercase)?
         }
         (None, None, true) => Tokenizer::words(
-            Dataset::SHAPES_WORDS
-                .iter()
-                .map(|w| w.to_string())
-                .collect(),
+            shapes::vocabulary(),
             SpecialIds::from_config(config),
             section.lowercase,
         )?,
@@ -358,11 +498,14 @@ fn train(path: &Path, resume: bool, device: Option<String>) -> Result<ExitCode> 
                 .map(|v| Dataset::open(&rel(&base, v)))
                 .transpose()?,
         ),
-        (None, Some(n)) => (
-            Dataset::shapes(n, config.image_size, trainer.run_config().seed),
-            d.shapes_valid
-                .map(|n| Dataset::shapes(n, config.image_size, trainer.run_config().seed + 1)),
-        ),
+        (None, Some(n)) => {
+            let world = ShapesWorld::new(d.shapes_seed);
+            (
+                Dataset::shapes(&world, Split::Train, n, config.image_size),
+                d.shapes_valid
+                    .map(|n| Dataset::shapes(&world, Split::Validation, n, config.image_size)),
+            )
+        }
         _ => {
             return Err(Error::Config(
                 "[data] needs exactly one of `train` (a file or folder) and `shapes`".into(),
@@ -395,6 +538,12 @@ fn train(path: &Path, resume: bool, device: Option<String>) -> Result<ExitCode> 
         dataset,
         prep: &prep,
     });
+
+    // Evaluations of each checkpoint on the shapes world's test split, when training on it.
+    let evaluate = (d.shapes.is_some() && d.shapes_eval > 0)
+        .then(|| (ShapesWorld::new(d.shapes_seed), d.shapes_eval));
+    std::fs::create_dir_all(&out).map_err(|e| Error::Io(format!("{}: {e}", out.display())))?;
+    let mut log = RunLog::open(&out.join(LOG_FILE))?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -442,22 +591,46 @@ fn train(path: &Path, resume: bool, device: Option<String>) -> Result<ExitCode> 
             Event::Step(s) => {
                 pb.set_position(s.step);
                 pb.set_message(format!("{:.4}", s.loss));
+                log.write(serde_json::json!({
+                    "step": s.step, "loss": s.loss, "grad_norm": s.grad_norm,
+                    "pa_examples": s.pa_examples,
+                }));
             }
-            Event::Validation { step, losses } => say(
-                &pb,
-                match losses.pa {
-                    Some(pa) => format!(
-                        "step {step}: validation loss cap {:.4}, pa {pa:.4} ({} examples)",
-                        losses.cap, losses.examples
-                    ),
-                    None => format!(
-                        "step {step}: validation loss cap {:.4} ({} examples)",
-                        losses.cap, losses.examples
-                    ),
-                },
-            ),
+            Event::Validation { step, losses } => {
+                log.write(serde_json::json!({
+                    "step": step, "valid_cap": losses.cap, "valid_pa": losses.pa,
+                }));
+                say(
+                    &pb,
+                    match losses.pa {
+                        Some(pa) => format!(
+                            "step {step}: validation loss cap {:.4}, pa {pa:.4} ({} examples)",
+                            losses.cap, losses.examples
+                        ),
+                        None => format!(
+                            "step {step}: validation loss cap {:.4} ({} examples)",
+                            losses.cap, losses.examples
+                        ),
+                    },
+                )
+            }
             Event::Checkpoint { step, path } => {
-                say(&pb, format!("step {step}: checkpoint {}", path.display()))
+                say(&pb, format!("step {step}: checkpoint {}", path.display()));
+                if let Some((world, n)) = &evaluate {
+                    match evaluate_file(&out.join(MODEL_FILE), world, *n) {
+                        Ok(report) => {
+                            say(
+                                &pb,
+                                format!(
+                                    "step {step}: evaluation on {n} + {n} test scenes\n{}",
+                                    report.table()
+                                ),
+                            );
+                            log.write(serde_json::json!({ "step": step, "eval": report }));
+                        }
+                        Err(e) => say(&pb, format!("step {step}: evaluation failed: {e}")),
+                    }
+                }
             }
             Event::Skipped(w) => say(&pb, format!("skipped: {w}")),
         },
@@ -476,4 +649,51 @@ fn train(path: &Path, resume: bool, device: Option<String>) -> Result<ExitCode> 
             Ok(ExitCode::from(130))
         }
     }
+}
+
+/// Every shapes-world evaluation of a model file, on the CPU backend (the oracle), with `n` test
+/// scenes of each kind.
+fn evaluate_file(model: &Path, world: &ShapesWorld, n: usize) -> Result<Report> {
+    let bytes = read(model)?;
+    let model = cappa::Model::from_bytes(&bytes, cappa::CpuBackend::new())?;
+    let tokenizer = model
+        .tokenizer()
+        .ok_or_else(|| Error::Config(format!("{}: no tokenizer", model.config().name)))?
+        .clone();
+    eval::report(&model, &tokenizer, world, n)
+}
+
+/// Writes `count` scenes of `split` as `scene-<index>.png` (`size` pixels) and `captions.jsonl`.
+fn write_scenes(
+    out: &Path,
+    count: usize,
+    size: usize,
+    split: Split,
+    seed: u64,
+    start: u64,
+) -> Result<()> {
+    if size == 0 || size > 4096 {
+        return Err(Error::InvalidInput(format!(
+            "--size {size}: give 1 to 4096 pixels"
+        )));
+    }
+    let io = |p: &Path, e: &dyn std::fmt::Display| Error::Io(format!("{}: {e}", p.display()));
+    std::fs::create_dir_all(out).map_err(|e| io(out, &e))?;
+    let world = ShapesWorld::new(seed);
+    let mut lines = String::new();
+    for i in start..start + count as u64 {
+        let scene = world.scene(split, i);
+        let name = format!("scene-{i}.png");
+        let path = out.join(&name);
+        image::RgbImage::from_raw(size as u32, size as u32, scene.render(size))
+            .expect("render gives size × size × 3 bytes")
+            .save(&path)
+            .map_err(|e| io(&path, &e))?;
+        lines += &serde_json::json!({"image": name, "caption": scene.caption()}).to_string();
+        lines.push('\n');
+    }
+    let path = out.join("captions.jsonl");
+    std::fs::write(&path, lines).map_err(|e| io(&path, &e))?;
+    eprintln!("{count} scenes written to {}", out.display());
+    Ok(())
 }

@@ -9,6 +9,7 @@ use cappa::image::{preprocess, PixelLayout};
 use cappa::tokenizer::SpecialIds;
 use cappa::Tokenizer;
 use cappa_trainer::data::{Dataset, Loader, LoaderOptions, Prep};
+use cappa_trainer::shapes::{ShapesWorld, Split};
 
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("cappa-data-{name}-{}", std::process::id()));
@@ -169,7 +170,7 @@ fn stream(ds: &Arc<Dataset>, start: u64, batches: usize) -> Vec<(Vec<u32>, u64)>
 fn order_is_seeded_shuffled_per_epoch_and_resumable() {
     // Seven examples whose captions identify them.
     let words = ["a", "red", "cat", "dog", "a red", "red cat", "cat dog"];
-    let mut ds = Dataset::shapes(7, 8, 0);
+    let mut ds = Dataset::shapes(&ShapesWorld::new(0), Split::Train, 7, 8);
     for (ex, w) in ds.examples.iter_mut().zip(words) {
         ex.caption = w.to_string();
     }
