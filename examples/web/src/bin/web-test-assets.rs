@@ -7,15 +7,15 @@
 //! ```
 //!
 //! With `--shapes-size` instead of a fixture it writes a model of the default model's size
-//! (`examples/models/shapes.toml`: 48×48 images, patch 8, width 128, 4 + 2 blocks, the
-//! shapes-world vocabulary) with random weights, and shapes scenes as images: the same work per
+//! (`examples/models/shapes.toml`: 48×48 images, patch 8, width 128, 4 + 2 blocks, sin-cos
+//! position embeddings, the shapes-world vocabulary) with random weights, and shapes scenes as images: the same work per
 //! caption as the trained model, for measuring the page's speed before that model exists.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cappa::tokenizer::SpecialIds;
-use cappa::{Checkpoint, Config, Tokenizer};
+use cappa::{Checkpoint, Config, PosEmb, Tokenizer};
 
 /// The labels the test classifies against (words of the vocabulary below).
 const LABELS: [&str; 3] = ["w3 w4", "w10", "w7 w8 w9"];
@@ -47,6 +47,7 @@ fn shapes_size(out: &PathBuf) -> Result<(), String> {
         dec_mlp: 512,
         vocab_size: SHAPES_WORDS.len(),
         max_len: 16,
+        posemb_type: PosEmb::Sincos2d,
         ..Config::tiny_for_tests()
     };
     let mut ckpt = Checkpoint::random(&cfg, 0).map_err(|e| e.to_string())?;
