@@ -162,7 +162,14 @@ before(() => {
     const images = imageFiles(process.env.CAPPA_WEB_IMAGES ?? DEFAULT_IMAGES);
     results.model = stageAssets(resolve(ROOT, process.env.CAPPA_WEB_MODEL), images, labels);
   } else if (existsSync(DEFAULT_MODEL)) {
-    results.model = stageAssets(DEFAULT_MODEL, imageFiles(process.env.CAPPA_WEB_IMAGES ?? DEFAULT_IMAGES), labels);
+    let images = existsSync(DEFAULT_IMAGES) ? imageFiles(process.env.CAPPA_WEB_IMAGES ?? DEFAULT_IMAGES) : [];
+    if (images.length === 0) {
+      // No sample images committed yet: shapes scenes from web-test-assets (its model unused).
+      const scenes = join(OUT, "scenes");
+      run(exe["web-test-assets"], ["--shapes-size", scenes]);
+      images = imageFiles(scenes);
+    }
+    results.model = stageAssets(DEFAULT_MODEL, images, labels);
   } else {
     run(exe["web-test-assets"], [FIXTURE, ASSETS]);
     results.model = { model: `${FIXTURE} + a word vocabulary (web-test-assets)`, images: "generated" };
