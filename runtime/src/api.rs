@@ -1,7 +1,9 @@
 //! The string-level API: images in as 8-bit pixels, captions out as text, labels in as text.
 //! Everything here is a thin layer over the token-level methods of [`Model`]
 //! ([`Model::caption_tokens`], [`Model::classify_tokens`], [`Model::gap`]) plus the model's
-//! tokenizer and the reference's image preprocessing.
+//! tokenizer and the reference's image preprocessing. The `_async` methods
+//! ([`Model::caption_async`], [`Model::classify_async`], ...) give the same results without
+//! blocking, for web pages (see `examples/web/`).
 //!
 //! ```
 //! use cappa::{Checkpoint, Config, CpuBackend, Decode, Model, Tokenizer};
@@ -173,6 +175,13 @@ impl<B: Backend> Model<B> {
         labels: &[&str],
         opts: &ClassifyText,
     ) -> Result<Classification> {
+        let (candidates, classify) = self.label_candidates(labels, opts)?;
+        let encoded = self.encode(&self.batch(images)?)?;
+        self.classify_tokens(&encoded, &candidates, &classify)
+    }
+
+    /// The labels as candidate captions, and the scoring options.
+    fn label_candidates(&self, labels: &[&str], opts: &ClassifyText) -> Result<(Tokens, Classify)> {
         let tok = self.need_tokenizer()?;
         if labels.is_empty() {
             return Err(Error::InvalidInput("no labels to classify against".into()));
@@ -198,13 +207,12 @@ impl<B: Backend> Model<B> {
             .flat_map(|l| tok.encode_caption(l, room, cfg.eos_id, cfg.pad_id))
             .collect();
         let candidates = Tokens::new(ids, labels.len(), room)?;
-        let encoded = self.encode(&self.batch(images)?)?;
         let classify = Classify {
             prompt,
             normalize: opts.normalize,
             ..Classify::default()
         };
-        self.classify_tokens(&encoded, &candidates, &classify)
+        Ok((candidates, classify))
     }
 
     /// Pooled image features `[B, enc_width]`.
@@ -212,6 +220,61 @@ impl<B: Backend> Model<B> {
         let encoded = self.encode(&self.batch(images)?)?;
         match pool {
             Pool::Gap => self.backend().download(&self.gap(&encoded)?),
+        }
+    }
+
+    /// [`Model::caption`] without blocking (see [`Model::caption_tokens_async`]).
+    pub async fn caption_async(&self, images: &[Image], decode: &Decode) -> Result<Vec<String>> {
+        let captions = self
+            .caption_with_async(images, decode, &DecodeOptions::default(), None)
+            .await?;
+        Ok(captions
+            .into_iter()
+            .map(|mut c| c.swap_remove(0).text)
+            .collect())
+    }
+
+    /// [`Model::caption_with`] without blocking (see [`Model::caption_tokens_async`]).
+    pub async fn caption_with_async(
+        &self,
+        images: &[Image],
+        decode: &Decode,
+        opts: &DecodeOptions,
+        on_token: Option<OnToken<'_>>,
+    ) -> Result<Vec<Vec<Caption>>> {
+        self.need_tokenizer()?;
+        let encoded = self.encode(&self.batch(images)?)?;
+        self.caption_tokens_async(&encoded, decode, opts, on_token)
+            .await
+    }
+
+    /// [`Model::classify`] without blocking (see [`Model::classify_tokens_async`]).
+    pub async fn classify_async(&self, image: &Image, labels: &[&str]) -> Result<Vec<f32>> {
+        let images = core::slice::from_ref(image);
+        let c = self
+            .classify_with_async(images, labels, &ClassifyText::default())
+            .await?;
+        Ok(c.probabilities.into_data())
+    }
+
+    /// [`Model::classify_with`] without blocking (see [`Model::classify_tokens_async`]).
+    pub async fn classify_with_async(
+        &self,
+        images: &[Image],
+        labels: &[&str],
+        opts: &ClassifyText,
+    ) -> Result<Classification> {
+        let (candidates, classify) = self.label_candidates(labels, opts)?;
+        let encoded = self.encode(&self.batch(images)?)?;
+        self.classify_tokens_async(&encoded, &candidates, &classify)
+            .await
+    }
+
+    /// [`Model::embed`] without blocking (see [`Backend::download_async`]).
+    pub async fn embed_async(&self, images: &[Image], pool: Pool) -> Result<HostTensor> {
+        let encoded = self.encode(&self.batch(images)?)?;
+        match pool {
+            Pool::Gap => self.backend().download_async(&self.gap(&encoded)?).await,
         }
     }
 }

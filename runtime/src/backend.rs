@@ -5,6 +5,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::future::Future;
 
 use crate::error::Result;
 use crate::safetensors_io::DType;
@@ -162,6 +163,25 @@ pub trait Backend {
     fn upload_ids(&self, shape: &[usize], ids: &[u32]) -> Result<Self::Ids>;
     /// Copies token ids back to the host.
     fn download_ids(&self, ids: &Self::Ids) -> Result<Vec<u32>>;
+
+    /// [`Backend::download`] without blocking, for callers that cannot block (a web page, where
+    /// WebGPU hands memory back only from the browser's event loop). The default completes at
+    /// once with the blocking method; the wgpu backend awaits the device instead.
+    fn download_async(&self, t: &Self::Tensor) -> impl Future<Output = Result<HostTensor>> {
+        core::future::ready(self.download(t))
+    }
+    /// [`Backend::download_ids`] without blocking (see [`Backend::download_async`]).
+    fn download_ids_async(&self, ids: &Self::Ids) -> impl Future<Output = Result<Vec<u32>>> {
+        core::future::ready(self.download_ids(ids))
+    }
+    /// [`Backend::download_with_ids`] without blocking (see [`Backend::download_async`]).
+    fn download_with_ids_async(
+        &self,
+        t: &Self::Tensor,
+        ids: &Self::Ids,
+    ) -> impl Future<Output = Result<(HostTensor, Vec<u32>)>> {
+        core::future::ready(self.download_with_ids(t, ids))
+    }
     /// The shape of a tensor.
     fn shape(&self, t: &Self::Tensor) -> Vec<usize>;
     /// The same values with another shape of equal size (no copy where the backend allows).

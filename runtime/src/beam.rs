@@ -19,6 +19,7 @@ use crate::decoding::{Beam, Caption, OnToken, TokenEvent};
 use crate::error::Result;
 use crate::model::Model;
 use crate::tensor::HostTensor;
+use crate::wait::Wait;
 
 /// A live hypothesis: its tokens (no BOS) and the sum of their log-probabilities. An empty
 /// beam has `log_prob = −∞`.
@@ -158,8 +159,9 @@ impl Group {
 impl<B: Backend> Model<B> {
     /// Beam search for `encoded [B, patches, E]`, at most `steps` tokens per caption (checked
     /// by the caller).
-    pub(crate) fn beam_search(
+    pub(crate) async fn beam_search(
         &self,
+        wait: Wait,
         encoded: &B::Tensor,
         opts: &Beam,
         steps: usize,
@@ -192,8 +194,8 @@ impl<B: Backend> Model<B> {
                 .collect();
             let beam_scores = be.upload(&HostTensor::new(&[g * w], beam_scores)?)?;
             let (scores, cand) = be.beam_candidates(&logits, &beam_scores, g, k)?;
-            let scores = be.download(&scores)?;
-            let cand = be.download_ids(&cand)?;
+            let scores = wait.download(be, &scores).await?;
+            let cand = wait.download_ids(be, &cand).await?;
 
             // Parent row (in the current cache) and token of every new beam, group by group.
             let mut parents = Vec::with_capacity(g * w);

@@ -12,6 +12,8 @@
 //!
 //! [`Model::caption_tokens`] is the entry point; [`Model::greedy`] is the lower-level greedy
 //! decoder that can also keep every step's logits (the fixtures' convention).
+//! [`Model::caption_tokens_async`] is the same without blocking (web pages): the loops are
+//! written once and read through [`Wait`](crate::wait) either way.
 
 use alloc::format;
 use alloc::string::String;
@@ -22,6 +24,7 @@ use crate::backend::{Backend, Mask, Sampling};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::tensor::{HostTensor, Tokens};
+use crate::wait::{now, Wait};
 
 /// Options of greedy decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,9 +228,36 @@ impl<B: Backend> Model<B> {
         opts: &DecodeOptions,
         on_token: Option<OnToken<'_>>,
     ) -> Result<Vec<Vec<Caption>>> {
+        now(self.caption_tokens_in(Wait::Block, encoded, decode, opts, on_token))
+    }
+
+    /// [`Model::caption_tokens`] without blocking: every read from the device is awaited
+    /// ([`Backend::download_with_ids_async`], ...), so a web page's event loop can run while
+    /// the GPU works. Same captions as the blocking method.
+    pub async fn caption_tokens_async(
+        &self,
+        encoded: &B::Tensor,
+        decode: &Decode,
+        opts: &DecodeOptions,
+        on_token: Option<OnToken<'_>>,
+    ) -> Result<Vec<Vec<Caption>>> {
+        self.caption_tokens_in(Wait::Async, encoded, decode, opts, on_token)
+            .await
+    }
+
+    async fn caption_tokens_in(
+        &self,
+        wait: Wait,
+        encoded: &B::Tensor,
+        decode: &Decode,
+        opts: &DecodeOptions,
+        on_token: Option<OnToken<'_>>,
+    ) -> Result<Vec<Vec<Caption>>> {
         self.check_encoded(encoded, None)?;
         let steps = self.steps(opts.max_len, "decode")?;
-        let mut captions = self.captions_without_text(encoded, decode, steps, on_token)?;
+        let mut captions = self
+            .captions_without_text(wait, encoded, decode, steps, on_token)
+            .await?;
         if let Some(tok) = self.tokenizer() {
             for c in captions.iter_mut().flatten() {
                 c.text = tok.decode(&c.tokens);
@@ -236,23 +266,30 @@ impl<B: Backend> Model<B> {
         Ok(captions)
     }
 
-    fn captions_without_text(
+    async fn captions_without_text(
         &self,
+        wait: Wait,
         encoded: &B::Tensor,
         decode: &Decode,
         steps: usize,
         on_token: Option<OnToken<'_>>,
     ) -> Result<Vec<Vec<Caption>>> {
         let pick = match decode {
-            Decode::Beam(beam) => return self.beam_search(encoded, beam, steps, on_token),
-            Decode::Parallel => return self.parallel_captions(encoded, steps, on_token),
+            Decode::Beam(beam) => {
+                return self.beam_search(wait, encoded, beam, steps, on_token).await
+            }
+            Decode::Parallel => {
+                return self.parallel_captions(wait, encoded, steps, on_token).await
+            }
             Decode::Greedy => Pick::Argmax,
             Decode::Sample(s) => {
                 crate::ops::sample::check_op(&s.sampling)?;
                 Pick::Sample(s.sampling, s.seed)
             }
         };
-        let run = self.autoregressive(encoded, pick, steps, true, false, on_token)?;
+        let run = self
+            .autoregressive(wait, encoded, pick, steps, true, false, on_token)
+            .await?;
         Ok(run
             .tokens
             .into_iter()
@@ -276,14 +313,15 @@ impl<B: Backend> Model<B> {
     pub fn greedy(&self, encoded: &B::Tensor, opts: &Greedy) -> Result<GreedyOutput> {
         self.check_encoded(encoded, None)?;
         let steps = self.steps(opts.max_len, "greedy")?;
-        let run = self.autoregressive(
+        let run = now(self.autoregressive(
+            Wait::Block,
             encoded,
             Pick::Argmax,
             steps,
             opts.stop_at_eos,
             opts.keep_logits,
             None,
-        )?;
+        ))?;
         Ok(GreedyOutput {
             tokens: run.tokens,
             logits: run.logits,
@@ -303,8 +341,10 @@ impl<B: Backend> Model<B> {
     }
 
     /// Greedy or sampled decoding, every row in one batch through the KV cache.
-    fn autoregressive(
+    #[allow(clippy::too_many_arguments)]
+    async fn autoregressive(
         &self,
+        wait: Wait,
         encoded: &B::Tensor,
         pick: Pick,
         steps: usize,
@@ -326,14 +366,14 @@ impl<B: Backend> Model<B> {
         for step in 0..steps {
             let logits = self.decoder().step(be, &mut cache, &ids)?;
             if keep_logits {
-                step_logits.push(be.download(&logits)?);
+                step_logits.push(wait.download(be, &logits).await?);
             }
             let next = match pick {
                 Pick::Argmax => be.argmax(&logits)?,
                 Pick::Sample(op, seed) => be.sample(&logits, op, seed, step as u32)?,
             };
             let ce = be.cross_entropy(&logits, &next, 0.0)?;
-            let (ce, chosen) = be.download_with_ids(&ce, &next)?;
+            let (ce, chosen) = wait.download_with_ids(be, &ce, &next).await?;
             for (b, t) in chosen.into_iter().enumerate() {
                 if done[b] {
                     continue;
@@ -406,15 +446,17 @@ impl<B: Backend> Model<B> {
 
     /// [`Decode::Parallel`]: captions cut before the first EOS or at `steps` tokens, with their
     /// Pa log-probabilities.
-    fn parallel_captions(
+    async fn parallel_captions(
         &self,
+        wait: Wait,
         encoded: &B::Tensor,
         steps: usize,
         mut on_token: Option<OnToken<'_>>,
     ) -> Result<Vec<Vec<Caption>>> {
         let be = self.backend();
         let (logits, best) = self.parallel_pass(encoded)?;
-        let (nll, best) = be.download_with_ids(&be.cross_entropy(&logits, &best, 0.0)?, &best)?;
+        let nll = be.cross_entropy(&logits, &best, 0.0)?;
+        let (nll, best) = wait.download_with_ids(be, &nll, &best).await?;
         let (l, eos) = (self.config().max_len, self.config().eos_id);
         let mut out = Vec::new();
         for (b, (row, nll)) in best.chunks(l).zip(nll.data().chunks(l)).enumerate() {

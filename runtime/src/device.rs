@@ -55,6 +55,13 @@ impl Device {
         Ok(Device::Gpu(GpuBackend::new()?))
     }
 
+    /// The GPU backend on the best adapter, opened without blocking (in a web page: the
+    /// browser's WebGPU adapter, if it offers one).
+    #[cfg(feature = "gpu")]
+    pub async fn gpu_async() -> Result<Self> {
+        Ok(Device::Gpu(GpuBackend::new_async().await?))
+    }
+
     /// `cpu`, `gpu` or `auto` (see [`Device::best`]).
     pub fn from_name(name: &str) -> Result<Self> {
         match name {
@@ -203,6 +210,26 @@ impl Backend for Device {
 
     fn download_ids(&self, ids: &DeviceIds) -> Result<Vec<u32>> {
         on_device!(self, |be, _t, i, _w, _wi| be.download_ids(i(ids)?))
+    }
+
+    async fn download_async(&self, x: &DeviceTensor) -> Result<HostTensor> {
+        on_device!(self, |be, t, _i, _w, _wi| be.download_async(t(x)?).await)
+    }
+
+    async fn download_ids_async(&self, ids: &DeviceIds) -> Result<Vec<u32>> {
+        on_device!(self, |be, _t, i, _w, _wi| be
+            .download_ids_async(i(ids)?)
+            .await)
+    }
+
+    async fn download_with_ids_async(
+        &self,
+        x: &DeviceTensor,
+        ids: &DeviceIds,
+    ) -> Result<(HostTensor, Vec<u32>)> {
+        on_device!(self, |be, t, i, _w, _wi| be
+            .download_with_ids_async(t(x)?, i(ids)?)
+            .await)
     }
 
     fn shape(&self, x: &DeviceTensor) -> Vec<usize> {

@@ -86,6 +86,7 @@ pub mod scoring;
 pub mod tensor;
 mod threads;
 pub mod tokenizer;
+mod wait;
 pub mod weights;
 
 pub use api::{ClassifyText, Image, Pool};

@@ -17,6 +17,7 @@ use crate::backend::{Backend, Mask};
 use crate::error::{Error, Result};
 use crate::model::{Mode, Model};
 use crate::tensor::{HostTensor, Tokens};
+use crate::wait::{now, Wait};
 
 /// Options of [`Model::classify_tokens`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +76,28 @@ impl<B: Backend> Model<B> {
     /// candidate captions (`[K, L]`, content + EOS + PAD, as the training captions).
     pub fn classify_tokens(
         &self,
+        encoded: &B::Tensor,
+        candidates: &Tokens,
+        opts: &Classify,
+    ) -> Result<Classification> {
+        now(self.classify_tokens_in(Wait::Block, encoded, candidates, opts))
+    }
+
+    /// [`Model::classify_tokens`] without blocking: each chunk's scores are awaited
+    /// ([`Backend::download_async`]), so a web page's event loop can run while the GPU works.
+    pub async fn classify_tokens_async(
+        &self,
+        encoded: &B::Tensor,
+        candidates: &Tokens,
+        opts: &Classify,
+    ) -> Result<Classification> {
+        self.classify_tokens_in(Wait::Async, encoded, candidates, opts)
+            .await
+    }
+
+    async fn classify_tokens_in(
+        &self,
+        wait: Wait,
         encoded: &B::Tensor,
         candidates: &Tokens,
         opts: &Classify,
@@ -154,7 +177,7 @@ impl<B: Backend> Model<B> {
                 Mask::Causal { offset: 0 },
             )?;
             let nll = be.cross_entropy(&logits, &be.upload_ids(&shape, targets.ids())?, 0.0)?;
-            let nll = be.download(&nll)?;
+            let nll = wait.download(be, &nll).await?;
             expanded = Some((n, rows));
             for b in 0..batch {
                 for j in 0..n {

@@ -1,11 +1,12 @@
-//! Splitting row-parallel CPU work over threads (with `std`); a plain loop without it.
+//! Splitting row-parallel CPU work over threads (with `std`); a plain loop without it, and in
+//! WebAssembly, which has no threads.
 
 /// Below this many multiply-adds (or similar units) a job runs on the calling thread: spawning
 /// costs tens of microseconds.
 const MIN_WORK_PER_THREAD: usize = 1 << 18;
 
 /// Threads to use: `CAPPA_NUM_THREADS` if set, else the available parallelism.
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", not(target_family = "wasm")))]
 pub fn num_threads() -> usize {
     use std::sync::OnceLock;
     static N: OnceLock<usize> = OnceLock::new();
@@ -18,8 +19,8 @@ pub fn num_threads() -> usize {
     })
 }
 
-/// Threads to use without `std`: one.
-#[cfg(not(feature = "std"))]
+/// Threads to use without `std`, or in WebAssembly: one.
+#[cfg(any(not(feature = "std"), target_family = "wasm"))]
 pub fn num_threads() -> usize {
     1
 }
@@ -39,7 +40,7 @@ where
         f(0, out);
         return;
     }
-    #[cfg(feature = "std")]
+    #[cfg(all(feature = "std", not(target_family = "wasm")))]
     {
         let per = rows.div_ceil(threads);
         std::thread::scope(|s| {
@@ -49,6 +50,6 @@ where
             }
         });
     }
-    #[cfg(not(feature = "std"))]
+    #[cfg(any(not(feature = "std"), target_family = "wasm"))]
     f(0, out);
 }

@@ -5,10 +5,18 @@
 //! Buffer reuse rule: a pooled buffer freed while a recording is open may be handed out again for
 //! a GPU-side write in the same recording (commands run in order), but never as the target of a
 //! `queue.write_buffer` upload, since queue writes land before the whole command buffer runs.
+//!
+//! Reading back comes in two forms: [`Ctx::read`] blocks until the device has mapped the memory
+//! (native programs), [`Ctx::read_async`] awaits the map callback instead (web pages, where the
+//! callback runs only once control returns to the browser's event loop). Likewise the device
+//! is opened with [`Ctx::new`] (blocking) or [`Ctx::new_async`]. On the web the blocking forms
+//! are errors, and shader and pipeline errors, which cannot be awaited where kernels are
+//! compiled, reach the device's uncaptured-error handler and fail the next readback.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 use std::vec;
 use std::vec::Vec;
 use std::{format, string::String, string::ToString};
@@ -210,19 +218,87 @@ fn backend_error(e: impl core::fmt::Display) -> Error {
     Error::Backend(format!("{e}"))
 }
 
+/// The result of a buffer map, delivered by wgpu's callback to the future awaiting it.
+#[derive(Default)]
+struct MapSlot {
+    result: Option<core::result::Result<(), wgpu::BufferAsyncError>>,
+    waker: Option<Waker>,
+}
+
+/// Resolves when the map callback that shares `slot` has run.
+struct Mapped(Arc<Mutex<MapSlot>>);
+
+impl core::future::Future for Mapped {
+    type Output = core::result::Result<(), wgpu::BufferAsyncError>;
+
+    fn poll(
+        self: core::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Self::Output> {
+        let mut slot = lock(&self.0);
+        match slot.result.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// The map callback's half: stores the result and wakes the task awaiting it, if one is.
+fn deliver(slot: &Mutex<MapSlot>, r: core::result::Result<(), wgpu::BufferAsyncError>) {
+    let waker = {
+        let mut s = lock(slot);
+        s.result = Some(r);
+        s.waker.take()
+    };
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
+/// Stands for an error scope on the web, where none is pushed (see [`Ctx::pop`]).
+#[cfg(target_arch = "wasm32")]
+struct NoScope;
+
+/// Why a blocking call is refused in a web page.
+#[cfg(target_arch = "wasm32")]
+fn cannot_block(what: &str) -> Error {
+    Error::Backend(format!(
+        "{what} cannot block in a web page; use the async API (GpuBackend::new_async, \
+         Model::caption_async, ...)"
+    ))
+}
+
 impl Ctx {
+    /// [`Ctx::new_async`], blocking. Not available on the web.
+    pub fn new(options: GpuOptions) -> Result<Arc<Ctx>> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = options;
+            Err(cannot_block("opening a GPU device"))
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        pollster::block_on(Self::new_async(options))
+    }
+
     /// Finds an adapter (any backend wgpu was built with; `WGPU_BACKEND` narrows it) and opens a
     /// device with the WebGPU default limits, plus the adapter's buffer-size limits.
-    pub fn new(options: GpuOptions) -> Result<Arc<Ctx>> {
+    // wgpu's handles are neither Send nor Sync on the web, which has one thread.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+    pub async fn new_async(options: GpuOptions) -> Result<Arc<Ctx>> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::HighPerformance,
-            force_fallback_adapter: false,
-            compatible_surface: None,
-            apply_limit_buckets: false,
-        }))
-        .map_err(|e| Error::Backend(format!("no GPU adapter: {e}")))?;
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| Error::Backend(format!("no GPU adapter: {e}")))?;
         let info = adapter.get_info();
         let have = adapter.limits();
         let mut limits = wgpu::Limits::default();
@@ -231,13 +307,15 @@ impl Ctx {
         }
         limits.max_buffer_size = have.max_buffer_size;
         limits.max_storage_buffer_binding_size = have.max_storage_buffer_binding_size;
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("cappa"),
-            required_features: wgpu::Features::empty(),
-            required_limits: limits.clone(),
-            ..Default::default()
-        }))
-        .map_err(|e| Error::Backend(format!("cannot open {}: {e}", info.name)))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("cappa"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Backend(format!("cannot open {}: {e}", info.name)))?;
         let error = Arc::new(Mutex::new(None::<String>));
         let sink = error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -325,6 +403,8 @@ impl Ctx {
 
     /// A storage buffer of at least `bytes` (rounded up to 256) from the pool. `upload` asks for
     /// one the open recording has not used (see the module docs).
+    // wgpu's handles are neither Send nor Sync on the web, which has one thread.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub fn buffer(self: &Arc<Self>, bytes: u64, upload: bool) -> Result<Arc<Buf>> {
         let size = bytes.max(4).next_multiple_of(256);
         if size > self.limits.max_buffer_size {
@@ -385,7 +465,7 @@ impl Ctx {
             label: Some(shader.name),
             source: wgpu::ShaderSource::Wgsl(shader.source().into()),
         };
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = self.error_scope();
         let module = if self.options.runtime_checks {
             self.device.create_shader_module(desc)
         } else {
@@ -396,7 +476,7 @@ impl Ctx {
                     .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
             }
         };
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = Self::pop(scope) {
             return Err(Error::Backend(format!(
                 "shader {} failed: {e}",
                 shader.name
@@ -404,6 +484,29 @@ impl Ctx {
         }
         lock(&self.modules).insert(shader.name, module.clone());
         Ok(module)
+    }
+
+    /// Catches validation errors of what follows, natively. On the web an error scope can only
+    /// be awaited, so there is none: errors go to the uncaptured-error handler instead.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn error_scope(&self) -> wgpu::ErrorScopeGuard {
+        self.device.push_error_scope(wgpu::ErrorFilter::Validation)
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn error_scope(&self) -> NoScope {
+        NoScope
+    }
+
+    /// The error caught by [`Ctx::error_scope`], if any.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn pop(scope: wgpu::ErrorScopeGuard) -> Option<wgpu::Error> {
+        pollster::block_on(scope.pop())
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn pop(_scope: NoScope) -> Option<wgpu::Error> {
+        None
     }
 
     fn layout(&self, read_only: &[bool]) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
@@ -469,7 +572,7 @@ impl Ctx {
             return Ok((p.clone(), bgl));
         }
         let module = self.module(k.shader)?;
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = self.error_scope();
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -483,7 +586,7 @@ impl Ctx {
                 },
                 cache: None,
             });
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = Self::pop(scope) {
             return Err(Error::Backend(format!(
                 "pipeline {}:{} failed: {e}",
                 k.shader.name, k.entry
@@ -677,9 +780,9 @@ impl Ctx {
         rec.cursor = 0;
     }
 
-    /// Copies `bytes` bytes at `offset` of each `(buffer, offset, bytes)` to the host with one
-    /// submit.
-    pub fn read(&self, parts: &[(&Buf, u64, u64)]) -> Result<Vec<Vec<u8>>> {
+    /// Records a copy of each `(buffer, offset, bytes)` into a mappable staging buffer and
+    /// submits; returns the staging buffers with their sizes and the bytes wanted.
+    fn stage(&self, parts: &[(&Buf, u64, u64)]) -> Vec<(wgpu::Buffer, u64, u64)> {
         let mut staging = Vec::with_capacity(parts.len());
         {
             let mut rec = lock(&self.rec);
@@ -703,6 +806,38 @@ impl Ctx {
             }
             self.flush_locked(&mut rec);
         }
+        staging
+    }
+
+    /// Copies a mapped staging buffer's `bytes` out, unmaps it and returns it to the pool.
+    fn collect(&self, st: wgpu::Buffer, size: u64, bytes: u64) -> Result<Vec<u8>> {
+        let out = {
+            let view = st
+                .get_mapped_range(0..bytes.next_multiple_of(4))
+                .map_err(backend_error)?;
+            view[..bytes as usize].to_vec()
+        };
+        st.unmap();
+        lock(&self.pool).readback.entry(size).or_default().push(st);
+        self.counters.readbacks.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Copies `bytes` bytes at `offset` of each `(buffer, offset, bytes)` to the host with one
+    /// submit, blocking until the device is done. Not available on the web: use
+    /// [`Ctx::read_async`].
+    #[cfg(target_arch = "wasm32")]
+    pub fn read(&self, parts: &[(&Buf, u64, u64)]) -> Result<Vec<Vec<u8>>> {
+        let _ = parts;
+        Err(cannot_block("reading from the GPU"))
+    }
+
+    /// Copies `bytes` bytes at `offset` of each `(buffer, offset, bytes)` to the host with one
+    /// submit, blocking until the device is done.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read(&self, parts: &[(&Buf, u64, u64)]) -> Result<Vec<Vec<u8>>> {
+        let staging = self.stage(parts);
         let mut out = Vec::with_capacity(parts.len());
         for (st, size, bytes) in staging {
             let slot = Arc::new(Mutex::new(None));
@@ -733,17 +868,85 @@ impl Ctx {
             };
             self.check_error()?;
             result.map_err(backend_error)?;
-            {
-                let view = st
-                    .get_mapped_range(0..bytes.next_multiple_of(4))
-                    .map_err(backend_error)?;
-                out.push(view[..bytes as usize].to_vec());
-            }
-            st.unmap();
-            lock(&self.pool).readback.entry(size).or_default().push(st);
-            self.counters.readbacks.fetch_add(1, Ordering::Relaxed);
-            self.counters.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+            out.push(self.collect(st, size, bytes)?);
         }
         Ok(out)
+    }
+
+    /// [`Ctx::read`] without blocking: one submit, then every staging buffer's map is awaited.
+    /// In a browser the maps complete from the event loop; natively the device is polled once
+    /// here (blocking until the submitted work is done) and the awaits then find the callbacks
+    /// run, or are woken when another thread's poll runs them.
+    pub async fn read_async(&self, parts: &[(&Buf, u64, u64)]) -> Result<Vec<Vec<u8>>> {
+        let staging = self.stage(parts);
+        let mut maps = Vec::with_capacity(staging.len());
+        for (st, _, bytes) in &staging {
+            let slot = Arc::new(Mutex::new(MapSlot::default()));
+            let s2 = slot.clone();
+            st.map_async(
+                wgpu::MapMode::Read,
+                0..bytes.next_multiple_of(4),
+                move |r| deliver(&s2, r),
+            );
+            maps.push(Mapped(slot));
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(backend_error)?;
+        let mut out = Vec::with_capacity(staging.len());
+        for ((st, size, bytes), mapped) in staging.into_iter().zip(maps) {
+            let result = mapped.await;
+            self.check_error()?;
+            result.map_err(backend_error)?;
+            out.push(self.collect(st, size, bytes)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::future::Future;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Context, Wake};
+
+    struct CountWakes(AtomicUsize);
+
+    impl Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_map_awaited_before_its_callback_is_woken_by_it() {
+        let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let slot = Arc::new(Mutex::new(MapSlot::default()));
+        let mut mapped = core::pin::pin!(Mapped(slot.clone()));
+        // As in a browser: the first poll comes before the device has mapped the buffer.
+        assert!(mapped.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        deliver(&slot, Ok(()));
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            1,
+            "the callback wakes the task"
+        );
+        assert!(matches!(mapped.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+    }
+
+    #[test]
+    fn a_map_whose_callback_ran_first_is_ready_at_once() {
+        let slot = Arc::new(Mutex::new(MapSlot::default()));
+        deliver(&slot, Ok(()));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(core::pin::pin!(Mapped(slot))
+            .as_mut()
+            .poll(&mut cx)
+            .is_ready());
     }
 }

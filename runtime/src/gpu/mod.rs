@@ -3,6 +3,9 @@
 //!
 //! * Every op of a pass is recorded into one command encoder; nothing is submitted until the
 //!   host asks for data ([`Backend::download`], [`Backend::download_ids`]), which submits once.
+//!   The `_async` forms ([`Backend::download_async`], ...) await the device instead of blocking,
+//!   the only way to read back in a web page; there the device is opened with
+//!   [`GpuBackend::new_async`].
 //! * Buffers come from a pool keyed by size, so a warmed-up pass allocates nothing; pipelines
 //!   are compiled once per (shader, entry point, specialisation).
 //! * Weights stored as bf16 or f16 can stay 16-bit on the device; compute is f32.
@@ -142,15 +145,30 @@ impl core::fmt::Debug for GpuBackend {
 }
 
 impl GpuBackend {
-    /// Opens the best adapter with default options.
+    /// Opens the best adapter with default options (blocking; on the web, use
+    /// [`GpuBackend::new_async`]).
     pub fn new() -> Result<Self> {
         Self::with_options(GpuOptions::default())
     }
 
-    /// Opens the best adapter with `options`.
+    /// Opens the best adapter with `options` (blocking; on the web, use
+    /// [`GpuBackend::with_options_async`]).
     pub fn with_options(options: GpuOptions) -> Result<Self> {
         Ok(GpuBackend {
             ctx: Ctx::new(options)?,
+        })
+    }
+
+    /// Opens the best adapter with default options without blocking (in a web page: the
+    /// browser's WebGPU adapter).
+    pub async fn new_async() -> Result<Self> {
+        Self::with_options_async(GpuOptions::default()).await
+    }
+
+    /// Opens the best adapter with `options` without blocking.
+    pub async fn with_options_async(options: GpuOptions) -> Result<Self> {
+        Ok(GpuBackend {
+            ctx: Ctx::new_async(options).await?,
         })
     }
 
@@ -221,6 +239,46 @@ impl GpuBackend {
     }
 }
 
+/// The bytes of a tensor, as a part of a readback.
+fn tensor_part(t: &GpuTensor) -> (&Buf, u64, u64) {
+    (&t.buf, 0, t.numel() as u64 * t.format.size())
+}
+
+/// The bytes of token ids, as a part of a readback.
+fn ids_part(ids: &GpuIds) -> (&Buf, u64, u64) {
+    (&ids.buf, 0, numel(&ids.shape) as u64 * 4)
+}
+
+/// Little-endian 32-bit words.
+fn words(raw: Vec<u8>) -> Vec<u32> {
+    raw.chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// A tensor's values from its bytes as stored on the device.
+fn host_tensor(t: &GpuTensor, raw: Vec<u8>) -> Result<HostTensor> {
+    let data = match t.format {
+        Format::F32 => words(raw).into_iter().map(f32::from_bits).collect(),
+        Format::Bf16 => raw
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Format::F16 => raw
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+    };
+    HostTensor::new(&t.shape, data)
+}
+
+/// An f32 tensor and token ids from one readback of both.
+fn tensor_and_ids(t: &GpuTensor, mut raw: Vec<Vec<u8>>) -> Result<(HostTensor, Vec<u32>)> {
+    let ids = words(raw.pop().expect("two parts"));
+    let values = host_tensor(t, raw.pop().expect("two parts"))?;
+    Ok((values, ids))
+}
+
 impl Backend for GpuBackend {
     type Tensor = GpuTensor;
     type Ids = GpuIds;
@@ -267,42 +325,32 @@ impl Backend for GpuBackend {
     }
 
     fn download(&self, t: &GpuTensor) -> Result<HostTensor> {
-        let bytes = (t.numel() as u64) * t.format.size();
-        let raw = self.ctx.read(&[(&t.buf, 0, bytes)])?.remove(0);
-        let data = match t.format {
-            Format::F32 => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Format::Bf16 => raw
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Format::F16 => raw
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-        };
-        HostTensor::new(&t.shape, data)
+        let raw = self.ctx.read(&[tensor_part(t)])?.remove(0);
+        host_tensor(t, raw)
+    }
+
+    async fn download_async(&self, t: &GpuTensor) -> Result<HostTensor> {
+        let raw = self.ctx.read_async(&[tensor_part(t)]).await?.remove(0);
+        host_tensor(t, raw)
     }
 
     fn download_with_ids(&self, t: &GpuTensor, ids: &GpuIds) -> Result<(HostTensor, Vec<u32>)> {
         let t = t.f32("download_with_ids")?;
-        let mut raw = self.ctx.read(&[
-            (&t.buf, 0, t.numel() as u64 * 4),
-            (&ids.buf, 0, numel(&ids.shape) as u64 * 4),
-        ])?;
-        let words = |b: Vec<u8>| -> Vec<u32> {
-            b.chunks_exact(4)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        };
-        let id_words = words(raw.pop().expect("two parts"));
-        let values = words(raw.pop().expect("two parts"))
-            .into_iter()
-            .map(f32::from_bits)
-            .collect();
-        Ok((HostTensor::new(&t.shape, values)?, id_words))
+        let raw = self.ctx.read(&[tensor_part(t), ids_part(ids)])?;
+        tensor_and_ids(t, raw)
+    }
+
+    async fn download_with_ids_async(
+        &self,
+        t: &GpuTensor,
+        ids: &GpuIds,
+    ) -> Result<(HostTensor, Vec<u32>)> {
+        let t = t.f32("download_with_ids")?;
+        let raw = self
+            .ctx
+            .read_async(&[tensor_part(t), ids_part(ids)])
+            .await?;
+        tensor_and_ids(t, raw)
     }
 
     fn upload_ids(&self, shape: &[usize], ids: &[u32]) -> Result<GpuIds> {
@@ -319,14 +367,13 @@ impl Backend for GpuBackend {
     }
 
     fn download_ids(&self, ids: &GpuIds) -> Result<Vec<u32>> {
-        let raw = self
-            .ctx
-            .read(&[(&ids.buf, 0, numel(&ids.shape) as u64 * 4)])?
-            .remove(0);
-        Ok(raw
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(words(self.ctx.read(&[ids_part(ids)])?.remove(0)))
+    }
+
+    async fn download_ids_async(&self, ids: &GpuIds) -> Result<Vec<u32>> {
+        Ok(words(
+            self.ctx.read_async(&[ids_part(ids)]).await?.remove(0),
+        ))
     }
 
     fn shape(&self, t: &GpuTensor) -> Vec<usize> {
