@@ -25,6 +25,34 @@ pub fn num_threads() -> usize {
     1
 }
 
+/// Calls `f(range)` for contiguous ranges that together cover `0..len`, in parallel when the
+/// total `work_per_item × len` is large enough.
+pub fn for_ranges<F>(len: usize, work_per_item: usize, f: F)
+where
+    F: Fn(core::ops::Range<usize>) + Sync,
+{
+    let threads = num_threads()
+        .min(len)
+        .min((len * work_per_item) / MIN_WORK_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        f(0..len);
+        return;
+    }
+    #[cfg(all(feature = "std", not(target_family = "wasm")))]
+    {
+        let per = len.div_ceil(threads);
+        std::thread::scope(|s| {
+            let f = &f;
+            for start in (0..len).step_by(per) {
+                s.spawn(move || f(start..(start + per).min(len)));
+            }
+        });
+    }
+    #[cfg(any(not(feature = "std"), target_family = "wasm"))]
+    f(0..len);
+}
+
 /// Calls `f(first_row, rows)` over contiguous chunks of `out`, whose rows are `row_len` long,
 /// in parallel when the total `work_per_row × rows` is large enough.
 pub fn for_row_chunks<F>(out: &mut [f32], row_len: usize, work_per_row: usize, f: F)

@@ -7,7 +7,8 @@
 //! * batched: `a` `[batch, ·, ·]` and `b` `[batch, ·, ·]`, output `[batch, M, N]`.
 //!
 //! The CPU reference has two GEMMs that agree within f32 rounding: a plain blocked loop that
-//! needs nothing but `core`, and with `std` the `matrixmultiply` crate split over threads.
+//! needs nothing but `core`, and with `std` the `matrixmultiply` crate split over threads (with a
+//! streaming loop for products of a few rows, where `matrixmultiply`'s packing would dominate).
 
 use alloc::format;
 use alloc::vec;
@@ -101,7 +102,8 @@ pub fn dims(
 pub enum Gemm {
     /// A plain cache-blocked loop; needs only `core`.
     Blocked,
-    /// `matrixmultiply`'s SIMD kernels, rows split over threads (`std` only).
+    /// `matrixmultiply`'s SIMD kernels split over threads, and a streaming product for a few rows
+    /// (`std` only).
     #[cfg(feature = "std")]
     Fast,
 }
@@ -200,7 +202,26 @@ fn gemm_blocked(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut 
     }
 }
 
-/// `matrixmultiply::sgemm` with the rows of `C` split over threads.
+/// Up to this many rows (greedy decoding: one row per image and step), [`gemm_few_rows`] streams
+/// B once instead of calling `sgemm`, which packs all of B on every call: for a single row that
+/// packing costs more than the product itself.
+#[cfg(feature = "std")]
+const FEW_ROWS: usize = 4;
+
+/// A raw output pointer that threads writing disjoint parts of `C` may share.
+#[cfg(feature = "std")]
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: only used by `gemm_fast`, whose threads write disjoint rows or columns of `C`.
+#[cfg(feature = "std")]
+unsafe impl Send for OutPtr {}
+#[cfg(feature = "std")]
+unsafe impl Sync for OutPtr {}
+
+/// `matrixmultiply::sgemm`, split over threads along the longer side of `C`: each thread packs
+/// its part of the operand along that side and all of the other, so the split that duplicates
+/// the smaller operand's packing wins. Every element is computed the same way whatever the
+/// split (the kernel blocks only K), so results do not depend on the number of threads.
 #[cfg(feature = "std")]
 fn gemm_fast(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f32]) {
     if m == 0 || n == 0 {
@@ -214,29 +235,86 @@ fn gemm_fast(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f3
     // tensor sizes); assert it here too, since `sgemm` takes raw pointers.
     assert!((m - 1) * a.rs + (k - 1) * a.cs < a.data.len());
     assert!((k - 1) * b.rs + (n - 1) * b.cs < b.data.len());
-    crate::threads::for_row_chunks(c, n, n * k, |row0, chunk| {
-        let rows = chunk.len() / n;
-        // SAFETY: rows row0..row0+rows of A and all of B are in bounds (asserted above); the
-        // output chunk is exactly rows × n, row-major, and exclusively ours.
+    assert_eq!(c.len(), m * n);
+    if m <= FEW_ROWS && b.cs == 1 {
+        return gemm_few_rows(m, n, k, a, b, c);
+    }
+    let split_rows = m >= n;
+    let (len, work) = if split_rows { (m, n * k) } else { (n, m * k) };
+    let out = OutPtr(c.as_mut_ptr());
+    crate::threads::for_ranges(len, work, |r| {
+        let out = out;
+        let (rows, cols, a_at, b_at, c_at) = if split_rows {
+            (r.len(), n, r.start * a.rs, 0, r.start * n)
+        } else {
+            (m, r.len(), 0, r.start * b.cs, r.start)
+        };
+        // SAFETY: the rows (or columns) `r` of A (or B) are in bounds (asserted above); `C` is
+        // m × n row-major, and this thread writes only its rows (or columns) `r` of it.
         unsafe {
             matrixmultiply::sgemm(
                 rows,
                 k,
-                n,
+                cols,
                 1.0,
-                a.data.as_ptr().add(row0 * a.rs),
+                a.data.as_ptr().add(a_at),
                 a.rs as isize,
                 a.cs as isize,
-                b.data.as_ptr(),
+                b.data.as_ptr().add(b_at),
                 b.rs as isize,
                 b.cs as isize,
                 0.0,
-                chunk.as_mut_ptr(),
+                out.0.add(c_at),
                 n as isize,
                 1,
             );
         }
     });
+}
+
+/// `C = A·B` for a few rows of A and a row-major B, its columns split over threads: B is read
+/// once, four rows at a time.
+#[cfg(feature = "std")]
+fn gemm_few_rows(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f32]) {
+    // Column-major C (`ct[j * m + i]`), so that each thread owns a contiguous slice.
+    let mut ct = vec![0.0f32; m * n];
+    crate::threads::for_row_chunks(&mut ct, m, m * k, |j0, chunk| {
+        let cols = chunk.len() / m;
+        let mut acc = vec![0.0f32; m * cols];
+        let b_row = |kk: usize| &b.data[kk * b.rs + j0..kk * b.rs + j0 + cols];
+        // Four rows of B per pass over the accumulators: a quarter of their loads and stores.
+        let mut kk = 0;
+        while kk + 4 <= k {
+            let (b0, b1, b2, b3) = (b_row(kk), b_row(kk + 1), b_row(kk + 2), b_row(kk + 3));
+            for (i, acc_row) in acc.chunks_exact_mut(cols).enumerate() {
+                let at = |d: usize| a.data[i * a.rs + (kk + d) * a.cs];
+                let (a0, a1, a2, a3) = (at(0), at(1), at(2), at(3));
+                for (j, o) in acc_row.iter_mut().enumerate() {
+                    *o += a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j];
+                }
+            }
+            kk += 4;
+        }
+        for kk in kk..k {
+            let b_row = b_row(kk);
+            for (i, acc_row) in acc.chunks_exact_mut(cols).enumerate() {
+                let aik = a.data[i * a.rs + kk * a.cs];
+                for (o, bv) in acc_row.iter_mut().zip(b_row) {
+                    *o += aik * bv;
+                }
+            }
+        }
+        for (jj, col) in chunk.chunks_exact_mut(m).enumerate() {
+            for (i, o) in col.iter_mut().enumerate() {
+                *o = acc[i * cols + jj];
+            }
+        }
+    });
+    for (j, col) in ct.chunks_exact(m).enumerate() {
+        for (i, v) in col.iter().enumerate() {
+            c[i * n + j] = *v;
+        }
+    }
 }
 
 /// GPU dispatch (`wgsl/matmul.wgsl`). Operands larger than one storage binding are bound as
@@ -448,6 +526,11 @@ mod tests {
             (1, 7, 13, 5),
             (2, 33, 65, 129),
             (3, 1, 300, 70),
+            // Large enough to be split over threads: few rows (columns split, K not a multiple
+            // of 4), then rows split (M ≥ N) and columns split (M < N) in `sgemm`.
+            (1, 3, 1000, 301),
+            (1, 300, 70, 41),
+            (1, 70, 300, 41),
         ] {
             for ta in [false, true] {
                 for tb in [false, true] {
