@@ -218,6 +218,18 @@ unsafe impl Send for OutPtr {}
 #[cfg(feature = "std")]
 unsafe impl Sync for OutPtr {}
 
+#[cfg(feature = "std")]
+impl OutPtr {
+    /// Element `i` (a method, so that closures capture the whole `Send` wrapper, not its field).
+    ///
+    /// # Safety
+    /// `i` must be inside the allocation.
+    unsafe fn at(self, i: usize) -> *mut f32 {
+        // SAFETY: the caller keeps `i` inside the allocation.
+        unsafe { self.0.add(i) }
+    }
+}
+
 /// `matrixmultiply::sgemm`, split over threads along the longer side of `C`: each thread packs
 /// its part of the operand along that side and all of the other, so the split that duplicates
 /// the smaller operand's packing wins. Every element is computed the same way whatever the
@@ -243,7 +255,6 @@ fn gemm_fast(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f3
     let (len, work) = if split_rows { (m, n * k) } else { (n, m * k) };
     let out = OutPtr(c.as_mut_ptr());
     crate::threads::for_ranges(len, work, |r| {
-        let out = out;
         let (rows, cols, a_at, b_at, c_at) = if split_rows {
             (r.len(), n, r.start * a.rs, 0, r.start * n)
         } else {
@@ -264,7 +275,7 @@ fn gemm_fast(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f3
                 b.rs as isize,
                 b.cs as isize,
                 0.0,
-                out.0.add(c_at),
+                out.at(c_at),
                 n as isize,
                 1,
             );
