@@ -230,6 +230,37 @@ fn bench_reports_positive_numbers_for_the_tiny_preset() {
     assert!(v["peak_memory_bytes"].as_u64().unwrap() > 0);
 }
 
+/// The README's first command: `cappa caption examples/images/<sample>.png`, no model given,
+/// prints the sample's caption (each sample is named after its caption) with the default model.
+#[test]
+fn default_model_captions_the_sample_images() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut samples: Vec<PathBuf> = std::fs::read_dir(root.join("examples/images"))
+        .expect("examples/images")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    samples.sort();
+    assert!(!samples.is_empty(), "no sample images in examples/images");
+    let args: Vec<String> = samples.iter().map(|p| p.display().to_string()).collect();
+    let mut argv = vec!["caption"];
+    argv.extend(args.iter().map(String::as_str));
+    let out = stdout(&cappa(&argv));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), samples.len(), "{out}");
+    for (path, line) in samples.iter().zip(lines) {
+        let want = format!(
+            "a {}",
+            path.file_stem()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .replace('-', " ")
+        );
+        assert_eq!(line, format!("{}: {want}", path.display()));
+    }
+}
+
 #[test]
 fn bad_inputs_give_one_line_errors_naming_the_file() {
     let s = Scratch::new("bad");
