@@ -7,7 +7,7 @@ pub mod demo;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -28,23 +28,17 @@ pub fn scratch() -> PathBuf {
 }
 
 /// The model the tests run: `$CAPPA_TEST_MODEL` (any model file with a tokenizer), else the
-/// demonstration model (`demo.rs`), written once per test binary.
+/// default model, `examples/models/shapes.safetensors`.
 pub fn model_path() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| match std::env::var_os("CAPPA_TEST_MODEL") {
+    match std::env::var_os("CAPPA_TEST_MODEL") {
         Some(p) => PathBuf::from(p),
-        None => {
-            let path = scratch().join("demo.safetensors");
-            std::fs::write(&path, demo::demo_model_bytes()).unwrap();
-            path
-        }
-    })
-    .clone()
+        None => root().join("examples/models/shapes.safetensors"),
+    }
 }
 
-/// The sample image of the C example.
+/// The image the C example is tested on: a sample of the default model's world.
 pub fn sample_image() -> PathBuf {
-    root().join("examples/c/sample.png")
+    root().join("examples/images/large-red-cross.png")
 }
 
 /// The committed header's folder.
