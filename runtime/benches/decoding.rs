@@ -4,7 +4,8 @@
 //! encoded once outside the timings.
 //!
 //! `cargo bench -p cappa --features gpu --bench decoding` (`CAPPA_BENCH_QUICK=1` for fewer
-//! samples; `CAPPA_BENCH_PRESET=s16` for the ViT-S/16-sized model).
+//! samples and 16 tokens; `CAPPA_BENCH_TOKENS=N` sets the caption length; `CAPPA_BENCH_PRESET=s16`
+//! for the ViT-S/16-sized model; `CAPPA_BENCH_DEVICE=cpu|gpu` for one backend only).
 
 use std::time::Duration;
 
@@ -42,7 +43,11 @@ fn bench_backend<B: Backend + Clone>(c: &mut Criterion, name: &str, be: &B, ckpt
     g.sample_size(10).warm_up_time(Duration::from_millis(100));
     g.measurement_time(Duration::from_secs(if quick { 5 } else { 20 }));
     // Random weights rarely produce EOS; all steps are run (EOS stops are off via max_len).
-    let steps = if quick { 16 } else { cfg.max_len };
+    let steps = std::env::var("CAPPA_BENCH_TOKENS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if quick { 16 } else { cfg.max_len })
+        .min(cfg.max_len);
     let opts = DecodeOptions {
         max_len: Some(steps),
     };
@@ -84,7 +89,13 @@ fn bench_backend<B: Backend + Clone>(c: &mut Criterion, name: &str, be: &B, ckpt
 
 fn benches(c: &mut Criterion) {
     let ckpt = Checkpoint::random(&config(), 1).unwrap();
-    bench_backend(c, "cpu", &CpuBackend::new(), &ckpt);
+    let only = std::env::var("CAPPA_BENCH_DEVICE").unwrap_or_default();
+    if only != "gpu" {
+        bench_backend(c, "cpu", &CpuBackend::new(), &ckpt);
+    }
+    if only == "cpu" {
+        return;
+    }
     match GpuBackend::new() {
         Ok(gpu) => bench_backend(c, "gpu", &gpu, &ckpt),
         Err(e) => eprintln!("no GPU adapter, GPU benchmarks skipped: {e}"),
