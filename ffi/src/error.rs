@@ -111,6 +111,12 @@ pub(crate) fn guard(function: &str, body: impl FnOnce() -> Checked<()>) -> cappa
 /// # Safety
 /// A non-NULL `p` must point to a valid `T` for `'a`.
 pub(crate) unsafe fn arg<'a, T>(p: *const T, what: &str) -> Checked<&'a T> {
+    usable(p, what)?;
+    Ok(&*p)
+}
+
+/// `CAPPA_ERR_NULL_POINTER` for a NULL `p`, `CAPPA_ERR_INVALID_ARGUMENT` for a misaligned one.
+fn usable<T>(p: *const T, what: &str) -> Checked<()> {
     if p.is_null() {
         return Err(Fail::new(
             CAPPA_ERR_NULL_POINTER,
@@ -120,7 +126,7 @@ pub(crate) unsafe fn arg<'a, T>(p: *const T, what: &str) -> Checked<&'a T> {
     if !p.is_aligned() {
         return Err(Fail::invalid(format!("`{what}` is not aligned")));
     }
-    Ok(&*p)
+    Ok(())
 }
 
 /// An out-parameter as a mutable reference, or `CAPPA_ERR_NULL_POINTER` naming `what`.
@@ -128,15 +134,7 @@ pub(crate) unsafe fn arg<'a, T>(p: *const T, what: &str) -> Checked<&'a T> {
 /// # Safety
 /// A non-NULL `p` must point to writable memory for a `T` for `'a`.
 pub(crate) unsafe fn out<'a, T>(p: *mut T, what: &str) -> Checked<&'a mut T> {
-    if p.is_null() {
-        return Err(Fail::new(
-            CAPPA_ERR_NULL_POINTER,
-            format!("`{what}` is NULL"),
-        ));
-    }
-    if !p.is_aligned() {
-        return Err(Fail::invalid(format!("`{what}` is not aligned")));
-    }
+    usable(p.cast_const(), what)?;
     Ok(&mut *p)
 }
 
