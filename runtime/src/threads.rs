@@ -26,7 +26,8 @@ pub fn num_threads() -> usize {
 }
 
 /// Calls `f(range)` for contiguous ranges that together cover `0..len`, in parallel when the
-/// total `work_per_item × len` is large enough.
+/// total `work_per_item × len` is large enough (`std` only: its one user is the `std` GEMM).
+#[cfg(feature = "std")]
 pub fn for_ranges<F>(len: usize, work_per_item: usize, f: F)
 where
     F: Fn(core::ops::Range<usize>) + Sync,
@@ -39,7 +40,7 @@ where
         f(0..len);
         return;
     }
-    #[cfg(all(feature = "std", not(target_family = "wasm")))]
+    #[cfg(not(target_family = "wasm"))]
     {
         let per = len.div_ceil(threads);
         std::thread::scope(|s| {
@@ -49,7 +50,7 @@ where
             }
         });
     }
-    #[cfg(any(not(feature = "std"), target_family = "wasm"))]
+    #[cfg(target_family = "wasm")]
     f(0..len);
 }
 
