@@ -170,7 +170,7 @@ impl Backend for CpuBackend {
         op: Attention<'_>,
     ) -> Result<CpuTensor> {
         let d = ops::attention::dims(&q.shape, &k.shape, &v.shape, &op)?;
-        let out = ops::attention::cpu(&q.data, &k.data, &v.data, d, &op.mask);
+        let out = ops::attention::cpu(&q.data, &k.data, &v.data, d, &op.mask, self.gemm);
         Ok(CpuTensor::new(q.shape.clone(), out))
     }
 

@@ -13,6 +13,7 @@ use super::shape_error;
 use crate::backend::{Attention, Mask};
 use crate::error::Result;
 use crate::math;
+use crate::ops::matmul::{gemm_serial, Gemm, View};
 
 /// Sizes of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,66 +68,72 @@ pub fn visible_keys(mask: &Mask<'_>, b: usize, i: usize, lk: usize) -> usize {
     }
 }
 
-/// `Σ a·b` in eight interleaved partial sums, so the compiler can use SIMD (a single running
-/// sum would force one add at a time).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ac.zip(bc) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// CPU reference.
-pub fn cpu(q: &[f32], k: &[f32], v: &[f32], d: Dims, mask: &Mask<'_>) -> Vec<f32> {
-    let f = d.heads * d.head_dim;
-    let scale = 1.0 / math::sqrt(d.head_dim as f32);
-    let mut out = vec![0.0f32; d.b * d.lq * f];
-    let work_per_row = 2 * d.lk * f;
-    crate::threads::for_row_chunks(&mut out, f, work_per_row, |row0, chunk| {
-        let mut scores = vec![0.0f32; d.lk];
-        let mut qs = vec![0.0f32; d.head_dim];
-        for (r, o_row) in chunk.chunks_exact_mut(f).enumerate() {
-            let row = row0 + r;
-            let (b, i) = (row / d.lq, row % d.lq);
-            let n = visible_keys(mask, b, i, d.lk);
-            for h in 0..d.heads {
-                let hd = h * d.head_dim..(h + 1) * d.head_dim;
-                for (s, &x) in qs.iter_mut().zip(&q[row * f..][hd.clone()]) {
-                    *s = x * scale;
-                }
-                let mut max = f32::NEG_INFINITY;
-                for (j, s) in scores[..n].iter_mut().enumerate() {
-                    let kr = &k[(b * d.lk + j) * f..][hd.clone()];
-                    *s = dot(&qs, kr);
-                    max = max.max(*s);
-                }
-                let mut total = 0.0f32;
-                for s in &mut scores[..n] {
-                    *s = math::exp(*s - max);
-                    total += *s;
-                }
-                let o = &mut o_row[hd.clone()];
-                for (j, &w) in scores[..n].iter().enumerate() {
-                    let w = w / total;
-                    let vr = &v[(b * d.lk + j) * f..][hd.clone()];
-                    for (ov, &vv) in o.iter_mut().zip(vr) {
-                        *ov += w * vv;
-                    }
-                }
+/// CPU reference. Each (batch entry, head) is two matrix products around a softmax:
+/// scores `S = Q·Kᵀ` (`Lq × Lk`), `P = softmax(S/√D)` row by row over the visible keys (the rest
+/// exactly 0), and `O = P·V`; the heads are split over threads, each product on its thread's
+/// `gemm`.
+pub fn cpu(q: &[f32], k: &[f32], v: &[f32], d: Dims, mask: &Mask<'_>, gemm: Gemm) -> Vec<f32> {
+    let (lq, lk, hd) = (d.lq, d.lk, d.head_dim);
+    let f = d.heads * hd;
+    let scale = 1.0 / math::sqrt(hd as f32);
+    // Head-major `[B, H, Lq, D]` first, so that each thread owns whole heads.
+    let mut by_head = vec![0.0f32; d.b * d.heads * lq * hd];
+    crate::threads::for_row_chunks(&mut by_head, lq * hd, 4 * lq * lk * hd, |p0, chunk| {
+        let mut scores = vec![0.0f32; lq * lk];
+        for (p, o) in chunk.chunks_exact_mut(lq * hd).enumerate() {
+            let (b, h) = ((p0 + p) / d.heads, (p0 + p) % d.heads);
+            let q_h = View {
+                data: &q[b * lq * f + h * hd..],
+                rs: f,
+                cs: 1,
+            };
+            // Kᵀ of this head: element (e, j) is feature e of key j.
+            let k_t = View {
+                data: &k[b * lk * f + h * hd..],
+                rs: 1,
+                cs: f,
+            };
+            let v_h = View {
+                data: &v[b * lk * f + h * hd..],
+                rs: f,
+                cs: 1,
+            };
+            gemm_serial(lq, lk, hd, q_h, k_t, &mut scores, gemm);
+            for (i, row) in scores.chunks_exact_mut(lk).enumerate() {
+                let n = visible_keys(mask, b, i, lk);
+                softmax_scaled(&mut row[..n], scale);
+                row[n..].fill(0.0);
             }
+            let p_h = View {
+                data: &scores,
+                rs: lk,
+                cs: 1,
+            };
+            gemm_serial(lq, hd, lk, p_h, v_h, o, gemm);
         }
     });
+    let mut out = vec![0.0f32; d.b * lq * f];
+    for (p, head) in by_head.chunks_exact(lq * hd).enumerate() {
+        let (b, h) = (p / d.heads, p % d.heads);
+        for (i, row) in head.chunks_exact(hd).enumerate() {
+            out[(b * lq + i) * f + h * hd..][..hd].copy_from_slice(row);
+        }
+    }
     out
+}
+
+/// `softmax(x · scale)` in place, with a running maximum (`scale > 0`).
+fn softmax_scaled(x: &mut [f32], scale: f32) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut total = 0.0f32;
+    for v in x.iter_mut() {
+        *v = math::exp_vec((*v - max) * scale);
+        total += *v;
+    }
+    let inv = 1.0 / total;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
 }
 
 /// GPU dispatch (`wgsl/attention.wgsl`): one invocation per (batch, query, head).
@@ -222,7 +229,86 @@ mod tests {
             },
         )
         .unwrap();
-        let out = cpu(&[1.0; 8], &[0.5; 4], &[1.0, 2.0, 3.0, 4.0], d, &Mask::None);
+        let out = cpu(
+            &[1.0; 8],
+            &[0.5; 4],
+            &[1.0, 2.0, 3.0, 4.0],
+            d,
+            &Mask::None,
+            Gemm::Blocked,
+        );
         assert_eq!(out, [1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0]);
+    }
+
+    /// Attention written out one query at a time, in f64.
+    fn naive(q: &[f32], k: &[f32], v: &[f32], d: Dims, mask: &Mask<'_>) -> Vec<f32> {
+        let (f, hd) = (d.heads * d.head_dim, d.head_dim);
+        let mut out = vec![0.0f32; d.b * d.lq * f];
+        for b in 0..d.b {
+            for i in 0..d.lq {
+                let n = visible_keys(mask, b, i, d.lk);
+                for h in 0..d.heads {
+                    let at = |x: &[f32], row: usize, e: usize| x[row * f + h * hd + e] as f64;
+                    let s: Vec<f64> = (0..n)
+                        .map(|j| {
+                            (0..hd)
+                                .map(|e| at(q, b * d.lq + i, e) * at(k, b * d.lk + j, e))
+                                .sum::<f64>()
+                                / (hd as f64).sqrt()
+                        })
+                        .collect();
+                    let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let w: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+                    let total: f64 = w.iter().sum();
+                    for e in 0..hd {
+                        let o: f64 = (0..n).map(|j| w[j] * at(v, b * d.lk + j, e)).sum();
+                        out[(b * d.lq + i) * f + h * hd + e] = (o / total) as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_a_naive_loop_for_every_mask_and_gemm() {
+        let mut rng = crate::rng::Rng::new(5);
+        let gemms = [
+            Gemm::Blocked,
+            #[cfg(feature = "std")]
+            Gemm::Fast,
+        ];
+        // (batch, lq, lk, heads, head_dim): odd sizes, one query (a decoding step), one key, and
+        // enough work to be split over threads.
+        for (b, lq, lk, heads, hd) in [
+            (2, 5, 7, 3, 4),
+            (1, 1, 9, 2, 8),
+            (3, 4, 1, 1, 5),
+            (2, 64, 70, 4, 16),
+        ] {
+            let f = heads * hd;
+            let mut t = |n: usize| -> Vec<f32> { (0..n).map(|_| 2.0 * rng.normal()).collect() };
+            let (q, k, v) = (t(b * lq * f), t(b * lk * f), t(b * lk * f));
+            let rows: Vec<bool> = (0..b).map(|i| i % 2 == 1).collect();
+            for mask in [
+                Mask::None,
+                Mask::Causal { offset: 0 },
+                Mask::Causal { offset: 2 },
+                Mask::CausalRows(&rows),
+            ] {
+                let op = Attention { heads, mask };
+                let d = dims(&[b, lq, f], &[b, lk, f], &[b, lk, f], &op).unwrap();
+                let want = naive(&q, &k, &v, d, &op.mask);
+                for &g in &gemms {
+                    let got = cpu(&q, &k, &v, d, &op.mask, g);
+                    for (x, y) in got.iter().zip(&want) {
+                        assert!(
+                            (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                            "{g:?} {d:?} {x} {y}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -207,6 +207,7 @@ pub(crate) fn gpu(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::matmul::Gemm;
     use crate::ops::{attention, fd};
 
     #[test]
@@ -235,10 +236,11 @@ mod tests {
             let k = fd::normal(b * lk * f, 6);
             let v = fd::normal(b * lk * f, 7);
             let w = fd::normal(b * lq * f, 8);
-            let o = attention::cpu(&q, &k, &v, d, &mask);
+            let o = attention::cpu(&q, &k, &v, d, &mask, Gemm::Blocked);
             let (dq, dk, dv) = cpu(&q, &k, &v, &o, &w, d, &mask);
-            let loss =
-                |q: &[f32], k: &[f32], v: &[f32]| fd::dot(&w, &attention::cpu(q, k, v, d, &mask));
+            let loss = |q: &[f32], k: &[f32], v: &[f32]| {
+                fd::dot(&w, &attention::cpu(q, k, v, d, &mask, Gemm::Blocked))
+            };
             let what = alloc::format!("{mask:?}");
             fd::check(&what, &q, &dq, 1e-2, 2e-3, |q| loss(q, &k, &v));
             fd::check(&what, &k, &dk, 1e-2, 2e-3, |k| loss(&q, k, &v));

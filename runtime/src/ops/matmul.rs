@@ -110,10 +110,10 @@ pub enum Gemm {
 
 /// A strided matrix view: element `(i, j)` is at `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    rs: usize,
-    cs: usize,
+pub(crate) struct View<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
 }
 
 /// CPU reference: `act(op(a) · op(b) + bias)`.
@@ -149,6 +149,27 @@ pub fn cpu(
     }
     epilogue(&mut out, n, bias, act);
     out
+}
+
+/// `C = A·B` (`C` row-major `m × n`) on the calling thread, for callers that split their own
+/// work over threads (attention: one head per thread).
+pub(crate) fn gemm_serial(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: View<'_>,
+    b: View<'_>,
+    c: &mut [f32],
+    gemm: Gemm,
+) {
+    match gemm {
+        Gemm::Blocked => {
+            c.fill(0.0);
+            gemm_blocked(m, n, k, a, b, c)
+        }
+        #[cfg(feature = "std")]
+        Gemm::Fast => sgemm(m, n, k, a, b, c),
+    }
 }
 
 /// Adds the bias and applies the activation, row by row.
@@ -243,11 +264,7 @@ fn gemm_fast(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f3
         c.fill(0.0);
         return;
     }
-    // Every element the views address lies inside their slices (checked by `dims` through the
-    // tensor sizes); assert it here too, since `sgemm` takes raw pointers.
-    assert!((m - 1) * a.rs + (k - 1) * a.cs < a.data.len());
-    assert!((k - 1) * b.rs + (n - 1) * b.cs < b.data.len());
-    assert_eq!(c.len(), m * n);
+    assert_in_bounds(m, n, k, a, b, c);
     if m <= FEW_ROWS && b.cs == 1 {
         return gemm_few_rows(m, n, k, a, b, c);
     }
@@ -281,6 +298,47 @@ fn gemm_fast(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f3
             );
         }
     });
+}
+
+/// Every element the views address lies inside their slices (checked by `dims` through the
+/// tensor sizes); asserted again before `sgemm`, which takes raw pointers. Needs m, n, k > 0.
+#[cfg(feature = "std")]
+fn assert_in_bounds(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &[f32]) {
+    assert!((m - 1) * a.rs + (k - 1) * a.cs < a.data.len());
+    assert!((k - 1) * b.rs + (n - 1) * b.cs < b.data.len());
+    assert_eq!(c.len(), m * n);
+}
+
+/// `matrixmultiply::sgemm` on the calling thread: `C = A·B`, `C` row-major `m × n`.
+#[cfg(feature = "std")]
+fn sgemm(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f32]) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c.fill(0.0);
+        return;
+    }
+    assert_in_bounds(m, n, k, a, b, c);
+    // SAFETY: every element addressed is in bounds (asserted above).
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
 }
 
 /// `C = A·B` for a few rows of A and a row-major B, its columns split over threads: B is read
