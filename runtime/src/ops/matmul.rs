@@ -341,47 +341,55 @@ fn sgemm(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f32]) 
     }
 }
 
-/// `C = A·B` for a few rows of A and a row-major B, its columns split over threads: B is read
-/// once, four rows at a time.
+/// Rows of B per block of [`gemm_few_rows`]: a block is one contiguous stretch of memory.
+#[cfg(feature = "std")]
+const FEW_ROWS_BLOCK: usize = 64;
+
+/// `C = A·B` for a few rows of A and a row-major B, which is read once from front to back. B's
+/// rows are cut into fixed blocks of [`FEW_ROWS_BLOCK`] rows, each a contiguous stretch of memory
+/// (which streams at full memory bandwidth, where a split by columns would read short pieces of
+/// every row); threads take blocks in turn and the blocks' partial products are summed in block
+/// order, so the result does not depend on the number of threads.
 #[cfg(feature = "std")]
 fn gemm_few_rows(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f32]) {
-    // Column-major C (`ct[j * m + i]`), so that each thread owns a contiguous slice.
-    let mut ct = vec![0.0f32; m * n];
-    crate::threads::for_row_chunks(&mut ct, m, m * k, |j0, chunk| {
-        let cols = chunk.len() / m;
-        let mut acc = vec![0.0f32; m * cols];
-        let b_row = |kk: usize| &b.data[kk * b.rs + j0..kk * b.rs + j0 + cols];
-        // Four rows of B per pass over the accumulators: a quarter of their loads and stores.
-        let mut kk = 0;
-        while kk + 4 <= k {
-            let (b0, b1, b2, b3) = (b_row(kk), b_row(kk + 1), b_row(kk + 2), b_row(kk + 3));
-            for (i, acc_row) in acc.chunks_exact_mut(cols).enumerate() {
-                let at = |d: usize| a.data[i * a.rs + (kk + d) * a.cs];
-                let (a0, a1, a2, a3) = (at(0), at(1), at(2), at(3));
-                for (j, o) in acc_row.iter_mut().enumerate() {
-                    *o += a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j];
+    let blocks = k.div_ceil(FEW_ROWS_BLOCK);
+    let mut partial = vec![0.0f32; blocks * m * n];
+    let work = FEW_ROWS_BLOCK * m * n;
+    crate::threads::for_row_chunks(&mut partial, m * n, work, |first, chunk| {
+        for (bi, acc) in chunk.chunks_exact_mut(m * n).enumerate() {
+            let k0 = (first + bi) * FEW_ROWS_BLOCK;
+            let k1 = (k0 + FEW_ROWS_BLOCK).min(k);
+            let b_row = |kk: usize| &b.data[kk * b.rs..kk * b.rs + n];
+            let at = |i: usize, kk: usize| a.data[i * a.rs + kk * a.cs];
+            // Four rows of B per pass over the accumulators (a quarter of their loads and
+            // stores), all rows of A per pass over B (read once).
+            let mut kk = k0;
+            while kk + 4 <= k1 {
+                let (b0, b1, b2, b3) = (b_row(kk), b_row(kk + 1), b_row(kk + 2), b_row(kk + 3));
+                for (i, acc) in acc.chunks_exact_mut(n).enumerate() {
+                    let (a0, a1, a2, a3) = (at(i, kk), at(i, kk + 1), at(i, kk + 2), at(i, kk + 3));
+                    let rows = b0.iter().zip(b1).zip(b2.iter().zip(b3));
+                    for (o, ((b0, b1), (b2, b3))) in acc.iter_mut().zip(rows) {
+                        *o += a0 * b0 + a1 * b1 + a2 * b2 + a3 * b3;
+                    }
                 }
+                kk += 4;
             }
-            kk += 4;
-        }
-        for kk in kk..k {
-            let b_row = b_row(kk);
-            for (i, acc_row) in acc.chunks_exact_mut(cols).enumerate() {
-                let aik = a.data[i * a.rs + kk * a.cs];
-                for (o, bv) in acc_row.iter_mut().zip(b_row) {
-                    *o += aik * bv;
+            for kk in kk..k1 {
+                for (i, acc) in acc.chunks_exact_mut(n).enumerate() {
+                    let aik = at(i, kk);
+                    for (o, bv) in acc.iter_mut().zip(b_row(kk)) {
+                        *o += aik * bv;
+                    }
                 }
-            }
-        }
-        for (jj, col) in chunk.chunks_exact_mut(m).enumerate() {
-            for (i, o) in col.iter_mut().enumerate() {
-                *o = acc[i * cols + jj];
             }
         }
     });
-    for (j, col) in ct.chunks_exact(m).enumerate() {
-        for (i, v) in col.iter().enumerate() {
-            c[i * n + j] = *v;
+    let mut blocks = partial.chunks_exact(m * n);
+    c.copy_from_slice(blocks.next().expect("k > 0"));
+    for block in blocks {
+        for (o, p) in c.iter_mut().zip(block) {
+            *o += p;
         }
     }
 }
