@@ -167,6 +167,14 @@ pub(crate) fn gemm_serial(
             c.fill(0.0);
             gemm_blocked(m, n, k, a, b, c)
         }
+        // A decoding step's attention: `sgemm`'s packing would cost more than the product.
+        #[cfg(feature = "std")]
+        Gemm::Fast if m <= FEW_ROWS && b.cs == 1 && k > 0 => {
+            c.fill(0.0);
+            few_rows_axpy(n, a, b, 0..k, c)
+        }
+        #[cfg(feature = "std")]
+        Gemm::Fast if m <= FEW_ROWS && a.cs == 1 && b.rs == 1 => few_rows_dots(m, n, k, a, b, c),
         #[cfg(feature = "std")]
         Gemm::Fast => sgemm(m, n, k, a, b, c),
     }
@@ -359,30 +367,7 @@ fn gemm_few_rows(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut
         for (bi, acc) in chunk.chunks_exact_mut(m * n).enumerate() {
             let k0 = (first + bi) * FEW_ROWS_BLOCK;
             let k1 = (k0 + FEW_ROWS_BLOCK).min(k);
-            let b_row = |kk: usize| &b.data[kk * b.rs..kk * b.rs + n];
-            let at = |i: usize, kk: usize| a.data[i * a.rs + kk * a.cs];
-            // Four rows of B per pass over the accumulators (a quarter of their loads and
-            // stores), all rows of A per pass over B (read once).
-            let mut kk = k0;
-            while kk + 4 <= k1 {
-                let (b0, b1, b2, b3) = (b_row(kk), b_row(kk + 1), b_row(kk + 2), b_row(kk + 3));
-                for (i, acc) in acc.chunks_exact_mut(n).enumerate() {
-                    let (a0, a1, a2, a3) = (at(i, kk), at(i, kk + 1), at(i, kk + 2), at(i, kk + 3));
-                    let rows = b0.iter().zip(b1).zip(b2.iter().zip(b3));
-                    for (o, ((b0, b1), (b2, b3))) in acc.iter_mut().zip(rows) {
-                        *o += a0 * b0 + a1 * b1 + a2 * b2 + a3 * b3;
-                    }
-                }
-                kk += 4;
-            }
-            for kk in kk..k1 {
-                for (i, acc) in acc.chunks_exact_mut(n).enumerate() {
-                    let aik = at(i, kk);
-                    for (o, bv) in acc.iter_mut().zip(b_row(kk)) {
-                        *o += aik * bv;
-                    }
-                }
-            }
+            few_rows_axpy(n, a, b, k0..k1, acc);
         }
     });
     let mut blocks = partial.chunks_exact(m * n);
@@ -392,6 +377,67 @@ fn gemm_few_rows(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut
             *o += p;
         }
     }
+}
+
+/// `acc += A[:, ks]·B[ks, :]` for a few rows of A (`acc` row-major `m × n`) and a row-major B,
+/// B read once: four rows of B per pass over the accumulators (a quarter of their loads and
+/// stores), all rows of A per pass over B.
+#[cfg(feature = "std")]
+fn few_rows_axpy(n: usize, a: View<'_>, b: View<'_>, ks: core::ops::Range<usize>, acc: &mut [f32]) {
+    let b_row = |kk: usize| &b.data[kk * b.rs..kk * b.rs + n];
+    let at = |i: usize, kk: usize| a.data[i * a.rs + kk * a.cs];
+    let mut kk = ks.start;
+    while kk + 4 <= ks.end {
+        let (b0, b1, b2, b3) = (b_row(kk), b_row(kk + 1), b_row(kk + 2), b_row(kk + 3));
+        for (i, acc) in acc.chunks_exact_mut(n).enumerate() {
+            let (a0, a1, a2, a3) = (at(i, kk), at(i, kk + 1), at(i, kk + 2), at(i, kk + 3));
+            let rows = b0.iter().zip(b1).zip(b2.iter().zip(b3));
+            for (o, ((b0, b1), (b2, b3))) in acc.iter_mut().zip(rows) {
+                *o += a0 * b0 + a1 * b1 + a2 * b2 + a3 * b3;
+            }
+        }
+        kk += 4;
+    }
+    for kk in kk..ks.end {
+        for (i, acc) in acc.chunks_exact_mut(n).enumerate() {
+            let aik = at(i, kk);
+            for (o, bv) in acc.iter_mut().zip(b_row(kk)) {
+                *o += aik * bv;
+            }
+        }
+    }
+}
+
+/// `C = A·B` for a few rows of A whose rows and B's columns are both contiguous (attention
+/// scores `q·Kᵀ` in a decoding step): one dot product per element.
+#[cfg(feature = "std")]
+fn few_rows_dots(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f32]) {
+    for i in 0..m {
+        let a_row = &a.data[i * a.rs..i * a.rs + k];
+        for (j, o) in c[i * n..(i + 1) * n].iter_mut().enumerate() {
+            *o = dot(a_row, &b.data[j * b.cs..j * b.cs + k]);
+        }
+    }
+}
+
+/// `Σ x·y` in eight interleaved partial sums, so that the loop vectorises (one running sum
+/// would force one add at a time).
+#[cfg(feature = "std")]
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let tail: f32 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(p, q)| p * q)
+        .sum();
+    for (p, q) in xc.zip(yc) {
+        for l in 0..8 {
+            acc[l] += p[l] * q[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// GPU dispatch (`wgsl/matmul.wgsl`). Operands larger than one storage binding are bound as
