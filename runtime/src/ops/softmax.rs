@@ -7,7 +7,17 @@ use crate::math;
 /// Numerically stable log-softmax of one row: `x − max − ln Σ exp(x − max)`.
 pub fn log_softmax_row(row: &[f32], out: &mut [f32]) {
     let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let s: f32 = row.iter().map(|&v| math::exp(v - m)).sum();
+    // Eight partial sums of a vectorisable exp: one running sum of `expf` calls was a tenth of a
+    // B/16 parallel caption (64 rows of 32k logits).
+    let mut acc = [0.0f32; 8];
+    let chunks = row.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|&v| math::exp_vec(v - m)).sum();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += math::exp_vec(v - m);
+        }
+    }
+    let s = acc.iter().sum::<f32>() + tail;
     let lse = m + math::ln(s);
     for (o, &v) in out.iter_mut().zip(row) {
         *o = v - lse;
