@@ -6,7 +6,7 @@
 
 /// Below this many multiply-adds (or similar units) a job runs on the calling thread: spawning
 /// costs tens of microseconds.
-const MIN_WORK_PER_THREAD: usize = 1 << 18;
+const MIN_WORK_PER_THREAD: usize = 1 << 15;
 
 /// Threads to use: `CAPPA_NUM_THREADS` if set, else the available parallelism.
 #[cfg(all(feature = "std", not(target_family = "wasm")))]
