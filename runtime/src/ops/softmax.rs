@@ -11,7 +11,11 @@ pub fn log_softmax_row(row: &[f32], out: &mut [f32]) {
     // B/16 parallel caption (64 rows of 32k logits).
     let mut acc = [0.0f32; 8];
     let chunks = row.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().map(|&v| math::exp_vec(v - m)).sum();
+    let tail: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|&v| math::exp_vec(v - m))
+        .sum();
     for c in chunks {
         for (a, &v) in acc.iter_mut().zip(c) {
             *a += math::exp_vec(v - m);
