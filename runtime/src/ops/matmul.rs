@@ -265,14 +265,9 @@ impl OutPtr {
 /// split (the kernel blocks only K), so results do not depend on the number of threads.
 #[cfg(feature = "std")]
 fn gemm_fast(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f32]) {
-    if m == 0 || n == 0 {
+    if !prepare(m, n, k, a, b, c) {
         return;
     }
-    if k == 0 {
-        c.fill(0.0);
-        return;
-    }
-    assert_in_bounds(m, n, k, a, b, c);
     if m <= FEW_ROWS && b.cs == 1 {
         return gemm_few_rows(m, n, k, a, b, c);
     }
@@ -285,67 +280,76 @@ fn gemm_fast(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f3
         } else {
             (m, r.len(), 0, r.start * b.cs, r.start)
         };
-        // SAFETY: the rows (or columns) `r` of A (or B) are in bounds (asserted above); `C` is
+        // SAFETY: the rows (or columns) `r` of A (or B) are in bounds (`prepare`); `C` is
         // m × n row-major, and this thread writes only its rows (or columns) `r` of it.
-        unsafe {
-            matrixmultiply::sgemm(
-                rows,
-                k,
-                cols,
-                1.0,
-                a.data.as_ptr().add(a_at),
-                a.rs as isize,
-                a.cs as isize,
-                b.data.as_ptr().add(b_at),
-                b.rs as isize,
-                b.cs as isize,
-                0.0,
-                out.at(c_at),
-                n as isize,
-                1,
-            );
-        }
+        unsafe { sgemm_block(rows, cols, k, a, a_at, b, b_at, out.at(c_at), n) }
     });
-}
-
-/// Every element the views address lies inside their slices (checked by `dims` through the
-/// tensor sizes); asserted again before `sgemm`, which takes raw pointers. Needs m, n, k > 0.
-#[cfg(feature = "std")]
-fn assert_in_bounds(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &[f32]) {
-    assert!((m - 1) * a.rs + (k - 1) * a.cs < a.data.len());
-    assert!((k - 1) * b.rs + (n - 1) * b.cs < b.data.len());
-    assert_eq!(c.len(), m * n);
 }
 
 /// `matrixmultiply::sgemm` on the calling thread: `C = A·B`, `C` row-major `m × n`.
 #[cfg(feature = "std")]
 fn sgemm(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f32]) {
+    if prepare(m, n, k, a, b, c) {
+        // SAFETY: every element addressed is in bounds (`prepare`), and `c` is borrowed whole.
+        unsafe { sgemm_block(m, n, k, a, 0, b, 0, c.as_mut_ptr(), n) }
+    }
+}
+
+/// The empty cases of `C = A·B`: nothing to do, or (K = 0) zeros. Otherwise asserts that every
+/// element the views address lies inside their slices (checked by `dims` through the tensor
+/// sizes, asserted again because `sgemm` takes raw pointers) and returns true.
+#[cfg(feature = "std")]
+fn prepare(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f32]) -> bool {
     if m == 0 || n == 0 {
-        return;
+        return false;
     }
     if k == 0 {
         c.fill(0.0);
-        return;
+        return false;
     }
-    assert_in_bounds(m, n, k, a, b, c);
-    // SAFETY: every element addressed is in bounds (asserted above).
+    assert!((m - 1) * a.rs + (k - 1) * a.cs < a.data.len());
+    assert!((k - 1) * b.rs + (n - 1) * b.cs < b.data.len());
+    assert_eq!(c.len(), m * n);
+    true
+}
+
+/// `matrixmultiply::sgemm` for the `rows × cols` block of `C` at `c` (row stride `ldc`), from
+/// A's rows starting at element `a_at` and B's columns starting at element `b_at`.
+///
+/// # Safety
+/// The block's operands and output must be in bounds, and no one else may access the output
+/// block meanwhile.
+#[cfg(feature = "std")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_block(
+    rows: usize,
+    cols: usize,
+    k: usize,
+    a: View<'_>,
+    a_at: usize,
+    b: View<'_>,
+    b_at: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    // SAFETY: the caller keeps every access in bounds and the output block to itself.
     unsafe {
         matrixmultiply::sgemm(
-            m,
+            rows,
             k,
-            n,
+            cols,
             1.0,
-            a.data.as_ptr(),
+            a.data.as_ptr().add(a_at),
             a.rs as isize,
             a.cs as isize,
-            b.data.as_ptr(),
+            b.data.as_ptr().add(b_at),
             b.rs as isize,
             b.cs as isize,
             0.0,
-            c.as_mut_ptr(),
-            n as isize,
+            c,
+            ldc as isize,
             1,
-        );
+        )
     }
 }
 
