@@ -14,6 +14,7 @@ use crate::backend::{Attention, Mask};
 use crate::error::Result;
 use crate::math;
 use crate::ops::matmul::{gemm_serial, Gemm, View};
+use crate::ops::softmax::{max_lanes, sum_lanes};
 
 /// Sizes of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,13 +125,12 @@ pub fn cpu(q: &[f32], k: &[f32], v: &[f32], d: Dims, mask: &Mask<'_>, gemm: Gemm
 
 /// `softmax(x · scale)` in place, with a running maximum (`scale > 0`).
 fn softmax_scaled(x: &mut [f32], scale: f32) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut total = 0.0f32;
+    let max = max_lanes(x);
+    // Exponentials first, then their sum: a loop doing both would run one add at a time.
     for v in x.iter_mut() {
         *v = math::exp_vec((*v - max) * scale);
-        total += *v;
     }
-    let inv = 1.0 / total;
+    let inv = 1.0 / sum_lanes(x, |v| v);
     for v in x.iter_mut() {
         *v *= inv;
     }
