@@ -74,13 +74,12 @@ pub fn exp_vec(x: f32) -> f32 {
     // 2ⁿ built from its exponent bits (n is within -126..=127 after the clamp).
     let n_int = t.to_bits() as i32 - ROUND.to_bits() as i32;
     let scaled = y * f32::from_bits(((n_int + 127) << 23) as u32);
-    if x < LO {
-        0.0
-    } else if x > HI {
-        f32::INFINITY
-    } else {
-        scaled
-    }
+    // Out of range: 0 below, inf above, by bit masks rather than branches, which keep loops of
+    // this function from vectorising (NaN is neither, so it passes through).
+    let mask = |b: bool| 0u32.wrapping_sub(u32::from(b));
+    let (zero, inf) = (mask(x < LO), mask(x > HI));
+    let bits = scaled.to_bits() & !zero;
+    f32::from_bits((bits & !inf) | (f32::INFINITY.to_bits() & inf))
 }
 
 #[cfg(test)]
