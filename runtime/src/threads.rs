@@ -4,8 +4,8 @@
 //! The threads are a persistent rayon pool: a decoding step runs dozens of small parallel
 //! products, and spawning fresh threads for each cost about 60 µs apiece (a tenth of a step).
 
-/// Below this many multiply-adds (or similar units) a job runs on the calling thread: spawning
-/// costs tens of microseconds.
+/// Below this many multiply-adds (or similar units) a job runs on the calling thread: handing
+/// work to the pool and waiting for it costs microseconds.
 const MIN_WORK_PER_THREAD: usize = 1 << 15;
 
 /// Threads to use: `CAPPA_NUM_THREADS` if set, else the available parallelism.

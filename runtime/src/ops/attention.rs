@@ -77,6 +77,10 @@ pub fn cpu(q: &[f32], k: &[f32], v: &[f32], d: Dims, mask: &Mask<'_>, gemm: Gemm
     let (lq, lk, hd) = (d.lq, d.lk, d.head_dim);
     let f = d.heads * hd;
     let scale = 1.0 / math::sqrt(hd as f32);
+    let mut out = vec![0.0f32; d.b * lq * f];
+    if out.is_empty() {
+        return out;
+    }
     // Head-major `[B, H, Lq, D]` first, so that each thread owns whole heads.
     let mut by_head = vec![0.0f32; d.b * d.heads * lq * hd];
     crate::threads::for_row_chunks(&mut by_head, lq * hd, 4 * lq * lk * hd, |p0, chunk| {
@@ -113,7 +117,6 @@ pub fn cpu(q: &[f32], k: &[f32], v: &[f32], d: Dims, mask: &Mask<'_>, gemm: Gemm
             gemm_serial(lq, hd, lk, p_h, v_h, o, gemm);
         }
     });
-    let mut out = vec![0.0f32; d.b * lq * f];
     for (p, head) in by_head.chunks_exact(lq * hd).enumerate() {
         let (b, h) = (p / d.heads, p % d.heads);
         for (i, row) in head.chunks_exact(hd).enumerate() {
@@ -281,6 +284,7 @@ mod tests {
         // (batch, lq, lk, heads, head_dim): odd sizes, one query (a decoding step), one key, and
         // enough work to be split over threads.
         for (b, lq, lk, heads, hd) in [
+            (2, 0, 3, 2, 4),
             (2, 5, 7, 3, 4),
             (1, 1, 9, 2, 8),
             (3, 4, 1, 1, 5),

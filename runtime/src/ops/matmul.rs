@@ -162,6 +162,9 @@ pub(crate) fn gemm_serial(
     c: &mut [f32],
     gemm: Gemm,
 ) {
+    if m == 0 || n == 0 {
+        return;
+    }
     match gemm {
         Gemm::Blocked => {
             c.fill(0.0);
