@@ -74,6 +74,7 @@ pub mod error;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod image;
+mod lanes;
 pub mod layers;
 pub mod loss;
 mod math;

@@ -12,9 +12,9 @@ use alloc::vec::Vec;
 use super::shape_error;
 use crate::backend::{Attention, Mask};
 use crate::error::Result;
+use crate::lanes::{max_lanes, sum_lanes};
 use crate::math;
 use crate::ops::matmul::{gemm_serial, Gemm, View};
-use crate::ops::softmax::{max_lanes, sum_lanes};
 
 /// Sizes of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

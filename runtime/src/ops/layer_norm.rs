@@ -5,9 +5,9 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::softmax::sum_lanes;
 use super::{rows_and_last, shape_error};
 use crate::error::Result;
+use crate::lanes::sum_lanes;
 use crate::math;
 
 /// Checks `scale` and `bias` have the width of `x`'s last axis.

@@ -172,7 +172,7 @@ pub(crate) fn gemm_serial(
         }
         // A decoding step's attention: `sgemm`'s packing would cost more than the product.
         #[cfg(feature = "std")]
-        Gemm::Fast if m <= FEW_ROWS && b.cs == 1 && k > 0 => {
+        Gemm::Fast if m <= FEW_ROWS && b.cs == 1 => {
             c.fill(0.0);
             few_rows_axpy(n, a, b, 0..k, c)
         }
@@ -422,29 +422,9 @@ fn few_rows_dots(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut
     for i in 0..m {
         let a_row = &a.data[i * a.rs..i * a.rs + k];
         for (j, o) in c[i * n..(i + 1) * n].iter_mut().enumerate() {
-            *o = dot(a_row, &b.data[j * b.cs..j * b.cs + k]);
+            *o = crate::lanes::dot(a_row, &b.data[j * b.cs..j * b.cs + k]);
         }
     }
-}
-
-/// `Σ x·y` in eight interleaved partial sums, so that the loop vectorises (one running sum
-/// would force one add at a time).
-#[cfg(feature = "std")]
-fn dot(x: &[f32], y: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
-    let tail: f32 = xc
-        .remainder()
-        .iter()
-        .zip(yc.remainder())
-        .map(|(p, q)| p * q)
-        .sum();
-    for (p, q) in xc.zip(yc) {
-        for l in 0..8 {
-            acc[l] += p[l] * q[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// GPU dispatch (`wgsl/matmul.wgsl`). Operands larger than one storage binding are bound as

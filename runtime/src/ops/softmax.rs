@@ -2,6 +2,7 @@
 
 use alloc::vec::Vec;
 
+use crate::lanes::{max_lanes, sum_lanes};
 use crate::math;
 
 /// Numerically stable log-softmax of one row: `x − max − ln Σ exp(x − max)`.
@@ -11,39 +12,6 @@ pub fn log_softmax_row(row: &[f32], out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(row) {
         *o = v - lse;
     }
-}
-
-/// `Σ f(x)` over a row in eight partial sums, so that the loop vectorises (one running sum
-/// forces one add at a time; with a libm `expf` per element, it was a tenth of a B/16 parallel
-/// caption).
-#[inline]
-pub fn sum_lanes(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let chunks = x.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += f(v);
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// The largest value of a row (NaNs ignored, as by `f32::max`; `-inf` if empty), in eight lanes.
-#[inline]
-pub fn max_lanes(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 8];
-    let chunks = x.chunks_exact(8);
-    let tail = chunks
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = a.max(v);
-        }
-    }
-    acc.iter().fold(tail, |m, &v| m.max(v))
 }
 
 /// Log-softmax of every row of width `v`.
@@ -128,18 +96,6 @@ pub(crate) fn gpu_argmax(
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn lane_reductions_match_plain_loops_at_every_length() {
-        for len in 0..21 {
-            let x: alloc::vec::Vec<f32> = (0..len).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
-            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            assert_eq!(super::max_lanes(&x), max, "len {len}");
-            let sum: f32 = x.iter().map(|v| v * v).sum();
-            assert_eq!(super::sum_lanes(&x, |v| v * v), sum, "len {len}");
-        }
-        assert_eq!(super::max_lanes(&[1.0, f32::NAN, 2.0]), 2.0);
-    }
-
     #[test]
     fn argmax_takes_first_of_ties() {
         assert_eq!(super::cpu_argmax(&[1., 3., 3., 0., 5., 5.], 3), [1, 1]);
