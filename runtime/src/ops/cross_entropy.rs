@@ -6,7 +6,8 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{rows_and_last, shape_error, softmax::log_softmax_row};
+use super::softmax::{log_softmax_row, log_sum_exp};
+use super::{rows_and_last, shape_error};
 use crate::error::{Error, Result};
 
 /// Checks `targets` has `logits`' leading shape and returns it.
@@ -33,25 +34,27 @@ pub fn check_targets(targets: &[u32], classes: usize) -> Result<()> {
     }
 }
 
-/// CPU reference: one loss per row.
+/// CPU reference: one loss per row, rows split over threads. Without label smoothing the loss
+/// is `ln Σ exp(x) − x[t]`, the same number as `−logp[t]` without writing out the log-softmax.
 pub fn cpu(logits: &[f32], shape: &[usize], targets: &[u32], ls: f32) -> Vec<f32> {
-    let (_, v) = rows_and_last(shape);
+    let (rows, v) = rows_and_last(shape);
     let off = if v > 1 { ls / (v - 1) as f32 } else { 0.0 };
-    let mut lp = vec![0.0f32; v];
-    logits
-        .chunks_exact(v)
-        .zip(targets)
-        .map(|(row, &t)| {
-            log_softmax_row(row, &mut lp);
-            let true_lp = lp[t as usize];
-            if ls == 0.0 {
-                -true_lp
+    let mut out = vec![0.0f32; rows];
+    crate::threads::for_row_chunks(&mut out, 1, v, |first, chunk| {
+        let mut lp = vec![0.0f32; if ls == 0.0 { 0 } else { v }];
+        for (r, o) in (first..).zip(chunk.iter_mut()) {
+            let (row, t) = (&logits[r * v..(r + 1) * v], targets[r] as usize);
+            *o = if ls == 0.0 {
+                log_sum_exp(row) - row[t]
             } else {
+                log_softmax_row(row, &mut lp);
+                let true_lp = lp[t];
                 let others: f32 = lp.iter().sum::<f32>() - true_lp;
                 -((1.0 - ls) * true_lp + off * others)
-            }
-        })
-        .collect()
+            };
+        }
+    });
+    out
 }
 
 /// GPU dispatch (`wgsl/softmax.wgsl`, `main_xent`). Targets on the device are not checked
