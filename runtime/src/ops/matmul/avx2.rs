@@ -51,7 +51,7 @@ pub(super) fn gemm(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &m
     assert_eq!(c.len(), m * n);
     let out = OutPtr(c.as_mut_ptr());
     crate::threads::for_ranges(n.div_ceil(NB), m * NB * k, |blocks| {
-        let mut packed = vec![0.0f32; KC.min(k) * NB.min(n).next_multiple_of(NR)];
+        let mut packed = vec![0.0f32; KC * NB];
         // The last sliver of a ragged block: its tile is computed here, then its columns copied.
         let mut ragged = vec![0.0f32; m * NR];
         for j0 in blocks.map(|jb| jb * NB) {
