@@ -8,8 +8,7 @@
 //!
 //! The CPU reference has two GEMMs that agree within f32 rounding: a plain blocked loop that
 //! needs nothing but `core`, and with `std` the `matrixmultiply` crate split over threads (with a
-//! streaming loop for products of a few rows, where `matrixmultiply`'s packing would dominate,
-//! and on x86-64 with AVX2 our own kernel for products of up to a few hundred rows, `avx2.rs`).
+//! streaming loop for products of a few rows, where `matrixmultiply`'s packing would dominate).
 
 use alloc::format;
 use alloc::vec;
@@ -18,9 +17,6 @@ use alloc::vec::Vec;
 use super::shape_error;
 use crate::backend::Activation;
 use crate::error::Result;
-
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
-mod avx2;
 
 /// The sizes of one matmul, after the shape rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,8 +262,6 @@ impl OutPtr {
     }
 }
 
-/// `C = A·B` with `std`: a few rows stream B ([`gemm_few_rows`]); up to a few hundred rows of
-/// row-major operands on an AVX2 CPU go to our kernel (`avx2.rs`); everything else to
 /// `matrixmultiply::sgemm`, split over threads along the longer side of `C`: each thread packs
 /// its part of the operand along that side and all of the other, so the split that duplicates
 /// the smaller operand's packing wins. Every element is computed the same way whatever the
@@ -279,10 +273,6 @@ fn gemm_fast(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f3
     }
     if m <= FEW_ROWS && b.cs == 1 {
         return gemm_few_rows(m, n, k, a, b, c);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if m <= avx2::MAX_ROWS && a.cs == 1 && b.cs == 1 && avx2::available() {
-        return avx2::gemm(m, n, k, a, b, c);
     }
     let split_rows = m >= n;
     let (len, work) = if split_rows { (m, n * k) } else { (n, m * k) };
@@ -651,10 +641,6 @@ mod tests {
             (1, 3, 1000, 301),
             (1, 300, 70, 41),
             (1, 70, 300, 41),
-            // The AVX2 kernel: rows not a multiple of its tile, a whole block of columns and a
-            // ragged one, several blocks of K; then one row more than it takes.
-            (1, 9, 200, 600),
-            (1, 257, 20, 30),
         ] {
             for ta in [false, true] {
                 for tb in [false, true] {
