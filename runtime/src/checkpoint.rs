@@ -22,6 +22,15 @@ pub const CONFIG_KEY: &str = "cappa.config";
 /// `__metadata__` key holding the tokenizer.
 pub const TOKENIZER_KEY: &str = "cappa.tokenizer";
 
+/// The `__metadata__` of a model file: the config, and the tokenizer if there is one.
+pub fn metadata(config: &Config, tokenizer: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut meta = alloc::vec![(CONFIG_KEY, config.to_json())];
+    if let Some(t) = tokenizer {
+        meta.push((TOKENIZER_KEY, t.to_string()));
+    }
+    meta
+}
+
 /// A model file: config plus parameter tensors (parsed lazily from the file's bytes).
 #[derive(Debug, Clone)]
 pub struct Checkpoint<'a> {
@@ -114,11 +123,7 @@ impl<'a> Checkpoint<'a> {
                 None => Ok(OwnedTensor::copy_of(name, e)),
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut meta = alloc::vec![(CONFIG_KEY, self.config.to_json())];
-        if let Some(t) = &self.tokenizer {
-            meta.push((TOKENIZER_KEY, t.clone()));
-        }
-        serialize(&tensors, &meta)
+        serialize(&tensors, &metadata(&self.config, self.tokenizer()))
     }
 
     /// A checkpoint with every parameter `config` implies, filled with seeded random values
@@ -133,7 +138,7 @@ impl<'a> Checkpoint<'a> {
             .iter()
             .map(|(name, t)| OwnedTensor::f32(name, t))
             .collect();
-        let bytes = serialize(&tensors, &[(CONFIG_KEY, config.to_json())])?;
+        let bytes = serialize(&tensors, &metadata(&config, None))?;
         Checkpoint::single_file(Cow::Owned(bytes))
     }
 

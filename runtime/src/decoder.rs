@@ -11,9 +11,10 @@ use alloc::vec::Vec;
 use crate::backend::{Activation, Backend, Mask};
 use crate::config::{Config, PosEmb};
 use crate::error::{Error, Result};
-use crate::layers::{posemb_sincos_2d, Dense, LayerNorm, Mlp, MultiHeadAttention};
-use crate::tensor::HostTensor;
-use crate::weights::Scope;
+use crate::layers::{
+    Dense, KernelInit, LayerNorm, Mlp, MultiHeadAttention, Param, Parameters, Positions,
+};
+use crate::weights::{Init, Scope};
 
 /// One `EncDecBlock{i}`.
 #[derive(Debug, Clone)]
@@ -36,7 +37,15 @@ impl<B: Backend> DecoderBlock<B> {
         );
         Ok(DecoderBlock {
             ln1: LayerNorm::load(be, &s.pp("LayerNorm1"), d, bias, eps)?,
-            self_attn: MultiHeadAttention::load(be, &s.pp("SelfAttn"), d, d, h, false)?,
+            self_attn: MultiHeadAttention::load(
+                be,
+                &s.pp("SelfAttn"),
+                d,
+                d,
+                h,
+                KernelInit::Lecun,
+                false,
+            )?,
             ln2: LayerNorm::load(be, &s.pp("LayerNorm2"), d, bias, eps)?,
             cross_attn: MultiHeadAttention::load(
                 be,
@@ -44,6 +53,7 @@ impl<B: Backend> DecoderBlock<B> {
                 d,
                 cfg.enc_width,
                 h,
+                KernelInit::Lecun,
                 false,
             )?,
             ln3: LayerNorm::load(be, &s.pp("LayerNorm3"), d, bias, eps)?,
@@ -65,6 +75,25 @@ impl<B: Backend> DecoderBlock<B> {
         let y = self.ln3.forward(be, &x)?;
         let y = self.mlp.forward(be, &y)?;
         be.add(&x, &y)
+    }
+}
+
+impl<B: Backend> Parameters<B> for DecoderBlock<B> {
+    fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a Param<B>)) {
+        self.ln1.visit(f);
+        self.self_attn.visit(f);
+        self.ln2.visit(f);
+        self.cross_attn.visit(f);
+        self.ln3.visit(f);
+        self.mlp.visit(f);
+    }
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
+        self.ln1.visit_mut(f);
+        self.self_attn.visit_mut(f);
+        self.ln2.visit_mut(f);
+        self.cross_attn.visit_mut(f);
+        self.ln3.visit_mut(f);
+        self.mlp.visit_mut(f);
     }
 }
 
@@ -166,8 +195,8 @@ fn gather_pairs<B: Backend>(
 /// The decoder (parameters `pos_embedding_decoder` and `decoder/...`).
 #[derive(Debug, Clone)]
 pub struct Decoder<B: Backend> {
-    embedding: B::Tensor,
-    pos_embedding: B::Tensor,
+    pos_embedding: Positions<B>,
+    embedding: Param<B>,
     blocks: Vec<DecoderBlock<B>>,
     norm: LayerNorm<B>,
     logits: Dense<B>,
@@ -179,32 +208,50 @@ impl<B: Backend> Decoder<B> {
     /// Loads from the root scope of the parameter tree.
     pub fn load(be: &B, root: &Scope<'_>, cfg: &Config) -> Result<Self> {
         let (d, l) = (cfg.dec_width, cfg.max_len);
-        let pos = match cfg.posemb_type {
-            PosEmb::Learn => root.get("pos_embedding_decoder", &[1, l, d])?,
-            PosEmb::Sincos2d => HostTensor::new(&[1, l, d], posemb_sincos_2d(1, l, d))?,
-        };
+        let learned = cfg.posemb_type == PosEmb::Learn;
+        let pos_embedding = Positions::load(be, root, "pos_embedding_decoder", learned, (1, l), d)?;
         let s = root.pp("decoder");
-        let (embedding, stored) = s
-            .pp("EmbedTargets")
-            .get_stored("embedding", &[cfg.embed_rows(), d])?;
+        let table = [cfg.embed_rows(), d];
+        let normal = Init::Normal { std: 1.0 };
+        let embedding = Param::load(
+            be,
+            &s.pp("EmbedTargets"),
+            "embedding",
+            &table,
+            &table,
+            normal,
+            true,
+        )?;
         let blocks = (0..cfg.dec_depth)
             .map(|i| DecoderBlock::load(be, &s.pp(&format!("EncDecBlock{i}")), cfg))
             .collect::<Result<Vec<_>>>()?;
+        let (logits, zeros) = (s.pp("LogitsDense"), KernelInit::Zeros);
         Ok(Decoder {
-            embedding: be.upload_weight(&embedding, stored)?,
-            pos_embedding: be.upload(&pos)?,
+            pos_embedding,
+            embedding,
             blocks,
             norm: LayerNorm::load(be, &s.pp("LayerNorm"), d, true, cfg.layernorm_eps)?,
-            logits: Dense::load_plain(be, &s.pp("LogitsDense"), d, cfg.vocab_size, true)?,
+            logits: Dense::load_plain(be, &logits, d, cfg.vocab_size, zeros, Some(Init::Zeros))?,
             max_len: l,
             width: d,
         })
     }
 
-    /// Token embeddings plus the position rows `start..start + len`.
-    fn embed(&self, be: &B, ids: &B::Ids, start: usize, len: usize) -> Result<B::Tensor> {
-        let x = be.embed(&self.embedding, ids)?;
-        let pos = be.slice_rows(&self.pos_embedding, start, len)?;
+    fn check_len(&self, len: usize) -> Result<()> {
+        if len > self.max_len {
+            return Err(Error::InvalidInput(format!(
+                "{len} decoder positions exceed max_len {}",
+                self.max_len
+            )));
+        }
+        Ok(())
+    }
+
+    /// The decoder's input vectors: each token's row of the embedding table plus the position
+    /// rows `start..start + len`.
+    fn input_vectors(&self, be: &B, ids: &B::Ids, start: usize, len: usize) -> Result<B::Tensor> {
+        let x = be.embed(&self.embedding.tensor, ids)?;
+        let pos = be.slice_rows(self.pos_embedding.table(), start, len)?;
         be.add(&x, &pos)
     }
 
@@ -249,13 +296,8 @@ impl<B: Backend> Decoder<B> {
         len: usize,
         mask: Mask<'_>,
     ) -> Result<B::Tensor> {
-        if len > self.max_len {
-            return Err(Error::InvalidInput(format!(
-                "{len} decoder positions exceed max_len {}",
-                self.max_len
-            )));
-        }
-        let mut x = self.embed(be, ids, 0, len)?;
+        self.check_len(len)?;
+        let mut x = self.input_vectors(be, ids, 0, len)?;
         for (block, (ck, cv)) in self.blocks.iter().zip(&cross.kv) {
             let y = block.ln1.forward(be, &x)?;
             let y = block.self_attn.forward(be, &y, &y, mask)?;
@@ -302,7 +344,7 @@ impl<B: Backend> Decoder<B> {
                 self.max_len
             )));
         }
-        let mut x = self.embed(be, ids, pos, 1)?;
+        let mut x = self.input_vectors(be, ids, pos, 1)?;
         for (block, ((ck, cv), (k, v))) in self
             .blocks
             .iter()
@@ -320,5 +362,158 @@ impl<B: Backend> Decoder<B> {
         }
         cache.pos += 1;
         self.head(be, &x)
+    }
+}
+
+impl<B: Backend> Parameters<B> for Decoder<B> {
+    fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a Param<B>)) {
+        self.pos_embedding.visit(f);
+        f(&self.embedding);
+        self.blocks.iter().for_each(|b| b.visit(f));
+        self.norm.visit(f);
+        self.logits.visit(f);
+    }
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param<B>)) {
+        self.pos_embedding.visit_mut(f);
+        f(&mut self.embedding);
+        self.blocks.iter_mut().for_each(|b| b.visit_mut(f));
+        self.norm.visit_mut(f);
+        self.logits.visit_mut(f);
+    }
+}
+
+#[cfg(feature = "train")]
+pub use self::train::DecoderTape;
+
+#[cfg(feature = "train")]
+mod train {
+    use super::*;
+    use crate::layers::{AttentionSaved, Grads, MlpSaved};
+
+    /// What [`DecoderBlock::forward_train`] saves.
+    #[derive(Debug, Clone)]
+    pub(super) struct BlockSaved<B: Backend> {
+        x: B::Tensor,
+        self_attn: AttentionSaved<B>,
+        x1: B::Tensor,
+        cross_attn: AttentionSaved<B>,
+        x2: B::Tensor,
+        mlp: MlpSaved<B>,
+    }
+
+    impl<B: Backend> DecoderBlock<B> {
+        fn forward_train(
+            &self,
+            be: &B,
+            x: &B::Tensor,
+            encoded: &B::Tensor,
+            mask: Mask<'_>,
+        ) -> Result<(B::Tensor, BlockSaved<B>)> {
+            let y = self.ln1.forward(be, x)?;
+            let (a, self_attn) = self.self_attn.forward_train(be, &y, &y, mask)?;
+            let x1 = be.add(x, &a)?;
+            let y = self.ln2.forward(be, &x1)?;
+            let (c, cross_attn) = self.cross_attn.forward_train(be, &y, encoded, Mask::None)?;
+            let x2 = be.add(&x1, &c)?;
+            let y = self.ln3.forward(be, &x2)?;
+            let (m, mlp) = self.mlp.forward_train(be, &y)?;
+            let x3 = be.add(&x2, &m)?;
+            let saved = BlockSaved {
+                x: x.clone(),
+                self_attn,
+                x1,
+                cross_attn,
+                x2,
+                mlp,
+            };
+            Ok((x3, saved))
+        }
+
+        /// Returns `(dx, d_encoded)`.
+        fn backward(
+            &self,
+            be: &B,
+            s: &BlockSaved<B>,
+            dx3: &B::Tensor,
+            mask: Mask<'_>,
+            g: &mut Grads<B>,
+        ) -> Result<(B::Tensor, B::Tensor)> {
+            let dy = self.mlp.backward(be, &s.mlp, dx3, g)?;
+            let dx2 = be.add(dx3, &self.ln3.backward(be, &s.x2, &dy, g)?)?;
+            let (dq, d_enc) = self
+                .cross_attn
+                .backward(be, &s.cross_attn, &dx2, Mask::None, g)?;
+            let dx1 = be.add(&dx2, &self.ln2.backward(be, &s.x1, &dq, g)?)?;
+            let (dq, dkv) = self.self_attn.backward(be, &s.self_attn, &dx1, mask, g)?;
+            let dy = be.add(&dq, &dkv)?;
+            let dx = be.add(&dx1, &self.ln1.backward(be, &s.x, &dy, g)?)?;
+            Ok((dx, d_enc))
+        }
+    }
+
+    /// What [`Decoder::forward_train`] saves for the reverse pass.
+    #[derive(Debug, Clone)]
+    pub struct DecoderTape<B: Backend> {
+        ids: B::Ids,
+        blocks: Vec<BlockSaved<B>>,
+        last: B::Tensor,
+        normed: B::Tensor,
+    }
+
+    impl<B: Backend> Decoder<B> {
+        /// [`Decoder::forward`] (logits `[B, L, V]`), keeping what the reverse pass needs.
+        pub fn forward_train(
+            &self,
+            be: &B,
+            encoded: &B::Tensor,
+            ids: &B::Ids,
+            len: usize,
+            mask: Mask<'_>,
+        ) -> Result<(B::Tensor, DecoderTape<B>)> {
+            self.check_len(len)?;
+            let mut x = self.input_vectors(be, ids, 0, len)?;
+            let mut blocks = Vec::with_capacity(self.blocks.len());
+            for block in &self.blocks {
+                let (y, saved) = block.forward_train(be, &x, encoded, mask)?;
+                blocks.push(saved);
+                x = y;
+            }
+            let normed = self.norm.forward(be, &x)?;
+            let logits = self.logits.forward(be, &normed, Activation::None)?;
+            let tape = DecoderTape {
+                ids: ids.clone(),
+                blocks,
+                last: x,
+                normed,
+            };
+            Ok((logits, tape))
+        }
+
+        /// Every decoder parameter's gradient for the logits' gradient `d_logits`, with the same
+        /// `mask` as the forward pass; returns the gradient of the encoded images.
+        pub fn backward(
+            &self,
+            be: &B,
+            tape: &DecoderTape<B>,
+            d_logits: &B::Tensor,
+            mask: Mask<'_>,
+            g: &mut Grads<B>,
+        ) -> Result<B::Tensor> {
+            let dy = self.logits.backward(be, &tape.normed, d_logits, g)?;
+            let mut dx = self.norm.backward(be, &tape.last, &dy, g)?;
+            let mut d_enc: Option<B::Tensor> = None;
+            for (block, saved) in self.blocks.iter().zip(&tape.blocks).rev() {
+                let (d, de) = block.backward(be, saved, &dx, mask, g)?;
+                dx = d;
+                d_enc = Some(match d_enc {
+                    Some(acc) => be.add(&acc, &de)?,
+                    None => de,
+                });
+            }
+            let rows = be.shape(&self.embedding.tensor)[0];
+            g.set(&self.embedding, be.embed_backward(&dx, &tape.ids, rows)?);
+            self.pos_embedding.backward(be, &dx, g)?;
+            d_enc.ok_or_else(|| Error::Config("the decoder has no blocks".into()))
+        }
     }
 }

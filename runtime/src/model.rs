@@ -5,13 +5,14 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::backend::{Backend, Mask};
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{metadata, Checkpoint};
 use crate::config::Config;
 use crate::cpu::CpuBackend;
 use crate::decoder::Decoder;
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
-use crate::layers::Tap;
+use crate::layers::{Param, Parameters, Tap};
+use crate::safetensors_io::{serialize, OwnedTensor};
 use crate::tensor::{HostTensor, Tokens};
 use crate::tokenizer::Tokenizer;
 use crate::weights::{FileParams, ParamSource, Scope};
@@ -182,6 +183,19 @@ impl<B: Backend> Model<B> {
     ) -> Result<B::Tensor> {
         self.check_encoded(encoded, Some(targets.batch()))?;
         self.check_targets(targets)?;
+        let ids = self.upload_decoder_inputs(targets, modes)?;
+        let causal = causal_rows(modes);
+        self.decoder.forward(
+            &self.backend,
+            encoded,
+            &ids,
+            targets.len(),
+            mask_of(&causal),
+        )
+    }
+
+    /// Checks one mode per caption and uploads the decoder inputs of `targets` in those modes.
+    fn upload_decoder_inputs(&self, targets: &Tokens, modes: &[Mode]) -> Result<B::Ids> {
         if modes.len() != targets.batch() {
             return Err(Error::InvalidInput(format!(
                 "{} modes for {} captions",
@@ -190,18 +204,155 @@ impl<B: Backend> Model<B> {
             )));
         }
         let inputs = self.decoder_inputs(targets, modes)?;
-        let ids = self
-            .backend
-            .upload_ids(&[inputs.batch(), inputs.len()], inputs.ids())?;
-        let causal: Vec<bool> = modes.iter().map(|m| *m == Mode::Cap).collect();
-        let mask = if causal.iter().all(|&c| c) {
-            Mask::Causal { offset: 0 }
-        } else if causal.iter().all(|&c| !c) {
-            Mask::None
-        } else {
-            Mask::CausalRows(&causal)
-        };
-        self.decoder
-            .forward(&self.backend, encoded, &ids, targets.len(), mask)
+        self.backend
+            .upload_ids(&[inputs.batch(), inputs.len()], inputs.ids())
+    }
+
+    /// Every parameter, in the order of the reference tree as loaded.
+    pub fn params(&self) -> Vec<&Param<B>> {
+        let mut all = Vec::new();
+        self.encoder.visit(&mut |p| all.push(p));
+        self.decoder.visit(&mut |p| all.push(p));
+        all
+    }
+
+    /// Calls `f` with the backend on every parameter, mutably, in the order of
+    /// [`Model::params`] (an optimizer's update).
+    pub fn update_params(&mut self, f: &mut dyn FnMut(&B, &mut Param<B>)) {
+        let be = &self.backend;
+        self.encoder.visit_mut(&mut |p| f(be, p));
+        self.decoder.visit_mut(&mut |p| f(be, p));
+    }
+
+    /// The model file of the current parameters: f32 tensors under their reference names, the
+    /// config and the tokenizer in `__metadata__` (loadable by [`Model::new`]).
+    pub fn to_file(&self) -> Result<Vec<u8>> {
+        let tensors = self
+            .params()
+            .into_iter()
+            .map(|p| Ok(OwnedTensor::f32(&p.name, &p.download(&self.backend)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let tokenizer = self.tokenizer.as_ref().map(Tokenizer::to_metadata);
+        serialize(&tensors, &metadata(&self.config, tokenizer.as_deref()))
+    }
+}
+
+/// Which captions of a batch read causally (Cap) rather than all at once (Pa).
+fn causal_rows(modes: &[Mode]) -> Vec<bool> {
+    modes.iter().map(|m| *m == Mode::Cap).collect()
+}
+
+/// The decoder's self-attention mask for captions with these causal flags (one batch may mix
+/// Cap and Pa).
+fn mask_of(causal: &[bool]) -> Mask<'_> {
+    if causal.iter().all(|&c| c) {
+        Mask::Causal { offset: 0 }
+    } else if causal.iter().all(|&c| !c) {
+        Mask::None
+    } else {
+        Mask::CausalRows(causal)
+    }
+}
+
+#[cfg(feature = "train")]
+pub use self::train::Tape;
+
+#[cfg(feature = "train")]
+mod train {
+    use super::*;
+    use crate::decoder::DecoderTape;
+    use crate::encoder::EncoderTape;
+    use crate::layers::Grads;
+    use crate::loss::{caption_loss, LossOutput};
+
+    /// What [`Model::forward_train`] keeps for the reverse pass of one batch.
+    #[derive(Debug, Clone)]
+    pub struct Tape<B: Backend> {
+        encoder: EncoderTape<B>,
+        decoder: DecoderTape<B>,
+        targets: B::Ids,
+        causal: Vec<bool>,
+        /// Logits `[B, L, V]`.
+        pub logits: B::Tensor,
+    }
+
+    impl<B: Backend> Model<B> {
+        /// The forward pass of a training batch: images `[B, H, W, C]` (in [-1, 1]) and caption
+        /// targets `[B, L]` with a mode per caption (CapPa mixes both in one batch), keeping
+        /// what [`Model::backward`] needs. The tape holds the logits.
+        pub fn forward_train(
+            &self,
+            images: &HostTensor,
+            targets: &Tokens,
+            modes: &[Mode],
+        ) -> Result<Tape<B>> {
+            let be = &self.backend;
+            let images = self.upload_images(images)?;
+            if targets.batch() != be.shape(&images)[0] {
+                return Err(Error::InputShape {
+                    what: "tokens".into(),
+                    expected: vec![be.shape(&images)[0], targets.len()],
+                    found: vec![targets.batch(), targets.len()],
+                });
+            }
+            self.check_targets(targets)?;
+            let (encoded, encoder) = self.encoder.forward_train(be, &images)?;
+            let ids = self.upload_decoder_inputs(targets, modes)?;
+            let causal = causal_rows(modes);
+            let (logits, decoder) =
+                self.decoder
+                    .forward_train(be, &encoded, &ids, targets.len(), mask_of(&causal))?;
+            Ok(Tape {
+                encoder,
+                decoder,
+                targets: be.upload_ids(&[targets.batch(), targets.len()], targets.ids())?,
+                causal,
+                logits,
+            })
+        }
+
+        /// The reverse pass: the gradient of the reference caption loss (with
+        /// `label_smoothing`; see [`crate::loss::caption_loss`]) with respect to every
+        /// parameter.
+        pub fn backward(&self, tape: &Tape<B>, label_smoothing: f32) -> Result<Grads<B>> {
+            let be = &self.backend;
+            let mut g = Grads::default();
+            let d_logits = be.cross_entropy_backward(
+                &tape.logits,
+                &tape.targets,
+                self.config.pad_id,
+                label_smoothing,
+            )?;
+            let mask = mask_of(&tape.causal);
+            let d_encoded = self
+                .decoder
+                .backward(be, &tape.decoder, &d_logits, mask, &mut g)?;
+            self.encoder
+                .backward(be, &tape.encoder, &d_encoded, &mut g)?;
+            Ok(g)
+        }
+
+        /// The training loss of one batch (see [`Model::forward_train`]) and its gradient with
+        /// respect to every parameter.
+        pub fn loss_and_grads(
+            &self,
+            images: &HostTensor,
+            targets: &Tokens,
+            modes: &[Mode],
+            label_smoothing: f32,
+        ) -> Result<(LossOutput, Grads<B>)> {
+            let tape = self.forward_train(images, targets, modes)?;
+            // The reverse pass is recorded before the loss is read back, so a device backend
+            // submits the whole step at once.
+            let grads = self.backward(&tape, label_smoothing)?;
+            let loss = caption_loss(
+                &self.backend,
+                &tape.logits,
+                targets,
+                self.config.pad_id,
+                label_smoothing,
+            )?;
+            Ok((loss, grads))
+        }
     }
 }

@@ -1,10 +1,12 @@
 //! Walking a checkpoint by the reference's parameter paths.
 //!
-//! Model code asks for each parameter by its path and the shape the config implies
-//! (`scope.pp("encoder").get("embedding/kernel", &[p, p, 3, width])`, as candle's `VarBuilder`),
-//! so the code and the weight file name the same things. A [`FileParams`] source checks every
-//! request against the file (presence, shape, element type) and, once the model is built,
-//! [`FileParams::finish`] reports any tensor nobody asked for.
+//! Model code asks for each parameter by its path, the shape the config implies and the
+//! reference's initialiser for it (`scope.pp("encoder").get("embedding/kernel", &[p, p, 3,
+//! width], init)`, as candle's `VarBuilder`), so the code and the weight file name the same
+//! things, once. A [`FileParams`] source checks every request against the file (presence, shape,
+//! element type) and, once the model is built, [`FileParams::finish`] reports any tensor nobody
+//! asked for; an [`InitParams`] source draws fresh parameters the way the reference initialises
+//! them (training from scratch).
 
 use alloc::collections::BTreeSet;
 use alloc::format;
@@ -17,14 +19,72 @@ use crate::rng::Rng;
 use crate::safetensors_io::{DType, SafetensorsFile};
 use crate::tensor::{numel, HostTensor};
 
+/// How the reference initialises a parameter (spec §6; Flax's initialisers), for a model
+/// trained from scratch. Sources that read parameters ignore it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// All zeros.
+    Zeros,
+    /// All ones (LayerNorm scales).
+    Ones,
+    /// Normal with mean 0 and this standard deviation.
+    Normal {
+        /// Standard deviation.
+        std: f32,
+    },
+    /// Flax's `lecun_normal`: a normal truncated at ±2 standard deviations, rescaled so that
+    /// the variance is `1 / fan_in`.
+    LecunNormal {
+        /// Input size of the kernel seen as a matrix.
+        fan_in: usize,
+    },
+    /// Flax's `xavier_uniform`: uniform in `±√(6 / (fan_in + fan_out))`.
+    XavierUniform {
+        /// Input size of the kernel seen as a matrix.
+        fan_in: usize,
+        /// Output size of the kernel seen as a matrix.
+        fan_out: usize,
+    },
+}
+
+impl Init {
+    /// `n` values drawn from `rng` (nothing is drawn for constants).
+    pub fn draw(self, n: usize, rng: &mut Rng) -> Vec<f32> {
+        match self {
+            Init::Zeros => alloc::vec![0.0; n],
+            Init::Ones => alloc::vec![1.0; n],
+            Init::Normal { std } => (0..n).map(|_| std * rng.normal()).collect(),
+            Init::LecunNormal { fan_in } => {
+                // 0.8796… is the standard deviation of a unit normal truncated at ±2.
+                let std = libm::sqrtf(1.0 / fan_in.max(1) as f32) / 0.879_625_7;
+                (0..n)
+                    .map(|_| loop {
+                        let z = rng.normal();
+                        if z.abs() <= 2.0 {
+                            break std * z;
+                        }
+                    })
+                    .collect()
+            }
+            Init::XavierUniform { fan_in, fan_out } => {
+                let limit = libm::sqrtf(6.0 / (fan_in + fan_out).max(1) as f32);
+                (0..n)
+                    .map(|_| (rng.uniform() * 2.0 - 1.0) * limit)
+                    .collect()
+            }
+        }
+    }
+}
+
 /// Where parameters come from.
 pub trait ParamSource {
-    /// The parameter at `path`, which must have `shape`.
-    fn get(&self, path: &str, shape: &[usize]) -> Result<HostTensor>;
+    /// The parameter at `path`, which must have `shape`, with the element type it is stored in;
+    /// `init` is how the reference initialises it.
+    fn get_stored(&self, path: &str, shape: &[usize], init: Init) -> Result<(HostTensor, DType)>;
 
-    /// [`ParamSource::get`], plus the element type the parameter is stored in.
-    fn get_stored(&self, path: &str, shape: &[usize]) -> Result<(HostTensor, DType)> {
-        Ok((self.get(path, shape)?, DType::F32))
+    /// [`ParamSource::get_stored`] without the element type.
+    fn get(&self, path: &str, shape: &[usize], init: Init) -> Result<HostTensor> {
+        Ok(self.get_stored(path, shape, init)?.0)
     }
 }
 
@@ -61,14 +121,20 @@ impl<'s> Scope<'s> {
         }
     }
 
-    /// The parameter `name` of this scope, checked to have `shape`.
-    pub fn get(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
-        self.source.get(&self.path(name), shape)
+    /// The parameter `name` of this scope, checked to have `shape`, initialised (by sources
+    /// that make parameters) as `init`.
+    pub fn get(&self, name: &str, shape: &[usize], init: Init) -> Result<HostTensor> {
+        self.source.get(&self.path(name), shape, init)
     }
 
     /// [`Scope::get`] and the element type the file stores it in.
-    pub fn get_stored(&self, name: &str, shape: &[usize]) -> Result<(HostTensor, DType)> {
-        self.source.get_stored(&self.path(name), shape)
+    pub fn get_stored(
+        &self,
+        name: &str,
+        shape: &[usize],
+        init: Init,
+    ) -> Result<(HostTensor, DType)> {
+        self.source.get_stored(&self.path(name), shape, init)
     }
 }
 
@@ -101,11 +167,7 @@ impl<'f, 'a> FileParams<'f, 'a> {
 }
 
 impl ParamSource for FileParams<'_, '_> {
-    fn get(&self, path: &str, shape: &[usize]) -> Result<HostTensor> {
-        Ok(self.get_stored(path, shape)?.0)
-    }
-
-    fn get_stored(&self, path: &str, shape: &[usize]) -> Result<(HostTensor, DType)> {
+    fn get_stored(&self, path: &str, shape: &[usize], _init: Init) -> Result<(HostTensor, DType)> {
         let e = self.file.get(path).ok_or_else(|| Error::MissingTensor {
             name: path.to_string(),
             expected: shape.to_vec(),
@@ -146,7 +208,7 @@ impl RandomParams {
 }
 
 impl ParamSource for RandomParams {
-    fn get(&self, path: &str, shape: &[usize]) -> Result<HostTensor> {
+    fn get_stored(&self, path: &str, shape: &[usize], _init: Init) -> Result<(HostTensor, DType)> {
         let n = numel(shape);
         let last = *shape.last().unwrap_or(&1);
         let fan_in = (n / last.max(1)).max(1);
@@ -163,6 +225,28 @@ impl ParamSource for RandomParams {
         let data = (0..n).map(|_| mean + std * rng.normal()).collect();
         let t = HostTensor::new(shape, data)?;
         self.made.borrow_mut().push((path.to_string(), t.clone()));
-        Ok(t)
+        Ok((t, DType::F32))
+    }
+}
+
+/// Fresh parameters drawn as the reference initialises them ([`Init`]), in the order the model
+/// asks for them, from one seeded generator: the same seed gives the same model.
+pub struct InitParams {
+    rng: RefCell<Rng>,
+}
+
+impl InitParams {
+    /// A source seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        InitParams {
+            rng: RefCell::new(Rng::new(seed)),
+        }
+    }
+}
+
+impl ParamSource for InitParams {
+    fn get_stored(&self, _path: &str, shape: &[usize], init: Init) -> Result<(HostTensor, DType)> {
+        let values = init.draw(numel(shape), &mut self.rng.borrow_mut());
+        Ok((HostTensor::new(shape, values)?, DType::F32))
     }
 }

@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cappa::tokenizer::SpecialIds;
-use cappa::{Backend, Config, CpuBackend, Tokenizer};
+use cappa::weights::InitParams;
+use cappa::{Backend, Config, CpuBackend, Model, Tokenizer};
 use cappa_trainer::data::{Batch, Dataset, Loader, LoaderOptions, Prep};
 use cappa_trainer::shapes::{self, ShapesWorld, Split};
-use cappa_trainer::{Params, RunConfig, Trainer};
+use cappa_trainer::{RunConfig, Trainer};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn quick() -> bool {
@@ -84,8 +85,8 @@ fn bench_steps<B: Backend>(
         batch_size,
         ..RunConfig::default()
     };
-    let params = Params::init(&be, config, 0).unwrap();
-    let mut trainer = Trainer::new(be, config, params, None, run).unwrap();
+    let model = Model::from_source(config, &InitParams::new(0), be).unwrap();
+    let mut trainer = Trainer::new(model, run).unwrap();
     let b = batch(config, batch_size);
     trainer.train_step(&b).unwrap(); // compile pipelines, fill the buffer pool
     let mut g = c.benchmark_group(format!("train_step/{}", config.name));

@@ -1,12 +1,12 @@
 //! # cappa-trainer — train CapPa models on the kernels cappa runs them with
 //!
-//! The reverse pass of the fixed CapPa architecture (Tschannen et al., 2023, arXiv:2306.07915),
-//! written once by hand over `cappa`'s [`Backend`] trait, so it runs on the CPU oracle and on
-//! the wgpu backend, whose backward kernels sit beside the forward ones in `wgsl/`. A model
-//! trained here is a `cappa` model file and runs in `cappa` bit for bit as it was trained.
+//! Training drives the runtime's own model: `cappa::Model` with the feature `train`, whose
+//! layers carry their reverse passes beside their forward passes (written once, by hand, over
+//! `cappa::TrainBackend`), so it runs on the CPU oracle and on the wgpu backend, whose backward
+//! kernels sit beside the forward ones in `wgsl/`. The trainer holds a `Model` and updates its
+//! parameter tensors in place; a model trained here is a `cappa` model file and runs in `cappa`
+//! bit for bit as it was trained. This crate adds what a training run needs around that:
 //!
-//! * [`net`] — the forward pass keeping what the reverse pass needs, and the reverse pass.
-//! * [`params`] — the parameters by reference path, the reference initialisers, model files.
 //! * [`optim`] — AdamW with the reference's update order, warm-up + cosine, clipping.
 //! * [`mixing`] — CapPa's per-example choice between Cap and Pa, seeded.
 //! * [`data`] — JSONL or folder datasets decoded, resized and tokenized on background threads.
@@ -25,43 +25,10 @@ pub mod data;
 pub mod eval;
 pub mod log;
 pub mod mixing;
-pub mod net;
 pub mod optim;
-pub mod params;
 pub mod plot;
 pub mod shapes;
 pub mod train;
 
-use cappa::loss::{caption_loss, LossOutput};
-use cappa::{Backend, HostTensor, Mode, Result, Tokens};
-
-pub use net::{Grads, Net};
 pub use optim::{AdamState, OptimConfig};
-pub use params::Params;
 pub use train::{RunConfig, Trainer};
-
-/// The reference training loss of one batch (images `[B, H, W, C]` in [-1, 1], caption targets,
-/// a mode per caption) and its gradient with respect to every parameter.
-pub fn loss_and_grads<B: Backend>(
-    be: &B,
-    net: &Net,
-    params: &Params<B>,
-    images: &HostTensor,
-    targets: &Tokens,
-    modes: &[Mode],
-    label_smoothing: f32,
-) -> Result<(LossOutput, Grads<B>)> {
-    let images = be.upload(images)?;
-    let tape = net.forward(be, params, &images, targets, modes)?;
-    // The reverse pass is recorded before the loss is read back, so a device backend submits
-    // the whole step at once.
-    let grads = net.backward(be, params, &tape, label_smoothing)?;
-    let loss = caption_loss(
-        be,
-        &tape.logits,
-        targets,
-        net.config().pad_id,
-        label_smoothing,
-    )?;
-    Ok((loss, grads))
-}

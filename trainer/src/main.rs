@@ -16,10 +16,12 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use cappa::safetensors_io::{serialize, OwnedTensor, SafetensorsFile};
+use cappa::safetensors_io::{serialize, DType, OwnedTensor, SafetensorsFile};
 use cappa::tokenizer::SpecialIds;
+use cappa::weights::InitParams;
 use cappa::{
-    Backend, Checkpoint, Config, Device, Error, HostTensor, Mode, Result, Tokenizer, Tokens,
+    Backend as TrainBackend, Checkpoint, Config, Device, Error, HostTensor, Mode, Model, Result,
+    Tokenizer, Tokens,
 };
 use cappa_trainer::data::{Dataset, Loader, LoaderOptions, Prep};
 use cappa_trainer::eval::{self, Report};
@@ -27,9 +29,9 @@ use cappa_trainer::log::{self, RunLog, LOG_FILE};
 use cappa_trainer::plot;
 use cappa_trainer::shapes::{self, ShapesWorld, Split};
 use cappa_trainer::train::{
-    run, write_atomic_with, Event, Outcome, ValidationData, CHECKPOINT_FILE, MODEL_FILE,
+    run, write_atomic_with, Event, Outcome, ValidationData, CHECKPOINT_FILE,
 };
-use cappa_trainer::{loss_and_grads, Net, Params, RunConfig, Trainer};
+use cappa_trainer::{RunConfig, Trainer};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
@@ -333,9 +335,7 @@ fn grads(
     device: &str,
 ) -> Result<()> {
     let be = Device::from_name(device)?;
-    let ckpt = Checkpoint::load(model)?;
-    let params = Params::from_checkpoint(&be, &ckpt)?;
-    let net = Net::new(ckpt.config())?;
+    let model = Model::new(&f32_checkpoint(model)?, be)?;
     let bytes = read(inputs)?;
     let file = SafetensorsFile::parse(&bytes)?;
     let images = file.f32("images")?;
@@ -368,20 +368,15 @@ fn grads(
             (modes, "mixed")
         }
     };
-    let (loss, grads) = loss_and_grads(&be, &net, &params, &images, &tokens, &modes, ls)?;
+    let (loss, grads) = model.loss_and_grads(&images, &tokens, &modes, ls)?;
     let mut tensors = vec![OwnedTensor::f32(
         &format!("loss_{key}"),
         &HostTensor::new(&[1], vec![loss.mean])?,
     )];
-    for p in params.iter() {
-        let g = grads.get(&p.name).ok_or_else(|| Error::MissingTensor {
-            name: format!("gradient of {}", p.name),
-            expected: p.shape.clone(),
-        })?;
-        tensors.push(OwnedTensor::f32(
-            &format!("grad_{key}/{}", p.name),
-            &be.download(g)?,
-        ));
+    let params = model.params();
+    for p in &params {
+        let g = grads.download(model.backend(), p)?;
+        tensors.push(OwnedTensor::f32(&format!("grad_{key}/{}", p.name), &g));
     }
     write_atomic_with(out, &serialize(&tensors, &[])?, &|| Ok(()))?;
     eprintln!(
@@ -447,15 +442,9 @@ fn train(path: &Path, resume: bool, device: Option<String>) -> Result<ExitCode> 
         }
         Trainer::resume(be, &ckpt, file.run.clone())?
     } else {
-        let (config, params, tokenizer) = match file.model.get("init") {
+        let model = match file.model.get("init") {
             Some(toml::Value::String(init)) if file.model.len() == 1 => {
-                let ckpt = Checkpoint::load(rel(&base, Path::new(init)))?;
-                let params = Params::from_checkpoint(&be, &ckpt)?;
-                (
-                    ckpt.config().clone(),
-                    params,
-                    ckpt.tokenizer().map(str::to_string),
-                )
+                Model::new(&f32_checkpoint(&rel(&base, Path::new(init)))?, be)?
             }
             Some(_) => {
                 return Err(Error::Config(
@@ -466,22 +455,22 @@ fn train(path: &Path, resume: bool, device: Option<String>) -> Result<ExitCode> 
                 let json = serde_json::to_string(&file.model)
                     .map_err(|e| Error::Config(format!("[model]: {e}")))?;
                 let config = Config::from_json(&json)?;
-                let params = Params::init(&be, &config, file.run.seed)?;
-                (config, params, None)
+                Model::from_source(&config, &InitParams::new(file.run.seed), be)?
             }
         };
-        let tokenizer = match (&file.tokenizer, tokenizer) {
-            (Some(section), _) => Some(tokenizer_from(section, &base, &config)?.to_metadata()),
-            (None, t) => t,
+        let model = match &file.tokenizer {
+            Some(section) => {
+                let tokenizer = tokenizer_from(section, &base, model.config())?;
+                model.with_tokenizer(tokenizer)?
+            }
+            None => model,
         };
-        Trainer::new(be, &config, params, tokenizer, file.run.clone())?
+        Trainer::new(model, file.run.clone())?
     };
     let config = trainer.config().clone();
-    let tokenizer = trainer
-        .tokenizer_metadata()
-        .ok_or_else(|| Error::Config("the model has no tokenizer: give one in [tokenizer]".into()))
-        .and_then(Tokenizer::from_metadata)?;
-    tokenizer.check_config(&config)?;
+    let tokenizer = trainer.model().tokenizer().cloned().ok_or_else(|| {
+        Error::Config("the model has no tokenizer: give one in [tokenizer]".into())
+    })?;
     let prep = Prep {
         image_size: config.image_size,
         max_len: config.max_len,
@@ -577,7 +566,12 @@ fn train(path: &Path, resume: bool, device: Option<String>) -> Result<ExitCode> 
     eprintln!(
         "training {} ({} parameters) on {} from step {}",
         config.name,
-        trainer.params().count(),
+        trainer
+            .model()
+            .params()
+            .iter()
+            .map(|p| p.shape.iter().product::<usize>())
+            .sum::<usize>(),
         trainer.backend().name(),
         trainer.step()
     );
@@ -587,7 +581,7 @@ fn train(path: &Path, resume: bool, device: Option<String>) -> Result<ExitCode> 
         valid,
         &out,
         &stop,
-        &mut |event| match event {
+        &mut |event, model| match event {
             Event::Step(s) => {
                 pb.set_position(s.step);
                 pb.set_message(format!("{:.4}", s.loss));
@@ -617,7 +611,7 @@ fn train(path: &Path, resume: bool, device: Option<String>) -> Result<ExitCode> 
             Event::Checkpoint { step, path } => {
                 say(&pb, format!("step {step}: checkpoint {}", path.display()));
                 if let Some((world, n)) = &evaluate {
-                    match evaluate_file(&out.join(MODEL_FILE), world, *n) {
+                    match shapes_report(model, world, *n) {
                         Ok(report) => {
                             say(
                                 &pb,
@@ -651,16 +645,22 @@ fn train(path: &Path, resume: bool, device: Option<String>) -> Result<ExitCode> 
     }
 }
 
-/// Every shapes-world evaluation of a model file, on the CPU backend (the oracle), with `n` test
-/// scenes of each kind.
-fn evaluate_file(model: &Path, world: &ShapesWorld, n: usize) -> Result<Report> {
-    let bytes = read(model)?;
-    let model = cappa::Model::from_bytes(&bytes, cappa::CpuBackend::new())?;
+/// Every shapes-world evaluation of the model being trained, with `n` test scenes of each kind.
+fn shapes_report<B: TrainBackend>(
+    model: &Model<B>,
+    world: &ShapesWorld,
+    n: usize,
+) -> Result<Report> {
     let tokenizer = model
         .tokenizer()
-        .ok_or_else(|| Error::Config(format!("{}: no tokenizer", model.config().name)))?
-        .clone();
-    eval::report(&model, &tokenizer, world, n)
+        .ok_or_else(|| Error::Config(format!("{}: no tokenizer", model.config().name)))?;
+    eval::report(model, tokenizer, world, n)
+}
+
+/// The model file at `path` with every tensor as f32 (training updates f32 parameters).
+fn f32_checkpoint(path: &Path) -> Result<Checkpoint<'static>> {
+    let ckpt = Checkpoint::load(path)?;
+    Checkpoint::from_vec(ckpt.to_single_file(Some(DType::F32))?)
 }
 
 /// Writes `count` scenes of `split` as `scene-<index>.png` (`size` pixels) and `captions.jsonl`.

@@ -3,11 +3,9 @@
 //! `*/kernel` tensors only, all times the schedule (linear warm-up, then cosine to 0).
 
 use cappa::backend::AdamW;
-use cappa::{Backend, Error, Result};
+use cappa::layers::Grads;
+use cappa::{Backend as TrainBackend, Error, Model, Result};
 use serde::{Deserialize, Serialize};
-
-use crate::net::Grads;
-use crate::params::{decays, Params};
 
 /// Optimizer hyperparameters (defaults: the CapPa pretraining config's, with AdamW's usual
 /// moments in place of its Adafactor).
@@ -81,10 +79,17 @@ impl OptimConfig {
     }
 }
 
-/// Adam's moments for every parameter, and the number of updates done.
+/// Whether AdamW's decoupled weight decay applies to the parameter `name`: the reference decays
+/// exactly the tensors whose path ends in `/kernel` (big_vision `wd_mults` default `.*/kernel$`).
+pub fn decays(name: &str) -> bool {
+    name.ends_with("/kernel")
+}
+
+/// Adam's moments for every parameter of a model, and the number of updates done.
 #[derive(Debug, Clone)]
-pub struct AdamState<B: Backend> {
-    /// First moments, in parameter order.
+pub struct AdamState<B: TrainBackend> {
+    /// First moments, in parameter order ([`Model::params`]), each shaped as its parameter's
+    /// tensor.
     pub m: Vec<B::Tensor>,
     /// Second moments, in parameter order.
     pub v: Vec<B::Tensor>,
@@ -101,13 +106,15 @@ pub struct UpdateStats {
     pub schedule: f32,
 }
 
-impl<B: Backend> AdamState<B> {
-    /// Zero moments for `params`.
-    pub fn new(be: &B, params: &Params<B>) -> Result<Self> {
+impl<B: TrainBackend> AdamState<B> {
+    /// Zero moments for the parameters of `model`.
+    pub fn new(model: &Model<B>) -> Result<Self> {
+        let be = model.backend();
         let zeros = || {
-            params
+            model
+                .params()
                 .iter()
-                .map(|p| be.zeros(&p.shape))
+                .map(|p| be.zeros(&be.shape(&p.tensor)))
                 .collect::<Result<Vec<_>>>()
         };
         Ok(AdamState {
@@ -117,33 +124,30 @@ impl<B: Backend> AdamState<B> {
         })
     }
 
-    /// The global norm of `grads` (one device round trip for all of them).
-    pub fn grad_norm(be: &B, params: &Params<B>, grads: &Grads<B>) -> Result<f32> {
-        let gs = params
-            .iter()
-            .map(|p| {
-                grads.get(&p.name).ok_or_else(|| Error::MissingTensor {
-                    name: format!("gradient of {}", p.name),
-                    expected: p.shape.clone(),
-                })
-            })
+    /// The global norm of `grads` over the parameters of `model` (one device round trip for all
+    /// of them).
+    pub fn grad_norm(model: &Model<B>, grads: &Grads<B>) -> Result<f32> {
+        let be = model.backend();
+        let gs = model
+            .params()
+            .into_iter()
+            .map(|p| grads.of(p))
             .collect::<Result<Vec<_>>>()?;
         let sums = be.download(&be.sum_squares(&gs)?)?;
         // Added in f64, in parameter order, so every backend adds the same numbers the same way.
         Ok(sums.data().iter().map(|&s| s as f64).sum::<f64>().sqrt() as f32)
     }
 
-    /// One AdamW update of every parameter with `grads` at schedule position
+    /// One AdamW update of every parameter of `model` with `grads` at schedule position
     /// `self.step` of `total_steps`.
     pub fn update(
         &mut self,
-        be: &B,
         cfg: &OptimConfig,
-        params: &mut Params<B>,
+        model: &mut Model<B>,
         grads: &Grads<B>,
         total_steps: u64,
     ) -> Result<UpdateStats> {
-        let grad_norm = Self::grad_norm(be, params, grads)?;
+        let grad_norm = Self::grad_norm(model, grads)?;
         if !grad_norm.is_finite() {
             return Err(Error::Backend(format!(
                 "the gradient norm is {grad_norm} at step {}: training diverged",
@@ -168,21 +172,31 @@ impl<B: Backend> AdamState<B> {
             bias_correction1: (1.0 - (cfg.beta1 as f64).powi(t)) as f32,
             bias_correction2: (1.0 - (cfg.beta2 as f64).powi(t)) as f32,
         };
-        for ((p, m), v) in params.iter_mut().zip(&mut self.m).zip(&mut self.v) {
-            let g = grads.get(&p.name).ok_or_else(|| Error::MissingTensor {
-                name: format!("gradient of {}", p.name),
-                expected: p.shape.clone(),
-            })?;
-            let op = AdamW {
-                weight_decay: if decays(&p.name) {
-                    cfg.weight_decay
-                } else {
-                    0.0
-                },
-                ..base
+        let mut moments = self.m.iter_mut().zip(&mut self.v);
+        let mut result = Ok(());
+        model.update_params(&mut |be, p| {
+            let mut step = || -> Result<()> {
+                let (m, v) = moments.next().ok_or_else(|| {
+                    Error::InvalidInput(
+                        "the optimizer state has fewer tensors than the model".into(),
+                    )
+                })?;
+                let op = AdamW {
+                    weight_decay: if decays(&p.name) {
+                        cfg.weight_decay
+                    } else {
+                        0.0
+                    },
+                    ..base
+                };
+                let g = grads.of(p)?.clone();
+                be.adamw_update(&mut p.tensor, m, v, &g, &op)
             };
-            be.adamw_update(&mut p.tensor, m, v, g, &op)?;
-        }
+            if result.is_ok() {
+                result = step();
+            }
+        });
+        result?;
         self.step += 1;
         Ok(UpdateStats {
             grad_norm,

@@ -13,17 +13,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use cappa::checkpoint::{CONFIG_KEY, TOKENIZER_KEY};
+use cappa::checkpoint::{metadata, CONFIG_KEY, TOKENIZER_KEY};
 use cappa::loss::caption_loss;
 use cappa::safetensors_io::{serialize, OwnedTensor, SafetensorsFile};
-use cappa::{Backend, Config, Error, HostTensor, Mode, Result};
+use cappa::weights::FileParams;
+use cappa::{Backend as TrainBackend, Config, Error, Mode, Model, Result, Tokenizer};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Batch, Dataset, Loader, LoaderOptions, Prep};
 use crate::mixing::choose_modes;
-use crate::net::Net;
 use crate::optim::{AdamState, OptimConfig};
-use crate::params::Params;
 
 /// `__metadata__` key of the training state in a checkpoint.
 pub const TRAIN_KEY: &str = "cappa.train";
@@ -106,61 +105,49 @@ pub struct Validation {
     pub examples: usize,
 }
 
-/// A model being trained on one backend.
-pub struct Trainer<B: Backend> {
-    be: B,
-    net: Net,
-    tokenizer: Option<String>,
-    params: Params<B>,
+/// A model being trained on one backend: the runtime's own [`Model`], whose parameters the
+/// optimizer updates in place.
+pub struct Trainer<B: TrainBackend> {
+    model: Model<B>,
     opt: AdamState<B>,
     run: RunConfig,
     cursor: u64,
 }
 
-impl<B: Backend> Trainer<B> {
-    /// Starts training `params` (of `config`) from step 0. `tokenizer` is the
-    /// `cappa.tokenizer` metadata stored with the model files.
-    pub fn new(
-        be: B,
-        config: &Config,
-        params: Params<B>,
-        tokenizer: Option<String>,
-        run: RunConfig,
-    ) -> Result<Self> {
+impl<B: TrainBackend> Trainer<B> {
+    /// Starts training `model` (f32 parameters) from step 0.
+    pub fn new(model: Model<B>, run: RunConfig) -> Result<Self> {
         run.optimizer.validate()?;
         if run.batch_size == 0 {
             return Err(Error::Config("batch_size must be positive".into()));
         }
-        let opt = AdamState::new(&be, &params)?;
+        let opt = AdamState::new(&model)?;
         Ok(Trainer {
-            net: Net::new(config)?,
-            be,
-            tokenizer,
-            params,
+            model,
             opt,
             run,
             cursor: 0,
         })
     }
 
+    /// The model being trained, as it is now.
+    pub fn model(&self) -> &Model<B> {
+        &self.model
+    }
+
     /// The backend.
     pub fn backend(&self) -> &B {
-        &self.be
+        self.model.backend()
     }
 
     /// The model config.
     pub fn config(&self) -> &Config {
-        self.net.config()
+        self.model.config()
     }
 
     /// The run settings.
     pub fn run_config(&self) -> &RunConfig {
         &self.run
-    }
-
-    /// The parameters.
-    pub fn params(&self) -> &Params<B> {
-        &self.params
     }
 
     /// Updates done.
@@ -173,34 +160,22 @@ impl<B: Backend> Trainer<B> {
         self.cursor
     }
 
-    /// The tokenizer metadata stored with the model.
-    pub fn tokenizer_metadata(&self) -> Option<&str> {
-        self.tokenizer.as_deref()
-    }
-
     /// One training step on `batch`: each example takes Pa with probability
     /// `masked_pred_prob` (seeded by the run's seed and the step), the loss and its gradient,
     /// then one AdamW update.
     pub fn train_step(&mut self, batch: &Batch) -> Result<StepStats> {
-        let cfg = self.net.config();
+        let cfg = self.model.config();
         let b = batch.targets.batch();
         let modes = choose_modes(self.run.seed, self.opt.step, b, cfg.masked_pred_prob);
-        let (loss, grads) = crate::loss_and_grads(
-            &self.be,
-            &self.net,
-            &self.params,
+        let (loss, grads) = self.model.loss_and_grads(
             &batch.images,
             &batch.targets,
             &modes,
             cfg.label_smoothing,
         )?;
-        let upd = self.opt.update(
-            &self.be,
-            &self.run.optimizer,
-            &mut self.params,
-            &grads,
-            self.run.steps,
-        )?;
+        let upd = self
+            .opt
+            .update(&self.run.optimizer, &mut self.model, &grads, self.run.steps)?;
         self.cursor = batch.next;
         Ok(StepStats {
             step: self.opt.step,
@@ -213,13 +188,10 @@ impl<B: Backend> Trainer<B> {
 
     /// The mean loss of the captions of `batch`, all in `mode` (no update).
     pub fn eval_loss(&self, batch: &Batch, mode: Mode) -> Result<f32> {
-        let images = self.be.upload(&batch.images)?;
-        let modes = vec![mode; batch.targets.batch()];
-        let tape = self
-            .net
-            .forward(&self.be, &self.params, &images, &batch.targets, &modes)?;
-        let cfg = self.net.config();
-        Ok(caption_loss(&self.be, &tape.logits, &batch.targets, cfg.pad_id, 0.0)?.mean)
+        let m = &self.model;
+        let encoded = m.encode(&batch.images)?;
+        let logits = m.logits(&encoded, &batch.targets, mode)?;
+        Ok(caption_loss(m.backend(), &logits, &batch.targets, m.config().pad_id, 0.0)?.mean)
     }
 
     /// Validation losses over `dataset` in file order (at most `eval_batches` batches).
@@ -237,7 +209,7 @@ impl<B: Backend> Trainer<B> {
                 prefetch: 2,
             },
         )?;
-        let pa = self.net.config().has_mask_token();
+        let pa = self.config().has_mask_token();
         let (mut cap_sum, mut pa_sum, mut n) = (0.0f64, 0.0f64, 0usize);
         let mut batches = 0;
         while let Some(batch) = loader.next_batch() {
@@ -263,46 +235,35 @@ impl<B: Backend> Trainer<B> {
 
     /// The model file of the current parameters.
     pub fn model_file(&self) -> Result<Vec<u8>> {
-        self.params
-            .model_file(&self.be, self.net.config(), self.tokenizer.as_deref())
+        self.model.to_file()
     }
 
     /// The checkpoint file of the current state (see the module docs).
     pub fn checkpoint_file(&self) -> Result<Vec<u8>> {
-        let mut tensors = Vec::new();
-        let named = |prefix: &str, ts: &[B::Tensor]| -> Result<Vec<OwnedTensor>> {
-            self.params
-                .iter()
-                .zip(ts)
-                .map(|(p, t)| {
-                    Ok(OwnedTensor::f32(
-                        &format!("{prefix}{}", p.name),
-                        &self.be.download(t)?,
-                    ))
-                })
-                .collect()
-        };
-        for (name, t) in self.params.to_host(&self.be)? {
-            tensors.push(OwnedTensor::f32(&name, &t));
+        let be = self.backend();
+        let params = self.model.params();
+        let mut tensors = params
+            .iter()
+            .map(|p| Ok(OwnedTensor::f32(&p.name, &p.download(be)?)))
+            .collect::<Result<Vec<_>>>()?;
+        for (prefix, moments) in [(MOMENT_M, &self.opt.m), (MOMENT_V, &self.opt.v)] {
+            for (p, t) in params.iter().zip(moments) {
+                let t = be.download(t)?.reshape(&p.shape)?;
+                tensors.push(OwnedTensor::f32(&format!("{prefix}{}", p.name), &t));
+            }
         }
-        tensors.extend(named("optimizer/m/", &self.opt.m)?);
-        tensors.extend(named("optimizer/v/", &self.opt.v)?);
         let state = TrainState {
             step: self.opt.step,
             cursor: self.cursor,
             seed: self.run.seed,
             run: self.run.clone(),
         };
-        let mut meta = vec![
-            (CONFIG_KEY, self.net.config().to_json()),
-            (
-                TRAIN_KEY,
-                serde_json::to_string(&state).expect("state serialises"),
-            ),
-        ];
-        if let Some(t) = &self.tokenizer {
-            meta.push((TOKENIZER_KEY, t.clone()));
-        }
+        let tokenizer = self.model.tokenizer().map(Tokenizer::to_metadata);
+        let mut meta = metadata(self.config(), tokenizer.as_deref());
+        meta.push((
+            TRAIN_KEY,
+            serde_json::to_string(&state).expect("state serialises"),
+        ));
         serialize(&tensors, &meta)
     }
 
@@ -325,8 +286,8 @@ impl<B: Backend> Trainer<B> {
         Ok(ckpt)
     }
 
-    /// Continues the run saved in the checkpoint file `path`, with `run` (its seed is replaced
-    /// by the checkpoint's, which the data order and task mixing depend on).
+    /// Continues the run saved in the checkpoint file `path` on `be`, with `run` (its seed is
+    /// replaced by the checkpoint's, which the data order and task mixing depend on).
     pub fn resume(be: B, path: &Path, mut run: RunConfig) -> Result<Self> {
         let bytes =
             std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
@@ -339,40 +300,46 @@ impl<B: Backend> Trainer<B> {
         let config = Config::from_json(meta(CONFIG_KEY)?)?;
         let state: TrainState = serde_json::from_str(meta(TRAIN_KEY)?)
             .map_err(|e| Error::Config(format!("{}: bad `{TRAIN_KEY}`: {e}", path.display())))?;
-        let tokenizer = file.metadata(TOKENIZER_KEY).map(str::to_string);
-        let layout = crate::params::layout(&config)?;
-        let load = |prefix: &str| -> Result<Vec<HostTensor>> {
-            layout
+        // The parameters load by the model's own names; the moments are the rest of the file.
+        let mut model = Model::from_source(&config, &FileParams::new(&file), be)?;
+        if let Some(t) = file.metadata(TOKENIZER_KEY) {
+            model = model.with_tokenizer(Tokenizer::from_metadata(t)?)?;
+        }
+        let moments = |prefix: &str| -> Result<Vec<B::Tensor>> {
+            let be = model.backend();
+            model
+                .params()
                 .iter()
-                .map(|(name, shape)| {
-                    let full = format!("{prefix}{name}");
-                    let t = file.f32(&full)?;
-                    if t.shape() != shape.as_slice() {
+                .map(|p| {
+                    let name = format!("{prefix}{}", p.name);
+                    let t = file.f32(&name)?;
+                    if t.shape() != p.shape.as_slice() {
                         return Err(Error::ShapeMismatch {
-                            name: full,
-                            expected: shape.clone(),
+                            name,
+                            expected: p.shape.clone(),
                             found: t.shape().to_vec(),
                         });
                     }
-                    Ok(t)
+                    be.upload(&t.reshape(&be.shape(&p.tensor))?)
                 })
                 .collect()
         };
-        let params = Params::from_host(&be, &config, load("")?)?;
-        let up = |ts: Vec<HostTensor>| ts.iter().map(|t| be.upload(t)).collect::<Result<Vec<_>>>();
-        let m = up(load("optimizer/m/")?)?;
-        let v = up(load("optimizer/v/")?)?;
-        run.seed = state.seed;
-        let mut t = Trainer::new(be, &config, params, tokenizer, run)?;
-        t.opt = AdamState {
-            m,
-            v,
+        let opt = AdamState {
+            m: moments(MOMENT_M)?,
+            v: moments(MOMENT_V)?,
             step: state.step,
         };
+        run.seed = state.seed;
+        let mut t = Trainer::new(model, run)?;
+        t.opt = opt;
         t.cursor = state.cursor;
         Ok(t)
     }
 }
+
+/// Checkpoint name prefixes of Adam's first and second moments.
+const MOMENT_M: &str = "optimizer/m/";
+const MOMENT_V: &str = "optimizer/v/";
 
 /// Writes `bytes` to `path` through a temporary file in the same folder: write, fsync,
 /// `before_rename` (a crash there leaves the old file untouched), rename, sync the folder.
@@ -454,14 +421,15 @@ pub struct ValidationData<'a> {
 }
 
 /// Trains until `run.steps` steps are done or `stop` is raised, reporting every step,
-/// validation and checkpoint to `on_event`, writing checkpoints into `out_dir`.
-pub fn run<B: Backend>(
+/// validation and checkpoint to `on_event` (with the model as it is then, e.g. to evaluate it),
+/// writing checkpoints into `out_dir`.
+pub fn run<B: TrainBackend>(
     trainer: &mut Trainer<B>,
     train: &mut Loader,
     valid: Option<ValidationData<'_>>,
     out_dir: &Path,
     stop: &AtomicBool,
-    on_event: &mut dyn FnMut(Event),
+    on_event: &mut dyn FnMut(Event, &Model<B>),
 ) -> Result<Outcome> {
     let run = trainer.run.clone();
     let mut saved_at = None;
@@ -469,10 +437,8 @@ pub fn run<B: Backend>(
         if stop.load(Ordering::SeqCst) {
             if saved_at != Some(trainer.step()) {
                 let path = trainer.save(out_dir)?;
-                on_event(Event::Checkpoint {
-                    step: trainer.step(),
-                    path,
-                });
+                let step = trainer.step();
+                on_event(Event::Checkpoint { step, path }, trainer.model());
             }
             return Ok(Outcome::Interrupted);
         }
@@ -480,21 +446,21 @@ pub fn run<B: Backend>(
             .next_batch()
             .ok_or_else(|| Error::Backend("the data loader stopped".into()))??;
         for w in &batch.warnings {
-            on_event(Event::Skipped(w.clone()));
+            on_event(Event::Skipped(w.clone()), trainer.model());
         }
         let stats = trainer.train_step(&batch)?;
-        on_event(Event::Step(stats));
+        on_event(Event::Step(stats), trainer.model());
         let s = trainer.step();
         if let Some(v) = &valid {
             if run.eval_every > 0 && (s.is_multiple_of(run.eval_every) || s == run.steps) {
                 let losses = trainer.validate(v.dataset, v.prep)?;
-                on_event(Event::Validation { step: s, losses });
+                on_event(Event::Validation { step: s, losses }, trainer.model());
             }
         }
         if (run.checkpoint_every > 0 && s.is_multiple_of(run.checkpoint_every)) || s == run.steps {
             let path = trainer.save(out_dir)?;
             saved_at = Some(s);
-            on_event(Event::Checkpoint { step: s, path });
+            on_event(Event::Checkpoint { step: s, path }, trainer.model());
         }
     }
     Ok(Outcome::Finished)

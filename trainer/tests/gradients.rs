@@ -3,28 +3,28 @@
 //! GPU backend, within the fixture README's tolerance: 1e-4 of each tensor's largest magnitude
 //! plus 1e-6; the exact-zero attention key-bias gradients absolutely (1e-6).
 
-use cappa::{Backend, Checkpoint, CpuBackend, Gemm, Mode};
+use cappa::{Backend as TrainBackend, Checkpoint, CpuBackend, Gemm, Mode, Model};
 use cappa_tests::{assert_close, fixture_dirs, Fixture, Tol};
-use cappa_trainer::{loss_and_grads, Net, Params};
 
 /// Gradients whose true value is exactly zero (spec §12.14): softmax cancels a key bias.
 fn exactly_zero(name: &str) -> bool {
     name.ends_with("MultiHeadDotProductAttention_0/key/bias")
 }
 
-fn check<B: Backend>(be: &B, label: &str) {
+fn check<B: TrainBackend + Clone>(be: &B, label: &str) {
     for dir in fixture_dirs() {
         let fix = Fixture::open(&dir);
         let ckpt = Checkpoint::load(&dir).unwrap();
-        let params = Params::from_checkpoint(be, &ckpt).unwrap();
-        let net = Net::new(ckpt.config()).unwrap();
+        let model = Model::new(&ckpt, be.clone()).unwrap();
+        let params = model.params();
         let images = fix.images();
         let tokens = fix.tokens("tokens");
         let b = tokens.batch();
         let mut worst = 0.0f32;
         for (mode, key) in [(Mode::Cap, "cap"), (Mode::Pa, "pa")] {
-            let (loss, grads) =
-                loss_and_grads(be, &net, &params, &images, &tokens, &vec![mode; b], 0.0).unwrap();
+            let (loss, grads) = model
+                .loss_and_grads(&images, &tokens, &vec![mode; b], 0.0)
+                .unwrap();
             let want = fix.want(&format!("loss_{key}")).data()[0];
             assert!(
                 (loss.mean - want).abs() <= Tol::LOSSES.abs,
@@ -36,10 +36,10 @@ fn check<B: Backend>(be: &B, label: &str) {
                 params.len(),
                 "{label}: one gradient per parameter"
             );
-            for p in params.iter() {
+            for p in &params {
                 let name = format!("grad_{key}/{}", p.name);
                 let want = fix.want(&name);
-                let got = be.download(grads.get(&p.name).unwrap()).unwrap();
+                let got = grads.download(be, p).unwrap();
                 let max = want.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
                 let tol = if exactly_zero(&p.name) {
                     Tol {
@@ -68,7 +68,7 @@ fn check<B: Backend>(be: &B, label: &str) {
             .iter()
             .map(|&pa| if pa != 0 { Mode::Pa } else { Mode::Cap })
             .collect();
-        let (loss, _) = loss_and_grads(be, &net, &params, &images, &tokens, &modes, 0.0).unwrap();
+        let (loss, _) = model.loss_and_grads(&images, &tokens, &modes, 0.0).unwrap();
         let want = fix.want("loss_mixed").data()[0];
         assert!(
             (loss.mean - want).abs() <= Tol::LOSSES.abs,

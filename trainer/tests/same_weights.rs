@@ -14,11 +14,12 @@
 use std::path::PathBuf;
 
 use cappa::safetensors_io::{OwnedTensor, SafetensorsFile};
-use cappa::{Backend, Checkpoint, CpuBackend, Gemm, HostTensor, Tokens};
+use cappa::weights::InitParams;
+use cappa::{Backend, Checkpoint, CpuBackend, Gemm, HostTensor, Model, Tokens};
 use cappa_tests::{fixture_dirs, Fixture};
 use cappa_trainer::data::Batch;
 use cappa_trainer::optim::OptimConfig;
-use cappa_trainer::{Params, RunConfig, Trainer};
+use cappa_trainer::{RunConfig, Trainer};
 
 const STEPS: u64 = 20;
 const FINGERPRINT_KEY: &str = "cappa.test.fingerprint";
@@ -55,7 +56,7 @@ fn train20<B: Backend>(be: B) -> Vec<(String, HostTensor)> {
     let mut config = Checkpoint::load(dir).unwrap().config().clone();
     // Exercise the smoothing path of the loss gradient too (the fixture's is 0).
     config.label_smoothing = 0.1;
-    let params = Params::init(&be, &config, 3).unwrap();
+    let model = Model::from_source(&config, &InitParams::new(3), be).unwrap();
     let run = RunConfig {
         steps: STEPS,
         batch_size: 4,
@@ -88,7 +89,7 @@ fn train20<B: Backend>(be: B) -> Vec<(String, HostTensor)> {
         next: 0,
         warnings: Vec::new(),
     };
-    let mut trainer = Trainer::new(be, &config, params, None, run).unwrap();
+    let mut trainer = Trainer::new(model, run).unwrap();
     let mut pa = 0;
     for _ in 0..STEPS {
         pa += trainer.train_step(&batch).unwrap().pa_examples;

@@ -6,15 +6,18 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use cappa::layers::Grads;
 use cappa::tokenizer::SpecialIds;
-use cappa::{Backend, Checkpoint, Config, CpuBackend, HostTensor, Mode, Tokenizer};
+use cappa::weights::InitParams;
+use cappa::{
+    Backend as TrainBackend, Checkpoint, Config, CpuBackend, HostTensor, Mode, Model, Tokenizer,
+};
 use cappa_tests::{assert_close, fixture_dirs, Fixture, Tol};
 use cappa_trainer::data::{Dataset, Loader, LoaderOptions, Prep};
-use cappa_trainer::optim::{AdamState, OptimConfig};
-use cappa_trainer::params::decays;
+use cappa_trainer::optim::{decays, AdamState, OptimConfig};
 use cappa_trainer::shapes::{self, ShapesWorld, Split};
 use cappa_trainer::train::{run, Outcome, CHECKPOINT_FILE};
-use cappa_trainer::{loss_and_grads, Grads, Net, Params, RunConfig, Trainer};
+use cappa_trainer::{RunConfig, Trainer};
 
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("cappa-train-{name}-{}", std::process::id()));
@@ -23,32 +26,28 @@ fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
-/// The fixture's parameters and their Cap gradient, on the host.
-fn fixture_state() -> (Config, Vec<HostTensor>, Vec<(String, HostTensor)>) {
-    let dir = &fixture_dirs()[0];
-    let fix = Fixture::open(dir);
-    let ckpt = Checkpoint::load(dir).unwrap();
-    let be = CpuBackend::new();
-    let params = Params::from_checkpoint(&be, &ckpt).unwrap();
-    let net = Net::new(ckpt.config()).unwrap();
-    let tokens = fix.tokens("tokens");
-    let modes = vec![Mode::Cap; tokens.batch()];
-    let (_, grads) =
-        loss_and_grads(&be, &net, &params, &fix.images(), &tokens, &modes, 0.0).unwrap();
-    let grads = params
+/// Every parameter of `model` on the host, by name, in parameter order.
+fn host_params<B: TrainBackend>(model: &Model<B>) -> Vec<(String, HostTensor)> {
+    model
+        .params()
         .iter()
-        .map(|p| be.download(grads.get(&p.name).unwrap()).unwrap())
-        .collect();
-    let host = params.to_host(&be).unwrap();
-    (ckpt.config().clone(), grads, host)
+        .map(|p| (p.name.clone(), p.download(model.backend()).unwrap()))
+        .collect()
 }
 
 /// Two AdamW updates from the fixture's parameters with fixed gradients (the fixture's Cap
 /// gradient, then its negative halved), clipped, decayed, in warm-up: parameters and moments.
-fn two_updates<B: Backend>(be: &B) -> Vec<HostTensor> {
-    let (config, grads, host) = fixture_state();
-    let mut params =
-        Params::from_host(be, &config, host.into_iter().map(|(_, t)| t).collect()).unwrap();
+fn two_updates<B: TrainBackend>(be: B) -> Vec<HostTensor> {
+    let dir = &fixture_dirs()[0];
+    let fix = Fixture::open(dir);
+    let ckpt = Checkpoint::load(dir).unwrap();
+    let cpu = Model::new(&ckpt, CpuBackend::new()).unwrap();
+    let tokens = fix.tokens("tokens");
+    let modes = vec![Mode::Cap; tokens.batch()];
+    let (_, cpu_grads) = cpu
+        .loss_and_grads(&fix.images(), &tokens, &modes, 0.0)
+        .unwrap();
+    let mut model = Model::new(&ckpt, be).unwrap();
     let cfg = OptimConfig {
         lr: 1e-2,
         weight_decay: 1e-2,
@@ -56,24 +55,20 @@ fn two_updates<B: Backend>(be: &B) -> Vec<HostTensor> {
         clip_norm: 0.5,
         ..OptimConfig::default()
     };
-    let mut opt = AdamState::new(be, &params).unwrap();
+    let mut opt = AdamState::new(&model).unwrap();
     for scale in [1.0f32, -0.5] {
         let mut g = Grads::default();
-        for (p, t) in params.iter().zip(&grads) {
+        for (p, c) in model.params().into_iter().zip(cpu.params()) {
+            let t = cpu.backend().download(cpu_grads.of(c).unwrap()).unwrap();
             let data = t.data().iter().map(|v| v * scale).collect();
             let t = HostTensor::new(t.shape(), data).unwrap();
-            g.insert(p.name.clone(), be.upload(&t).unwrap());
+            g.set(p, model.backend().upload(&t).unwrap());
         }
-        opt.update(be, &cfg, &mut params, &g, 10).unwrap();
+        opt.update(&cfg, &mut model, &g, 10).unwrap();
     }
-    let mut out: Vec<HostTensor> = params
-        .to_host(be)
-        .unwrap()
-        .into_iter()
-        .map(|(_, t)| t)
-        .collect();
+    let mut out: Vec<HostTensor> = host_params(&model).into_iter().map(|(_, t)| t).collect();
     for t in opt.m.iter().chain(&opt.v) {
-        out.push(be.download(t).unwrap());
+        out.push(model.backend().download(t).unwrap());
     }
     out
 }
@@ -82,8 +77,8 @@ fn two_updates<B: Backend>(be: &B) -> Vec<HostTensor> {
 #[test]
 fn optimizer_steps_are_the_same_on_cpu_and_gpu() {
     let Some(g) = cappa_tests::gpu() else { return };
-    let cpu = two_updates(&CpuBackend::new());
-    let gpu = two_updates(&g);
+    let cpu = two_updates(CpuBackend::new());
+    let gpu = two_updates(g);
     assert_eq!(cpu.len(), gpu.len());
     let mut worst = 0.0f32;
     for (i, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
@@ -106,21 +101,21 @@ fn optimizer_steps_are_the_same_on_cpu_and_gpu() {
 fn weight_decay_touches_only_kernels() {
     let be = CpuBackend::new();
     let config = Config::tiny_for_tests();
-    let mut params = Params::init(&be, &config, 3).unwrap();
-    let before = params.to_host(&be).unwrap();
+    let mut model = Model::from_source(&config, &InitParams::new(3), be).unwrap();
+    let before = host_params(&model);
     // Zero gradients: Adam's direction is 0, so only the decay can move a parameter.
     let mut grads = Grads::default();
-    for p in params.iter() {
-        grads.insert(p.name.clone(), be.zeros(&p.shape).unwrap());
+    for p in model.params() {
+        grads.set(p, be.zeros(&be.shape(&p.tensor)).unwrap());
     }
     let cfg = OptimConfig {
         weight_decay: 0.1,
         ..OptimConfig::default()
     };
-    let mut opt = AdamState::new(&be, &params).unwrap();
-    let stats = opt.update(&be, &cfg, &mut params, &grads, 4).unwrap();
+    let mut opt = AdamState::new(&model).unwrap();
+    let stats = opt.update(&cfg, &mut model, &grads, 4).unwrap();
     assert_eq!(stats.schedule, 1.0);
-    let after = params.to_host(&be).unwrap();
+    let after = host_params(&model);
     let mut kernels = 0;
     for ((name, b), (_, a)) in before.iter().zip(&after) {
         if decays(name) {
@@ -142,13 +137,11 @@ fn weight_decay_touches_only_kernels() {
 
 /// A tiny model on the procedural shapes data.
 fn setup(steps: u64) -> (Config, Arc<Dataset>, Prep, RunConfig) {
-    let config = Config::tiny_for_tests();
-    let mut config = Config {
+    let config = Config {
         vocab_size: shapes::vocabulary().len(),
         max_len: 8,
-        ..config
+        ..Config::tiny_for_tests()
     };
-    config.resolve();
     let tok =
         Tokenizer::words(shapes::vocabulary(), SpecialIds::from_config(&config), true).unwrap();
     let prep = Prep {
@@ -197,7 +190,7 @@ fn loader(ds: &Arc<Dataset>, prep: &Prep, run: &RunConfig, start: u64) -> Loader
 }
 
 /// Trains `run.steps` steps (or until step `stop_at`, as Ctrl-C would), returning the losses.
-fn train<B: Backend>(
+fn train<B: TrainBackend>(
     t: &mut Trainer<B>,
     ds: &Arc<Dataset>,
     prep: &Prep,
@@ -207,7 +200,7 @@ fn train<B: Backend>(
     let mut l = loader(ds, prep, t.run_config(), t.cursor());
     let stop = AtomicBool::new(false);
     let mut losses = Vec::new();
-    let outcome = run(t, &mut l, None, out, &stop, &mut |e| {
+    let outcome = run(t, &mut l, None, out, &stop, &mut |e, _| {
         if let cappa_trainer::train::Event::Step(s) = e {
             losses.push(s.loss);
             if Some(s.step) == stop_at {
@@ -219,9 +212,9 @@ fn train<B: Backend>(
     (losses, outcome)
 }
 
-fn fresh<B: Backend>(be: B, config: &Config, run: &RunConfig) -> Trainer<B> {
-    let params = Params::init(&be, config, run.seed).unwrap();
-    Trainer::new(be, config, params, None, run.clone()).unwrap()
+fn fresh<B: TrainBackend>(be: B, config: &Config, run: &RunConfig) -> Trainer<B> {
+    let model = Model::from_source(config, &InitParams::new(run.seed), be).unwrap();
+    Trainer::new(model, run.clone()).unwrap()
 }
 
 #[test]
@@ -245,10 +238,7 @@ fn resume_continues_exactly() {
     assert_eq!(outcome, Outcome::Finished);
     let losses_b: Vec<f32> = first.into_iter().chain(rest).collect();
     assert_eq!(losses_a, losses_b, "same losses step by step");
-    assert_eq!(
-        a.params().to_host(&be).unwrap(),
-        b.params().to_host(&be).unwrap()
-    );
+    assert_eq!(host_params(a.model()), host_params(b.model()));
     // The model file beside the checkpoint runs in cappa.
     let model = Checkpoint::load(out_b.join("model.safetensors")).unwrap();
     cappa::Model::new(&model, be).unwrap();
@@ -288,7 +278,7 @@ fn a_crash_between_write_and_rename_keeps_the_old_checkpoint() {
     assert_eq!(Trainer::resume(be, &path, run_cfg).unwrap().step(), 2);
 }
 
-fn same_seed_same_losses<B: Backend + Clone>(be: B) {
+fn same_seed_same_losses<B: TrainBackend + Clone>(be: B) {
     let (config, ds, prep, run_cfg) = setup(3);
     // One folder per backend: the CPU and GPU versions of this test run at the same time.
     let out = temp_dir(&format!("determinism-{}", be.name().replace(' ', "-")));
