@@ -89,7 +89,7 @@ fn classify_both_ways<B: Backend>(label: &str, model: &Model<B>, encoded: &B::Te
 #[test]
 fn async_decoding_and_scoring_equal_blocking_on_the_cpu() {
     for cfg in configs() {
-        let model = Model::new(&Checkpoint::random(&cfg, 5).unwrap(), CpuBackend::new()).unwrap();
+        let model = Model::random(&cfg, 5, CpuBackend::new()).unwrap();
         let encoded = model.encode(&images(&cfg, 2, 1)).unwrap();
         same_both_ways(&cfg.name, &model, &encoded, cfg.max_len);
         classify_both_ways(&cfg.name, &model, &encoded);
@@ -100,7 +100,7 @@ fn async_decoding_and_scoring_equal_blocking_on_the_cpu() {
 fn async_errors_are_the_blocking_errors() {
     let cfg = configs().pop().unwrap(); // Cap-only: no parallel decoding
     assert!(!cfg.has_mask_token());
-    let model = Model::new(&Checkpoint::random(&cfg, 5).unwrap(), CpuBackend::new()).unwrap();
+    let model = Model::random(&cfg, 5, CpuBackend::new()).unwrap();
     let encoded = model.encode(&images(&cfg, 1, 1)).unwrap();
     let opts = DecodeOptions::default();
     let blocking = model
@@ -199,7 +199,7 @@ mod gpu {
     fn async_decoding_and_scoring_equal_blocking_on_the_gpu() {
         let Some(g) = gpu_async() else { return };
         for cfg in configs() {
-            let ckpt = Checkpoint::random(&cfg, 5).unwrap();
+            let ckpt = Model::random_checkpoint(&cfg, 5).unwrap();
             let model = Model::new(&ckpt, g.clone()).unwrap();
             let encoded = model.encode(&images(&cfg, 2, 1)).unwrap();
             same_both_ways(&cfg.name, &model, &encoded, cfg.max_len);

@@ -94,7 +94,7 @@ fn compare_models(
 #[test]
 fn random_models_decode_alike_on_gpu_and_cpu() {
     for cfg in configs() {
-        let ckpt = Checkpoint::random(&cfg, 5).unwrap();
+        let ckpt = Model::random_checkpoint(&cfg, 5).unwrap();
         let mut cands = captions(&cfg, 5, 2);
         // Leave room for the two prompt tokens.
         let l = cfg.max_len - 2;

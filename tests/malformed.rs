@@ -9,7 +9,7 @@ fn tiny() -> Config {
 
 /// The tensors of a random tiny checkpoint, to be edited.
 fn tensors(cfg: &Config) -> Vec<(String, HostTensor)> {
-    let ckpt = Checkpoint::random(cfg, 1).unwrap();
+    let ckpt = Model::random_checkpoint(cfg, 1).unwrap();
     let file = ckpt.file().unwrap();
     file.names()
         .map(|n| (n.to_string(), file.f32(n).unwrap()))
@@ -27,7 +27,7 @@ fn owned(ts: &[(String, HostTensor)]) -> Vec<OwnedTensor> {
 }
 
 fn good_bytes() -> Vec<u8> {
-    Checkpoint::random(&tiny(), 1)
+    Model::random_checkpoint(&tiny(), 1)
         .unwrap()
         .to_single_file(None)
         .unwrap()
@@ -146,7 +146,7 @@ fn integer_weights_are_an_unsupported_dtype() {
 fn inconsistent_config_is_rejected() {
     let mut cfg = tiny();
     cfg.enc_heads = 3; // 16 is not divisible by 3
-    let err = Checkpoint::random(&cfg, 0).unwrap_err();
+    let err = Model::random_checkpoint(&cfg, 0).unwrap_err();
     assert!(
         matches!(err, Error::Config(ref m) if m.contains("enc_width 16 is not divisible by enc_heads 3")),
         "{err:?}"
@@ -172,7 +172,7 @@ fn file_without_config_says_so() {
 #[test]
 fn images_of_the_wrong_size_are_rejected() {
     let cfg = tiny();
-    let model = Model::new(&Checkpoint::random(&cfg, 2).unwrap(), CpuBackend::new()).unwrap();
+    let model = Model::random(&cfg, 2, CpuBackend::new()).unwrap();
     for shape in [
         vec![1, cfg.image_size + 8, cfg.image_size, 3],
         vec![1, cfg.image_size, cfg.image_size, 4],
@@ -189,7 +189,7 @@ fn images_of_the_wrong_size_are_rejected() {
 #[test]
 fn token_ids_at_or_above_vocab_are_rejected() {
     let cfg = tiny();
-    let model = Model::new(&Checkpoint::random(&cfg, 3).unwrap(), CpuBackend::new()).unwrap();
+    let model = Model::random(&cfg, 3, CpuBackend::new()).unwrap();
     let enc = model
         .encode(&HostTensor::zeros(&[1, cfg.image_size, cfg.image_size, 3]))
         .unwrap();
@@ -224,7 +224,7 @@ fn token_ids_at_or_above_vocab_are_rejected() {
 fn cap_only_checkpoint_loads_and_refuses_pa() {
     let mut cfg = tiny();
     cfg.masked_pred_prob = 0.0;
-    let ckpt = Checkpoint::random(&cfg, 4).unwrap();
+    let ckpt = Model::random_checkpoint(&cfg, 4).unwrap();
     let file = ckpt.file().unwrap();
     assert_eq!(
         file.get("decoder/EmbedTargets/embedding").unwrap().shape,
@@ -248,7 +248,7 @@ fn cap_only_checkpoint_loads_and_refuses_pa() {
     assert!(Error::PaUnavailable.to_string().contains("Cap-only"));
 
     // A CapPa file with a Cap-only config (or the reverse) fails on the embedding's shape.
-    let capa = Checkpoint::random(&tiny(), 4)
+    let capa = Model::random_checkpoint(&tiny(), 4)
         .unwrap()
         .to_single_file(None)
         .unwrap();

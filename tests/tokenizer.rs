@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use cappa::tokenizer::{pad_caption, PieceType, SentencePiece, SpecialIds, Vocab};
-use cappa::{Checkpoint, Config, Error, Tokenizer};
+use cappa::{Checkpoint, Config, Error, Model, Tokenizer};
 use serde_json::Value;
 
 fn spm_dir() -> PathBuf {
@@ -613,7 +613,7 @@ fn bad_metadata_is_a_typed_error() {
 #[test]
 fn the_model_file_carries_its_tokenizer() {
     let config = Config::tiny_for_tests();
-    let plain = Checkpoint::random(&config, 3).unwrap();
+    let plain = Model::random_checkpoint(&config, 3).unwrap();
     assert!(plain.load_tokenizer().unwrap().is_none());
 
     let tok = Tokenizer::words(

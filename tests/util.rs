@@ -194,7 +194,7 @@ fn no_gpu(reason: &str) -> Option<cappa::GpuBackend> {
 
 /// Random models and inputs of several shapes, for properties that hold for any configuration.
 pub mod random {
-    use cappa::{Checkpoint, Config, CpuBackend, Gemm, HostTensor, Model, PosEmb, Tokens};
+    use cappa::{Config, CpuBackend, Gemm, HostTensor, Model, PosEmb, Tokens};
 
     /// Tiny configs covering decoder biases on and off, sin-cos position tables, encoder and
     /// decoder of different widths, and a Cap-only checkpoint.
@@ -259,10 +259,6 @@ pub mod random {
 
     /// A random model of `cfg` on the CPU with `gemm`.
     pub fn model(cfg: &Config, gemm: Gemm) -> Model {
-        Model::new(
-            &Checkpoint::random(cfg, 11).unwrap(),
-            CpuBackend::with_gemm(gemm),
-        )
-        .unwrap()
+        Model::random(cfg, 11, CpuBackend::with_gemm(gemm)).unwrap()
     }
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use cappa::{
-    Backend, Checkpoint, Classify, Config, Decode, DecodeOptions, Device, Greedy, HostTensor,
-    Model, Result, Tokens,
+    Backend, Classify, Config, Decode, DecodeOptions, Device, Greedy, HostTensor, Model, Result,
+    Tokens,
 };
 use clap::Args;
 
@@ -73,7 +73,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         None => {
             let cfg = Config::preset(&args.preset)?;
             let bar = progress(None, &format!("making a random {} model", cfg.name));
-            let ckpt = Checkpoint::random(&cfg, 0)?;
+            let ckpt = Model::random_checkpoint(&cfg, 0)?;
             let m = Model::new(&ckpt, args.device.open()?)?;
             bar.finish_and_clear();
             m

@@ -930,7 +930,7 @@ mod tests {
         cfg.enc_depth = 3;
         cfg.dec_depth = 2;
         cfg.decoder_bias = true;
-        let looped = tensors_of(&Checkpoint::random(&cfg, 5).unwrap());
+        let looped = tensors_of(&Model::random_checkpoint(&cfg, 5).unwrap());
         let scanned = stack(looped.clone()).unwrap();
         let ln = &scanned["encoder/Transformer/encoderblock/LayerNorm_0/scale"];
         assert_eq!(ln.shape, [3, 16]);
@@ -997,7 +997,7 @@ mod tests {
         let mut cap_only = Config::tiny_for_tests();
         cap_only.masked_pred_prob = 0.0;
         for cfg in [Config::tiny_for_tests(), wide, cap_only] {
-            let tensors = tensors_of(&Checkpoint::random(&cfg, 3).unwrap());
+            let tensors = tensors_of(&Model::random_checkpoint(&cfg, 3).unwrap());
             let mut got = infer(&tensors);
             got.insert("name".into(), cfg.name.clone().into());
             let got = Config::from_json(&Value::Object(got).to_string()).unwrap();
@@ -1009,7 +1009,7 @@ mod tests {
     fn sincos_models_need_the_sizes_their_tables_would_give() {
         let mut cfg = Config::tiny_for_tests();
         cfg.posemb_type = PosEmb::Sincos2d;
-        let tensors = tensors_of(&Checkpoint::random(&cfg, 3).unwrap());
+        let tensors = tensors_of(&Model::random_checkpoint(&cfg, 3).unwrap());
         let got = infer(&tensors);
         assert_eq!(got["posemb_type"], "sincos2d");
         assert!(!got.contains_key("image_size") && !got.contains_key("max_len"));

@@ -347,7 +347,7 @@ fn random_models_of_every_shape_round_trip() {
     let tmp = scratch("random");
     for cfg in cappa_tests::random::configs() {
         let st = tmp.join(format!("{}.safetensors", cfg.name));
-        Checkpoint::random(&cfg, 9)
+        Model::random_checkpoint(&cfg, 9)
             .unwrap()
             .save(&st, None)
             .unwrap();

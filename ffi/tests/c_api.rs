@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use cappa_rt::{Checkpoint, Tokenizer};
+use cappa_rt::{Checkpoint, Model, Tokenizer};
 use common::{build_c, c_command, demo, model_path, run_ok, sample_image, scratch, Link};
 
 /// The arguments of `api_errors`: the model, the image, a model without tokenizer (the fixture
@@ -20,7 +20,7 @@ fn api_errors_args() -> Vec<PathBuf> {
         .clone();
     config.masked_pred_prob = 0.0;
     config.mask_id = None;
-    let mut checkpoint = Checkpoint::random(&config, 3).unwrap();
+    let mut checkpoint = Model::random_checkpoint(&config, 3).unwrap();
     let words = demo::WORDS.iter().map(|w| w.to_string()).collect();
     let ids = cappa_rt::tokenizer::SpecialIds::from_config(&config);
     let tokenizer = Tokenizer::words(words, ids, true).unwrap();

@@ -88,7 +88,7 @@ fn bench_backend<B: Backend + Clone>(c: &mut Criterion, name: &str, be: &B, ckpt
 }
 
 fn benches(c: &mut Criterion) {
-    let ckpt = Checkpoint::random(&config(), 1).unwrap();
+    let ckpt = Model::random_checkpoint(&config(), 1).unwrap();
     let only = std::env::var("CAPPA_BENCH_DEVICE").unwrap_or_default();
     if only != "gpu" {
         bench_backend(c, "cpu", &CpuBackend::new(), &ckpt);

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use cappa::backend::Matmul;
-use cappa::{Backend, Checkpoint, Config, CpuBackend, GpuBackend, HostTensor, Model};
+use cappa::{Backend, Config, CpuBackend, GpuBackend, HostTensor, Model};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn random(shape: &[usize], seed: u64) -> HostTensor {
@@ -80,7 +80,7 @@ fn bench_encoder<B: Backend + Clone>(c: &mut Criterion, name: &str, be: &B) {
     g.measurement_time(Duration::from_secs(if quick() { 5 } else { 30 }));
     for (label, width, heads) in [("vit_s16", 384, 6), ("vit_b16", 768, 12)] {
         let cfg = vit_config(width, heads);
-        let model = Model::new(&Checkpoint::random(&cfg, 1).unwrap(), be.clone()).unwrap();
+        let model = Model::random(&cfg, 1, be.clone()).unwrap();
         let images = random(&[1, 224, 224, 3], 3);
         g.bench_function(BenchmarkId::new(label, "batch1"), |bench| {
             bench.iter(|| {

@@ -14,7 +14,7 @@
 //! let words: Vec<String> = ["<pad>", "</s>", "<unk>", "a", "red", "blue", "circle", "square", "on",
 //!     "the", "left", "right"].iter().map(|w| w.to_string()).collect();
 //! let tokenizer = Tokenizer::words(words, SpecialIds::from_config(&config), true).unwrap();
-//! let model = Model::new(&Checkpoint::random(&config, 1).unwrap(), CpuBackend::new())
+//! let model = Model::random(&config, 1, CpuBackend::new())
 //!     .unwrap()
 //!     .with_tokenizer(tokenizer)
 //!     .unwrap();

@@ -10,12 +10,9 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::config::Config;
-use crate::cpu::{CpuBackend, Gemm};
 use crate::error::{Error, Result};
-use crate::model::Model;
 use crate::safetensors_io::{serialize, DType, OwnedTensor, SafetensorsFile};
 use crate::tokenizer::Tokenizer;
-use crate::weights::RandomParams;
 
 /// `__metadata__` key holding the config JSON.
 pub const CONFIG_KEY: &str = "cappa.config";
@@ -124,22 +121,6 @@ impl<'a> Checkpoint<'a> {
             })
             .collect::<Result<Vec<_>>>()?;
         serialize(&tensors, &metadata(&self.config, self.tokenizer()))
-    }
-
-    /// A checkpoint with every parameter `config` implies, filled with seeded random values
-    /// (for tests and demos; not the reference initialisers).
-    pub fn random(config: &Config, seed: u64) -> Result<Checkpoint<'static>> {
-        let mut config = config.clone();
-        config.resolve();
-        let source = RandomParams::new(seed);
-        Model::from_source(&config, &source, CpuBackend::with_gemm(Gemm::Blocked))?;
-        let tensors: Vec<OwnedTensor> = source
-            .into_tensors()
-            .iter()
-            .map(|(name, t)| OwnedTensor::f32(name, t))
-            .collect();
-        let bytes = serialize(&tensors, &metadata(&config, None))?;
-        Checkpoint::single_file(Cow::Owned(bytes))
     }
 
     /// Owns a single-file checkpoint's bytes.

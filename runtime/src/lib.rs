@@ -24,14 +24,13 @@
 //!
 //! ```
 //! use cappa::{
-//!     Backend, Beam, Checkpoint, Classify, Config, CpuBackend, Decode, DecodeOptions, HostTensor,
-//!     Model, Mode, Tokens,
+//!     Backend, Beam, Classify, Config, CpuBackend, Decode, DecodeOptions, HostTensor, Model, Mode,
+//!     Tokens,
 //! };
 //!
 //! // A tiny random model, built in memory (real models load from a file).
 //! let config = Config::tiny_for_tests();
-//! let ckpt = Checkpoint::random(&config, 7).unwrap();
-//! let model = Model::new(&ckpt, CpuBackend::new()).unwrap();
+//! let model = Model::random(&config, 7, CpuBackend::new()).unwrap();
 //!
 //! let images = HostTensor::zeros(&[1, config.image_size, config.image_size, 3]);
 //! let encoded = model.encode(&images).unwrap();

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use crate::backend::{Backend, Mask};
 use crate::checkpoint::{metadata, Checkpoint};
 use crate::config::Config;
-use crate::cpu::CpuBackend;
+use crate::cpu::{CpuBackend, Gemm};
 use crate::decoder::Decoder;
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
@@ -15,7 +15,7 @@ use crate::layers::{Param, Parameters, Tap};
 use crate::safetensors_io::{serialize, OwnedTensor};
 use crate::tensor::{HostTensor, Tokens};
 use crate::tokenizer::Tokenizer;
-use crate::weights::{FileParams, ParamSource, Scope};
+use crate::weights::{FileParams, ParamSource, RandomParams, Scope};
 
 /// How the decoder reads its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,19 @@ impl<B: Backend> Model<B> {
             decoder,
             tokenizer: None,
         })
+    }
+
+    /// A model with every parameter `config` implies filled with seeded random values (for
+    /// tests, benchmarks and demos; not the reference initialisers: see
+    /// [`crate::weights::InitParams`] for those). The same seed gives the same model on every
+    /// backend.
+    pub fn random(config: &Config, seed: u64, backend: B) -> Result<Self> {
+        Self::from_source(config, &RandomParams::new(seed), backend)
+    }
+
+    /// The model file of the current parameters, parsed (see [`Model::to_file`]).
+    pub fn to_checkpoint(&self) -> Result<Checkpoint<'static>> {
+        Checkpoint::from_vec(self.to_file()?)
     }
 
     /// The tokenizer stored with the model, if any.
@@ -234,6 +247,13 @@ impl<B: Backend> Model<B> {
             .collect::<Result<Vec<_>>>()?;
         let tokenizer = self.tokenizer.as_ref().map(Tokenizer::to_metadata);
         serialize(&tensors, &metadata(&self.config, tokenizer.as_deref()))
+    }
+}
+
+impl Model<CpuBackend> {
+    /// [`Model::random`] as a model file (made on the CPU): a checkpoint for tests and demos.
+    pub fn random_checkpoint(config: &Config, seed: u64) -> Result<Checkpoint<'static>> {
+        Model::random(config, seed, CpuBackend::with_gemm(Gemm::Blocked))?.to_checkpoint()
     }
 }
 

@@ -186,10 +186,9 @@ impl ParamSource for FileParams<'_, '_> {
 }
 
 /// Random parameters for tests and demos (not the reference initialisers): LayerNorm scales
-/// near 1, everything else normal with std `1/sqrt(fan_in)`. Records what it produced.
+/// near 1, everything else normal with std `1/sqrt(fan_in)`.
 pub struct RandomParams {
     rng: RefCell<Rng>,
-    made: RefCell<Vec<(String, HostTensor)>>,
 }
 
 impl RandomParams {
@@ -197,13 +196,7 @@ impl RandomParams {
     pub fn new(seed: u64) -> Self {
         RandomParams {
             rng: RefCell::new(Rng::new(seed)),
-            made: RefCell::new(Vec::new()),
         }
-    }
-
-    /// Everything produced so far, in request order.
-    pub fn into_tensors(self) -> Vec<(String, HostTensor)> {
-        self.made.into_inner()
     }
 }
 
@@ -223,9 +216,7 @@ impl ParamSource for RandomParams {
             (0.0, 1.0 / libm::sqrtf(fan_in as f32))
         };
         let data = (0..n).map(|_| mean + std * rng.normal()).collect();
-        let t = HostTensor::new(shape, data)?;
-        self.made.borrow_mut().push((path.to_string(), t.clone()));
-        Ok((t, DType::F32))
+        Ok((HostTensor::new(shape, data)?, DType::F32))
     }
 }
 

@@ -402,7 +402,7 @@ mod tests {
     use super::*;
     use crate::shapes::vocabulary;
     use cappa::tokenizer::SpecialIds;
-    use cappa::{Checkpoint, Config, CpuBackend};
+    use cappa::{Config, CpuBackend};
 
     fn random_model(masked_pred_prob: f32) -> (Model<CpuBackend>, Tokenizer) {
         let mut cfg = Config::tiny_for_tests();
@@ -411,7 +411,7 @@ mod tests {
         cfg.masked_pred_prob = masked_pred_prob;
         cfg.resolve();
         let tok = Tokenizer::words(vocabulary(), SpecialIds::from_config(&cfg), true).unwrap();
-        let m = Model::new(&Checkpoint::random(&cfg, 1).unwrap(), CpuBackend::new()).unwrap();
+        let m = Model::random(&cfg, 1, CpuBackend::new()).unwrap();
         (m, tok)
     }
 

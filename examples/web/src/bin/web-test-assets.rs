@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cappa::tokenizer::SpecialIds;
-use cappa::{Checkpoint, Config, PosEmb, Tokenizer};
+use cappa::{Checkpoint, Config, Model, PosEmb, Tokenizer};
 
 /// The labels the test classifies against (words of the vocabulary below).
 const LABELS: [&str; 3] = ["w3 w4", "w10", "w7 w8 w9"];
@@ -50,7 +50,7 @@ fn shapes_size(out: &PathBuf) -> Result<(), String> {
         posemb_type: PosEmb::Sincos2d,
         ..Config::tiny_for_tests()
     };
-    let mut ckpt = Checkpoint::random(&cfg, 0).map_err(|e| e.to_string())?;
+    let mut ckpt = Model::random_checkpoint(&cfg, 0).map_err(|e| e.to_string())?;
     let words = SHAPES_WORDS.iter().map(|w| w.to_string()).collect();
     let tok = Tokenizer::words(words, SpecialIds::from_config(ckpt.config()), true)
         .map_err(|e| e.to_string())?;
