@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use cappa::checkpoint::{write_atomic, CONFIG_KEY};
+use cappa::checkpoint::{metadata, write_atomic};
 use cappa::{Checkpoint, Config, CpuBackend, DType, Error, Model, PosEmb, Result};
 use safetensors::tensor::{Dtype, View};
 use serde_json::{Map, Value};
@@ -360,7 +360,10 @@ fn npz_to_safetensors(args: &ConvertArgs) -> Result<()> {
     let (tensors, scanned) = unstack(tensors).map_err(|m| bad(input, m))?;
     let config = config_for(args, &tensors)?;
     let tensors = cast_all(tensors, args.dtype, &mut notes);
-    let meta = HashMap::from([(CONFIG_KEY.to_string(), config.to_json())]);
+    let meta: HashMap<String, String> = metadata(&config, None)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     let bytes =
         safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
             .map_err(|e| bad(output, format_args!("cannot serialise: {e}")))?;
