@@ -1,8 +1,9 @@
 //! Model hyperparameters, named as in the reference configs and `fixtures/*/config.json`.
 //!
 //! Field names follow the fixture's `config.json`; keys this crate does not use are ignored,
-//! so reference config files load as they are. Decoder sizes of 0 mean "same as the encoder",
-//! as in the reference (`decoder_emb_dim or emb_dim`).
+//! so reference config files load as they are. In such files a decoder size that is missing or
+//! 0 means "same as the encoder", as in the reference (`decoder_emb_dim or emb_dim`);
+//! [`Config::from_json`] fills it in, so a `Config` always holds the real sizes.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -42,17 +43,13 @@ pub struct Config {
     pub enc_heads: usize,
     /// Encoder MLP hidden size.
     pub enc_mlp: usize,
-    /// Decoder width (0: same as the encoder).
-    #[serde(default)]
+    /// Decoder width.
     pub dec_width: usize,
-    /// Number of decoder blocks (0: same as the encoder).
-    #[serde(default)]
+    /// Number of decoder blocks.
     pub dec_depth: usize,
-    /// Decoder attention heads (0: same as the encoder).
-    #[serde(default)]
+    /// Decoder attention heads.
     pub dec_heads: usize,
-    /// Decoder MLP hidden size (0: same as the encoder).
-    #[serde(default)]
+    /// Decoder MLP hidden size.
     pub dec_mlp: usize,
     /// Number of output classes (the `[MASK]` id is `vocab_size`, never an output class).
     pub vocab_size: usize,
@@ -121,12 +118,25 @@ fn default_posemb() -> PosEmb {
 }
 
 impl Config {
-    /// Parses a JSON config (reference key names), fills "same as encoder" decoder sizes and
-    /// checks that the sizes are consistent.
+    /// Parses a JSON config (reference key names), fills decoder sizes that are missing or 0
+    /// with the encoder's (the reference's convention) and checks that the sizes are consistent.
     pub fn from_json(json: &str) -> Result<Self> {
-        let mut cfg: Config =
-            serde_json::from_str(json).map_err(|e| Error::Config(format!("{e}")))?;
-        cfg.resolve();
+        let bad = |e: serde_json::Error| Error::Config(format!("{e}"));
+        let mut value: serde_json::Value = serde_json::from_str(json).map_err(bad)?;
+        if let Some(map) = value.as_object_mut() {
+            for (dec, enc) in [
+                ("dec_width", "enc_width"),
+                ("dec_depth", "enc_depth"),
+                ("dec_heads", "enc_heads"),
+                ("dec_mlp", "enc_mlp"),
+            ] {
+                let unset = map.get(dec).is_none_or(|v| v.as_u64() == Some(0));
+                if let (true, Some(e)) = (unset, map.get(enc).cloned()) {
+                    map.insert(dec.to_string(), e);
+                }
+            }
+        }
+        let cfg: Config = serde_json::from_value(value).map_err(bad)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -134,22 +144,6 @@ impl Config {
     /// Serialises to JSON (decoder sizes written out explicitly).
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("config serialises")
-    }
-
-    /// Replaces decoder sizes of 0 by the encoder's.
-    pub fn resolve(&mut self) {
-        if self.dec_width == 0 {
-            self.dec_width = self.enc_width;
-        }
-        if self.dec_depth == 0 {
-            self.dec_depth = self.enc_depth;
-        }
-        if self.dec_heads == 0 {
-            self.dec_heads = self.enc_heads;
-        }
-        if self.dec_mlp == 0 {
-            self.dec_mlp = self.enc_mlp;
-        }
     }
 
     /// Checks that the sizes fit together; the error says which do not.
@@ -406,6 +400,23 @@ mod tests {
         );
         assert!(cfg.decoder_bias);
         assert!(!cfg.has_mask_token());
+    }
+
+    #[test]
+    fn a_config_never_holds_unresolved_sizes() {
+        // Explicit 0s are the reference's "same as the encoder" too.
+        let json = r#"{"image_size":32,"patch_size":8,"enc_width":64,"enc_depth":2,"enc_heads":4,
+                "enc_mlp":128,"dec_width":0,"dec_depth":1,"vocab_size":50,"max_len":10}"#;
+        let cfg = Config::from_json(json).unwrap();
+        assert_eq!(
+            (cfg.dec_width, cfg.dec_depth, cfg.dec_heads, cfg.dec_mlp),
+            (64, 1, 4, 128)
+        );
+        // Only `from_json` knows that convention: plain deserialisation wants every size.
+        let raw = serde_json::from_str::<Config>(json.replace(r#""dec_width":0,"#, "").as_str());
+        assert!(raw.unwrap_err().to_string().contains("dec_width"));
+        // What is written reads back the same.
+        assert_eq!(Config::from_json(&cfg.to_json()).unwrap(), cfg);
     }
 
     #[test]

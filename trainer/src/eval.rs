@@ -409,7 +409,6 @@ mod tests {
         cfg.vocab_size = vocabulary().len();
         cfg.max_len = 16;
         cfg.masked_pred_prob = masked_pred_prob;
-        cfg.resolve();
         let tok = Tokenizer::words(vocabulary(), SpecialIds::from_config(&cfg), true).unwrap();
         let m = Model::random(&cfg, 1, CpuBackend::new()).unwrap();
         (m, tok)
