@@ -231,6 +231,9 @@ fn four() -> usize {
     4
 }
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match real_main() {
         Ok(code) => code,
