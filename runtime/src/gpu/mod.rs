@@ -12,17 +12,27 @@
 //! * Tensors larger than one storage binding are bound as windows (matmul operands, embedding
 //!   tables); anything else too large for the device is a clear error.
 //!
-//! Each op's dispatch lives beside its CPU reference in `crate::ops::<op>`.
+//! The launchers of the kernels live in `kernels/` (one module per shader file, with its
+//! binding table and its typed uniform block); the device context is split over `device.rs`
+//! (adapter, limits, errors), `pool.rs`, `pipelines.rs`, `recorder.rs` and `readback.rs`.
 
-mod context;
+mod device;
+mod kernels;
+mod pipelines;
+mod pool;
+mod readback;
+mod recorder;
 pub mod shaders;
 
 use std::string::String;
 use std::sync::Arc;
 use std::vec::Vec;
 
-pub(crate) use context::{Arg, Buf, Ctx, Kernel};
-pub use context::{GpuOptions, GpuStats, MatmulKernel};
+pub(crate) use device::Ctx;
+pub use device::{GpuOptions, GpuStats, MatmulKernel};
+pub(crate) use pipelines::Kernel;
+pub(crate) use pool::Buf;
+pub(crate) use recorder::Arg;
 
 use crate::backend::{AdamW, Attention, Backend, Matmul, Sampling};
 use crate::error::{Error, Result};
@@ -404,7 +414,7 @@ impl Backend for GpuBackend {
         let d = ops::matmul::dims(
             &a.shape, &b.shape, op.trans_a, op.trans_b, op.batched, bias_shape,
         )?;
-        ops::matmul::gpu(self, a, b, op.bias, op.activation, &d)
+        kernels::matmul::matmul(self, a, b, op.bias, op.activation, &d)
     }
 
     fn layer_norm(
@@ -415,7 +425,7 @@ impl Backend for GpuBackend {
         eps: f32,
     ) -> Result<GpuTensor> {
         ops::layer_norm::check(&x.shape, &scale.shape, bias.map(|b| b.shape.as_slice()))?;
-        ops::layer_norm::gpu(self, x, scale, bias, eps)
+        kernels::layer_norm::layer_norm(self, x, scale, bias, eps)
     }
 
     fn attention(
@@ -426,37 +436,37 @@ impl Backend for GpuBackend {
         op: Attention<'_>,
     ) -> Result<GpuTensor> {
         let d = ops::attention::dims(&q.shape, &k.shape, &v.shape, &op)?;
-        ops::attention::gpu(self, q, k, v, d, &op.mask)
+        kernels::attention::attention(self, q, k, v, &d, &op.mask)
     }
 
     fn gelu(&self, x: &GpuTensor) -> Result<GpuTensor> {
-        ops::gelu::gpu(self, x)
+        kernels::elementwise::gelu(self, x)
     }
 
     fn add(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
         ops::add::check(&a.shape, &b.shape)?;
-        ops::add::gpu(self, a, b)
+        kernels::elementwise::add(self, a, b)
     }
 
     fn embed(&self, table: &GpuTensor, ids: &GpuIds) -> Result<GpuTensor> {
         let shape = ops::embed::check(&table.shape, &ids.shape)?;
-        ops::embed::gpu(self, table, ids, &shape)
+        kernels::embed::embed(self, table, ids, &shape)
     }
 
     fn patchify(&self, images: &GpuTensor, patch: usize) -> Result<GpuTensor> {
         let shape = ops::patchify::check(&images.shape, patch)?;
-        ops::patchify::gpu(self, images, patch, &shape)
+        kernels::patchify::patchify(self, images, patch, &shape)
     }
 
     fn mean_rows(&self, x: &GpuTensor) -> Result<GpuTensor> {
         let shape = ops::rows::check_mean(&x.shape)?;
-        ops::rows::gpu_mean(self, x, &shape)
+        kernels::rows::mean(self, x, &shape)
     }
 
     fn slice_rows(&self, x: &GpuTensor, start: usize, len: usize) -> Result<GpuTensor> {
         let shape = ops::rows::check_slice(&x.shape, start, len)?;
         let mut out = self.alloc(&shape)?;
-        ops::rows::gpu_copy(self, x, start, &mut out, 0)?;
+        kernels::rows::copy(self, x, start, &mut out, 0)?;
         Ok(out)
     }
 
@@ -469,11 +479,11 @@ impl Backend for GpuBackend {
                 .copy(&dst.buf, 0, &copy.buf, 0, dst.numel() as u64 * 4);
             *dst = copy;
         }
-        ops::rows::gpu_copy(self, src, 0, dst, start)
+        kernels::rows::copy(self, src, 0, dst, start)
     }
 
     fn log_softmax(&self, x: &GpuTensor) -> Result<GpuTensor> {
-        ops::softmax::gpu_log_softmax(self, x)
+        kernels::softmax::log_softmax(self, x)
     }
 
     fn argmax(&self, x: &GpuTensor) -> Result<GpuIds> {
@@ -483,11 +493,11 @@ impl Backend for GpuBackend {
                 std::format!("no classes in {:?}", x.shape),
             ));
         }
-        ops::softmax::gpu_argmax(self, x)
+        kernels::softmax::argmax(self, x)
     }
 
     fn sample(&self, logits: &GpuTensor, op: Sampling, seed: u64, step: u32) -> Result<GpuIds> {
-        ops::sample::gpu(self, logits, &op, seed, step)
+        kernels::sample::sample(self, logits, &op, seed, step)
     }
 
     fn beam_candidates(
@@ -498,12 +508,12 @@ impl Backend for GpuBackend {
         k: usize,
     ) -> Result<(GpuTensor, GpuIds)> {
         let d = ops::beam::dims(&logits.shape, &beam_scores.shape, groups, k)?;
-        ops::beam::gpu(self, logits, beam_scores, d)
+        kernels::beam::beam_candidates(self, logits, beam_scores, d)
     }
 
     fn gather_batch(&self, x: &GpuTensor, index: &GpuIds) -> Result<GpuTensor> {
         let shape = ops::gather::check(&x.shape, &index.shape)?;
-        ops::gather::gpu(self, x, index, &shape)
+        kernels::gather::gather_batch(self, x, index, &shape)
     }
 
     fn cross_entropy(
@@ -513,7 +523,7 @@ impl Backend for GpuBackend {
         label_smoothing: f32,
     ) -> Result<GpuTensor> {
         let shape = ops::cross_entropy::check(&logits.shape, &targets.shape)?;
-        ops::cross_entropy::gpu(self, logits, targets, label_smoothing, &shape)
+        kernels::softmax::cross_entropy(self, logits, targets, label_smoothing, &shape)
     }
 
     fn layer_norm_backward(
@@ -524,7 +534,7 @@ impl Backend for GpuBackend {
         eps: f32,
     ) -> Result<(GpuTensor, GpuTensor, GpuTensor)> {
         ops::layer_norm_backward::check(&x.shape, &scale.shape, &dy.shape)?;
-        ops::layer_norm_backward::gpu(self, x, scale, dy, eps)
+        kernels::layer_norm_backward::layer_norm_backward(self, x, scale, dy, eps)
     }
 
     fn attention_backward(
@@ -538,26 +548,26 @@ impl Backend for GpuBackend {
     ) -> Result<(GpuTensor, GpuTensor, GpuTensor)> {
         let d =
             ops::attention_backward::dims(&q.shape, &k.shape, &v.shape, &o.shape, &d_o.shape, &op)?;
-        ops::attention_backward::gpu(self, q, k, v, o, d_o, d, &op.mask)
+        kernels::attention_backward::attention_backward(self, q, k, v, o, d_o, &d, &op.mask)
     }
 
     fn gelu_backward(&self, x: &GpuTensor, dy: &GpuTensor) -> Result<GpuTensor> {
         ops::gelu_backward::check(&x.shape, &dy.shape)?;
-        ops::gelu_backward::gpu(self, x, dy)
+        kernels::gelu_backward::gelu_backward(self, x, dy)
     }
 
     fn embed_backward(&self, dy: &GpuTensor, ids: &GpuIds, rows: usize) -> Result<GpuTensor> {
         let shape = ops::embed_backward::check(&dy.shape, &ids.shape, rows)?;
-        ops::embed_backward::gpu(self, dy, ids, &shape)
+        kernels::embed_backward::embed_backward(self, dy, ids, &shape)
     }
 
     fn sum_axis0(&self, x: &GpuTensor) -> Result<GpuTensor> {
         let shape = ops::sums::check_axis0(&x.shape)?;
-        ops::sums::gpu_axis0(self, x, &shape)
+        kernels::sums::axis0(self, x, &shape)
     }
 
     fn sum_squares(&self, xs: &[&GpuTensor]) -> Result<GpuTensor> {
-        ops::sums::gpu_squares(self, xs)
+        kernels::sums::squares(self, xs)
     }
 
     fn cross_entropy_backward(
@@ -568,7 +578,13 @@ impl Backend for GpuBackend {
         label_smoothing: f32,
     ) -> Result<GpuTensor> {
         ops::cross_entropy_backward::check(&logits.shape, &targets.shape)?;
-        ops::cross_entropy_backward::gpu(self, logits, targets, pad_id, label_smoothing)
+        kernels::cross_entropy_backward::cross_entropy_backward(
+            self,
+            logits,
+            targets,
+            pad_id,
+            label_smoothing,
+        )
     }
 
     fn adamw_update(
@@ -580,6 +596,6 @@ impl Backend for GpuBackend {
         op: &AdamW,
     ) -> Result<()> {
         ops::adamw::check(&param.shape, &m.shape, &v.shape, &grad.shape)?;
-        ops::adamw::gpu(self, param, m, v, grad, op)
+        kernels::adamw::adamw_update(self, param, m, v, grad, op)
     }
 }

@@ -44,51 +44,6 @@ pub fn cpu(param: &mut [f32], m: &mut [f32], v: &mut [f32], grad: &[f32], op: &A
     }
 }
 
-/// GPU dispatch (`wgsl/adamw.wgsl`), in place on the three tensors' buffers (each made its own
-/// first if another tensor shares it, as the CPU backend's copy-on-write does).
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    param: &mut crate::gpu::GpuTensor,
-    m: &mut crate::gpu::GpuTensor,
-    v: &mut crate::gpu::GpuTensor,
-    grad: &crate::gpu::GpuTensor,
-    op: &AdamW,
-) -> Result<()> {
-    use crate::gpu::{grid_1d, shaders, Kernel};
-    for t in [&mut *param, &mut *m, &mut *v] {
-        t.f32("adamw_update")?;
-        be.make_unique(t)?;
-    }
-    let n = param.numel();
-    let kernel = Kernel {
-        shader: &shaders::ADAMW,
-        entry: "main",
-        constants: &[],
-    };
-    let params = [
-        n as u32,
-        op.lr.to_bits(),
-        op.beta1.to_bits(),
-        op.beta2.to_bits(),
-        op.eps.to_bits(),
-        op.weight_decay.to_bits(),
-        op.schedule.to_bits(),
-        op.clip.to_bits(),
-        op.bias_correction1.to_bits(),
-        op.bias_correction2.to_bits(),
-        0,
-        0,
-    ];
-    let args = [
-        param.arg(),
-        m.arg(),
-        v.arg(),
-        grad.f32("adamw_update")?.arg(),
-    ];
-    be.ctx().dispatch(&kernel, &params, &args, grid_1d(n, 64))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,48 +27,6 @@ pub fn cpu(a: &[f32], b: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-/// GPU dispatch (`wgsl/elementwise.wgsl`, `OP = 0`).
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    a: &crate::gpu::GpuTensor,
-    b: &crate::gpu::GpuTensor,
-) -> Result<crate::gpu::GpuTensor> {
-    gpu_elementwise(be, 0, a, Some(b))
-}
-
-/// Runs elementwise op `op` of `wgsl/elementwise.wgsl` over `a` (and `b`).
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu_elementwise(
-    be: &crate::gpu::GpuBackend,
-    op: u32,
-    a: &crate::gpu::GpuTensor,
-    b: Option<&crate::gpu::GpuTensor>,
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{grid_1d, shaders, Kernel};
-    let out = be.alloc(&a.shape)?;
-    let ctx = be.ctx();
-    let n = a.numel();
-    let (b_arg, b_len) = match b {
-        Some(b) => (b.f32("add")?.arg(), b.numel().max(1)),
-        None => (ctx.dummy(), 1),
-    };
-    let constants = [("OP", op as f64)];
-    let kernel = Kernel {
-        shader: &shaders::ELEMENTWISE,
-        entry: "main",
-        constants: &constants,
-    };
-    let params = [n as u32, b_len as u32, 0, 0];
-    ctx.dispatch(
-        &kernel,
-        &params,
-        &[a.f32("elementwise")?.arg(), b_arg, out.arg()],
-        grid_1d(n, 64),
-    )?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,44 +114,6 @@ pub fn cpu(logits: &[f32], beam_scores: &[f32], d: Dims) -> (Vec<f32>, Vec<u32>)
     (scores, ids)
 }
 
-/// GPU dispatch (`wgsl/beam.wgsl`): one workgroup per group.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    logits: &crate::gpu::GpuTensor,
-    beam_scores: &crate::gpu::GpuTensor,
-    d: Dims,
-) -> Result<(crate::gpu::GpuTensor, crate::gpu::GpuIds)> {
-    use crate::gpu::{grid_rows, shaders, Kernel};
-    const MAX_WIDTH: usize = 256;
-    if d.width > MAX_WIDTH {
-        return Err(shape_error(
-            "beam_candidates",
-            format!(
-                "{} beams per group exceed the GPU kernel's {MAX_WIDTH}",
-                d.width
-            ),
-        ));
-    }
-    let scores = be.alloc(&[d.groups, d.k])?;
-    let ids = be.alloc_ids(&[d.groups, d.k])?;
-    let kernel = Kernel {
-        shader: &shaders::BEAM,
-        entry: "main",
-        constants: &[("WG", 256.0)],
-    };
-    let params = [d.groups as u32, d.width as u32, d.vocab as u32, d.k as u32];
-    let args = [
-        logits.f32("beam_candidates")?.arg(),
-        beam_scores.f32("beam_candidates")?.arg(),
-        scores.arg(),
-        ids.arg(),
-    ];
-    be.ctx()
-        .dispatch(&kernel, &params, &args, grid_rows(d.groups))?;
-    Ok((scores, ids))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,19 +56,3 @@ pub fn cpu(logits: &[f32], shape: &[usize], targets: &[u32], ls: f32) -> Vec<f32
     });
     out
 }
-
-/// GPU dispatch (`wgsl/softmax.wgsl`, `main_xent`). Targets on the device are not checked
-/// against the class count here (the model checks ids before uploading them); the kernel
-/// clamps them so nothing is read out of bounds.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    logits: &crate::gpu::GpuTensor,
-    targets: &crate::gpu::GpuIds,
-    ls: f32,
-    shape: &[usize],
-) -> Result<crate::gpu::GpuTensor> {
-    let out = be.alloc(shape)?;
-    super::softmax::gpu_rows(be, "main_xent", logits, Some(targets), Some(&out), None, ls)?;
-    Ok(out)
-}

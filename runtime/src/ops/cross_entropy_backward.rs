@@ -64,44 +64,6 @@ pub fn cpu(logits: &[f32], shape: &[usize], targets: &[u32], pad_id: u32, ls: f3
     out
 }
 
-/// GPU dispatch (`wgsl/cross_entropy_backward.wgsl`): one workgroup per position. Targets are
-/// clamped to the classes on the device (the host checks them before uploading).
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    logits: &crate::gpu::GpuTensor,
-    targets: &crate::gpu::GpuIds,
-    pad_id: u32,
-    ls: f32,
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{grid_rows, shaders, Kernel};
-    let out = be.alloc(&logits.shape)?;
-    let (b, l, v) = (logits.shape[0], logits.shape[1], logits.shape[2]);
-    let kernel = Kernel {
-        shader: &shaders::CROSS_ENTROPY_BACKWARD,
-        entry: "main",
-        constants: &[("WG", 256.0)],
-    };
-    let params = [
-        (b * l) as u32,
-        l as u32,
-        v as u32,
-        pad_id,
-        ls.to_bits(),
-        b as u32,
-        0,
-        0,
-    ];
-    let args = [
-        logits.f32("cross_entropy_backward")?.arg(),
-        targets.arg(),
-        out.arg(),
-    ];
-    be.ctx()
-        .dispatch(&kernel, &params, &args, grid_rows(b * l))?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

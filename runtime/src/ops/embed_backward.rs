@@ -42,34 +42,6 @@ pub fn cpu(dy: &[f32], d: usize, ids: &[u32], rows: usize) -> Vec<f32> {
     out
 }
 
-/// GPU dispatch (`wgsl/embed_backward.wgsl`). Ids past the table (which the host never sends)
-/// are skipped.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    dy: &crate::gpu::GpuTensor,
-    ids: &crate::gpu::GpuIds,
-    shape: &[usize],
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{grid_1d, shaders, Kernel};
-    let out = crate::backend::Backend::zeros(be, shape)?;
-    let (rows, d) = (shape[0], shape[1]);
-    let n = crate::tensor::numel(&ids.shape);
-    let kernel = Kernel {
-        shader: &shaders::EMBED_BACKWARD,
-        entry: "main",
-        constants: &[],
-    };
-    let args = [ids.arg(), dy.f32("embed_backward")?.arg(), out.arg()];
-    be.ctx().dispatch(
-        &kernel,
-        &[n as u32, d as u32, rows as u32, 0],
-        &args,
-        grid_1d(n * d, 64),
-    )?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,30 +47,6 @@ pub fn cpu(x: &[f32], row_len: usize, index: &[u32]) -> Vec<f32> {
     out
 }
 
-/// GPU dispatch (`wgsl/gather.wgsl`). Indices live on the device, so they are not checked here;
-/// the kernel clamps them so nothing is read out of bounds.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    x: &crate::gpu::GpuTensor,
-    index: &crate::gpu::GpuIds,
-    shape: &[usize],
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{grid_1d, shaders, Kernel};
-    let out = be.alloc(shape)?;
-    let (m, n, row_len) = (shape[0], x.shape[0], numel(&x.shape[1..]));
-    let kernel = Kernel {
-        shader: &shaders::GATHER,
-        entry: "main",
-        constants: &[],
-    };
-    let params = [m as u32, n as u32, row_len as u32, 0];
-    let args = [x.f32("gather_batch")?.arg(), index.arg(), out.arg()];
-    be.ctx()
-        .dispatch(&kernel, &params, &args, grid_1d(m * row_len, 64))?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

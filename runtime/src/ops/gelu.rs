@@ -22,15 +22,6 @@ pub fn cpu(x: &mut [f32]) {
     });
 }
 
-/// GPU dispatch (`wgsl/elementwise.wgsl`, `OP = 1`).
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    x: &crate::gpu::GpuTensor,
-) -> crate::error::Result<crate::gpu::GpuTensor> {
-    super::add::gpu_elementwise(be, 1, x, None)
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

@@ -33,31 +33,6 @@ pub fn cpu(x: &[f32], dy: &[f32]) -> Vec<f32> {
     x.iter().zip(dy).map(|(&x, &g)| g * gelu_grad(x)).collect()
 }
 
-/// GPU dispatch (`wgsl/gelu_backward.wgsl`).
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    x: &crate::gpu::GpuTensor,
-    dy: &crate::gpu::GpuTensor,
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{grid_1d, shaders, Kernel};
-    let out = be.alloc(&x.shape)?;
-    let n = x.numel();
-    let kernel = Kernel {
-        shader: &shaders::GELU_BACKWARD,
-        entry: "main",
-        constants: &[],
-    };
-    let args = [
-        x.f32("gelu_backward")?.arg(),
-        dy.f32("gelu_backward")?.arg(),
-        out.arg(),
-    ];
-    be.ctx()
-        .dispatch(&kernel, &[n as u32, 0, 0, 0], &args, grid_1d(n, 64))?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

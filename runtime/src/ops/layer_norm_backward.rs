@@ -70,48 +70,6 @@ pub fn cpu(x: &[f32], scale: &[f32], dy: &[f32], eps: f32) -> (Vec<f32>, Vec<f32
     (dx, dscale, dbias)
 }
 
-/// GPU dispatch (`wgsl/layer_norm_backward.wgsl`): `main_dx` (one workgroup per row, also
-/// writing each row's statistics), then `main_dparams` (one invocation per feature, summing the
-/// rows in order — no atomics).
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    x: &crate::gpu::GpuTensor,
-    scale: &crate::gpu::GpuTensor,
-    dy: &crate::gpu::GpuTensor,
-    eps: f32,
-) -> Result<(
-    crate::gpu::GpuTensor,
-    crate::gpu::GpuTensor,
-    crate::gpu::GpuTensor,
-)> {
-    use crate::gpu::{grid_1d, grid_rows, shaders, Kernel};
-    let (rows, d) = super::rows_and_last(&x.shape);
-    let dx = be.alloc(&x.shape)?;
-    let dscale = be.alloc(&[d])?;
-    let dbias = be.alloc(&[d])?;
-    let stats = be.alloc(&[rows.max(1), 2])?;
-    let ctx = be.ctx();
-    let params = [rows as u32, d as u32, eps.to_bits(), 0];
-    let args = [
-        x.f32("layer_norm_backward")?.arg(),
-        scale.f32("layer_norm_backward")?.arg(),
-        dy.f32("layer_norm_backward")?.arg(),
-        dx.arg(),
-        stats.arg(),
-        dscale.arg(),
-        dbias.arg(),
-    ];
-    let kernel = |entry| Kernel {
-        shader: &shaders::LAYER_NORM_BACKWARD,
-        entry,
-        constants: &[("WG", 64.0)],
-    };
-    ctx.dispatch(&kernel("main_dx"), &params, &args, grid_rows(rows))?;
-    ctx.dispatch(&kernel("main_dparams"), &params, &args, grid_1d(d, 64))?;
-    Ok((dx, dscale, dbias))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,38 +41,6 @@ pub fn cpu(images: &[f32], shape: &[usize], p: usize) -> Vec<f32> {
     out
 }
 
-/// GPU dispatch (`wgsl/patchify.wgsl`).
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    images: &crate::gpu::GpuTensor,
-    p: usize,
-    shape: &[usize],
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{grid_1d, shaders, Kernel};
-    let out = be.alloc(shape)?;
-    let s = &images.shape;
-    let kernel = Kernel {
-        shader: &shaders::PATCHIFY,
-        entry: "main",
-        constants: &[],
-    };
-    let params = [
-        s[0] as u32,
-        s[1] as u32,
-        s[2] as u32,
-        s[3] as u32,
-        p as u32,
-        0,
-        0,
-        0,
-    ];
-    let args = [images.f32("patchify")?.arg(), out.arg()];
-    be.ctx()
-        .dispatch(&kernel, &params, &args, grid_1d(images.numel(), 64))?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

@@ -195,39 +195,6 @@ fn sample_row(x: &[f32], op: &Sampling, u: f32, sc: &mut Scratch) -> u32 {
     last as u32
 }
 
-/// GPU dispatch (`wgsl/sample.wgsl`): one workgroup per row.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    logits: &crate::gpu::GpuTensor,
-    op: &Sampling,
-    seed: u64,
-    step: u32,
-) -> Result<crate::gpu::GpuIds> {
-    use crate::gpu::{grid_rows, shaders, Kernel};
-    let (n, v, shape) = check(&logits.shape)?;
-    check_op(op)?;
-    let ids = be.alloc_ids(&shape)?;
-    let kernel = Kernel {
-        shader: &shaders::SAMPLE,
-        entry: "main",
-        constants: &[("WG", 256.0)],
-    };
-    let params = [
-        n as u32,
-        v as u32,
-        op.temperature.to_bits(),
-        op.top_k.min(u32::MAX as usize) as u32,
-        op.top_p.to_bits(),
-        seed as u32,
-        (seed >> 32) as u32,
-        step,
-    ];
-    let args = [logits.f32("sample")?.arg(), ids.arg()];
-    be.ctx().dispatch(&kernel, &params, &args, grid_rows(n))?;
-    Ok(ids)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,62 +40,6 @@ pub fn cpu_argmax(x: &[f32], v: usize) -> Vec<u32> {
         .collect()
 }
 
-/// The row kernels of `wgsl/softmax.wgsl`: `entry` over `x [rows, V]`, optional targets,
-/// writing `out` (f32 per element or per row) or `ids`.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu_rows(
-    be: &crate::gpu::GpuBackend,
-    entry: &'static str,
-    x: &crate::gpu::GpuTensor,
-    targets: Option<&crate::gpu::GpuIds>,
-    out: Option<&crate::gpu::GpuTensor>,
-    ids: Option<&crate::gpu::GpuIds>,
-    ls: f32,
-) -> crate::error::Result<()> {
-    use crate::gpu::{grid_rows, shaders, Kernel};
-    let ctx = be.ctx();
-    let (rows, v) = super::rows_and_last(&x.shape);
-    let kernel = Kernel {
-        shader: &shaders::SOFTMAX,
-        entry,
-        constants: &[("WG", 256.0)],
-    };
-    let args = [
-        x.f32(entry)?.arg(),
-        targets.map_or_else(|| ctx.dummy(), |t| t.arg()),
-        out.map_or_else(|| ctx.dummy_rw(), |t| t.arg()),
-        ids.map_or_else(|| ctx.dummy_rw(), |t| t.arg()),
-    ];
-    ctx.dispatch(
-        &kernel,
-        &[rows as u32, v as u32, ls.to_bits(), 0],
-        &args,
-        grid_rows(rows),
-    )
-}
-
-/// GPU log-softmax.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu_log_softmax(
-    be: &crate::gpu::GpuBackend,
-    x: &crate::gpu::GpuTensor,
-) -> crate::error::Result<crate::gpu::GpuTensor> {
-    let out = be.alloc(&x.shape)?;
-    gpu_rows(be, "main_log_softmax", x, None, Some(&out), None, 0.0)?;
-    Ok(out)
-}
-
-/// GPU argmax.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu_argmax(
-    be: &crate::gpu::GpuBackend,
-    x: &crate::gpu::GpuTensor,
-) -> crate::error::Result<crate::gpu::GpuIds> {
-    let ids = be.alloc_ids(&x.shape[..x.shape.len() - 1])?;
-    gpu_rows(be, "main_argmax", x, None, None, Some(&ids), 0.0)?;
-    Ok(ids)
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

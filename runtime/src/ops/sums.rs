@@ -56,54 +56,6 @@ pub fn cpu_squares(x: &[f32]) -> f32 {
     lanes[0]
 }
 
-/// GPU sum over the first axis (`wgsl/sums.wgsl`, `main_axis0`): one invocation per column.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu_axis0(
-    be: &crate::gpu::GpuBackend,
-    x: &crate::gpu::GpuTensor,
-    shape: &[usize],
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{grid_1d, shaders, Kernel};
-    let out = be.alloc(shape)?;
-    let m = crate::tensor::numel(shape);
-    let n = x.shape[0];
-    let kernel = Kernel {
-        shader: &shaders::SUMS,
-        entry: "main_axis0",
-        constants: &[("WG", LANES as f64)],
-    };
-    let args = [x.f32("sum_axis0")?.arg(), out.arg()];
-    be.ctx()
-        .dispatch(&kernel, &[n as u32, m as u32, 0, 0], &args, grid_1d(m, 64))?;
-    Ok(out)
-}
-
-/// GPU sums of squares (`wgsl/sums.wgsl`, `main_squares`): one workgroup per tensor, writing
-/// element `i` of the result.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu_squares(
-    be: &crate::gpu::GpuBackend,
-    xs: &[&crate::gpu::GpuTensor],
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{shaders, Kernel};
-    let out = crate::backend::Backend::zeros(be, &[xs.len()])?;
-    let kernel = Kernel {
-        shader: &shaders::SUMS,
-        entry: "main_squares",
-        constants: &[("WG", LANES as f64)],
-    };
-    for (i, x) in xs.iter().enumerate() {
-        let args = [x.f32("sum_squares")?.arg(), out.arg()];
-        be.ctx().dispatch(
-            &kernel,
-            &[x.numel() as u32, 0, i as u32, 0],
-            &args,
-            [1, 1, 1],
-        )?;
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
