@@ -442,21 +442,18 @@ fn add_and_gelu() {
 }
 
 #[derive(Debug)]
-struct EmbedCase {
-    rows: usize,
-    d: usize,
+struct GatherCase {
+    x: Vec<usize>,
+    ids_shape: Vec<usize>,
     ids: Vec<u32>,
     dtype: DType,
 }
 
-impl Case for EmbedCase {
+impl Case for GatherCase {
     fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
-        let table = be.upload_weight(
-            &rounded(&random(&[self.rows, self.d], 12), self.dtype),
-            self.dtype,
-        )?;
-        let ids = be.upload_ids(&[1, self.ids.len()], &self.ids)?;
-        be.download(&be.embed(&table, &ids)?)
+        let x = be.upload_weight(&rounded(&random(&self.x, 12), self.dtype), self.dtype)?;
+        let ids = be.upload_ids(&self.ids_shape, &self.ids)?;
+        be.download(&be.gather(&x, &ids)?)
     }
 
     fn tol(&self) -> Tol {
@@ -465,7 +462,7 @@ impl Case for EmbedCase {
 }
 
 #[test]
-fn embed_every_format_and_split_tables() {
+fn gather_every_format_shape_and_split_rows() {
     let g = match gpu() {
         Some(g) => g,
         None => return,
@@ -474,16 +471,28 @@ fn embed_every_format_and_split_tables() {
         max_binding: Some(4 << 10),
         ..GpuOptions::default()
     });
+    let case = |x: &[usize], ids_shape: &[usize], ids: &[u32], dtype| GatherCase {
+        x: x.to_vec(),
+        ids_shape: ids_shape.to_vec(),
+        ids: ids.to_vec(),
+        dtype,
+    };
     for dtype in [DType::F32, DType::BF16, DType::F16] {
-        let case = EmbedCase {
-            rows: 51,
-            d: 63,
-            ids: vec![0, 50, 7, 7, 13, 49, 1],
-            dtype,
-        };
-        compare(&g, &case);
-        if let Some(s) = &small {
-            compare(s, &case); // 51 × 63 values do not fit 4 KiB: several row windows
+        // An embedding table and token ids [1, 7]; rows of a [3, 5, 7] cache by beam; a 1-D x.
+        let cases = [
+            case(&[51, 63], &[1, 7], &[0, 50, 7, 7, 13, 49, 1], dtype),
+            case(&[3, 5, 7], &[5], &[2, 0, 0, 1, 2], dtype),
+            case(&[1, 4], &[3], &[0, 0, 0], dtype),
+            case(&[6], &[2], &[5, 1], dtype),
+            case(&[40, 3, 11], &[2, 2], &[39, 0, 17, 39], dtype),
+            case(&[4, 9], &[0], &[], dtype),
+        ];
+        for case in &cases {
+            compare(&g, case);
+            if let Some(s) = &small {
+                // 51 × 63 and 40 × 33 values do not fit 4 KiB: several row windows.
+                compare(s, case);
+            }
         }
     }
 }
@@ -696,53 +705,6 @@ fn beam_candidates_rank_as_the_cpu() {
     }
 }
 
-#[derive(Debug)]
-struct GatherCase {
-    shape: Vec<usize>,
-    index: Vec<u32>,
-}
-
-impl Case for GatherCase {
-    fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
-        let x = be.upload(&random(&self.shape, 20))?;
-        let idx = be.upload_ids(&[self.index.len()], &self.index)?;
-        be.download(&be.gather_batch(&x, &idx)?)
-    }
-
-    fn tol(&self) -> Tol {
-        Tol { abs: 0.0, rel: 0.0 }
-    }
-}
-
-#[test]
-fn gather_batch_rows() {
-    let g = match gpu() {
-        Some(g) => g,
-        None => return,
-    };
-    compare(
-        &g,
-        &GatherCase {
-            shape: vec![3, 5, 7],
-            index: vec![2, 0, 0, 1, 2],
-        },
-    );
-    compare(
-        &g,
-        &GatherCase {
-            shape: vec![1, 4],
-            index: vec![0, 0, 0],
-        },
-    );
-    compare(
-        &g,
-        &GatherCase {
-            shape: vec![6],
-            index: vec![5, 1],
-        },
-    );
-}
-
 // ---- Backward ops of the trainer ----
 
 #[derive(Debug)]
@@ -892,17 +854,19 @@ fn gelu_backward() {
 }
 
 #[derive(Debug)]
-struct EmbedBackwardCase {
+struct GatherBackwardCase {
     rows: usize,
-    d: usize,
+    row: Vec<usize>,
     ids: Vec<u32>,
 }
 
-impl Case for EmbedBackwardCase {
+impl Case for GatherBackwardCase {
     fn run<B: Backend>(&self, be: &B) -> Result<HostTensor> {
-        let dy = be.upload(&random(&[self.ids.len(), self.d], 39))?;
+        let mut dy_shape = vec![self.ids.len()];
+        dy_shape.extend(&self.row);
+        let dy = be.upload(&random(&dy_shape, 39))?;
         let ids = be.upload_ids(&[self.ids.len()], &self.ids)?;
-        be.download(&be.embed_backward(&dy, &ids, self.rows)?)
+        be.download(&be.gather_backward(&dy, &ids, self.rows)?)
     }
 
     fn tol(&self) -> Tol {
@@ -912,16 +876,18 @@ impl Case for EmbedBackwardCase {
 }
 
 #[test]
-fn embed_backward_is_exact_and_deterministic() {
+fn gather_backward_is_exact_and_deterministic() {
     let Some(g) = gpu() else { return };
     let mut rng = Rng::new(40);
     let many: Vec<u32> = (0..300).map(|_| (rng.next_u64() % 13) as u32).collect();
-    for (rows, d, ids) in [
-        (1, 1, vec![0]),
-        (51, 63, vec![0, 50, 7, 7, 13, 49, 1, 7]),
-        (13, 5, many),
+    for (rows, row, ids) in [
+        (1, vec![1], vec![0]),
+        (51, vec![63], vec![0, 50, 7, 7, 13, 49, 1, 7]),
+        (13, vec![5], many),
+        (5, vec![2, 3], vec![4, 0, 4, 1]),
+        (6, vec![], vec![5, 5, 2]),
     ] {
-        let case = EmbedBackwardCase { rows, d, ids };
+        let case = GatherBackwardCase { rows, row, ids };
         compare(&g, &case);
         assert_eq!(case.run(&g).unwrap(), case.run(&g).unwrap(), "run to run");
     }

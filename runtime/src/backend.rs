@@ -216,8 +216,12 @@ pub trait Backend {
     fn gelu(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// `a + b`, where `b` may be smaller and is repeated (see [`crate::ops::add`]).
     fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
-    /// Rows of `table` gathered by `ids` (see [`crate::ops::embed`]).
-    fn embed(&self, table: &Self::Tensor, ids: &Self::Ids) -> Result<Self::Tensor>;
+    /// Rows of axis 0 picked by `ids`: `x [N, ..]` and ids of any shape `S` give
+    /// `S ++ x.shape[1..]` with `out[i] = x[ids[i]]` (see [`crate::ops::gather`]): token
+    /// embeddings from the table, KV caches reordered by beam, encodings repeated per beam. An id
+    /// `≥ N` is an error where the backend can see it without a device round trip (the CPU
+    /// always); a device backend must then at least never read out of bounds.
+    fn gather(&self, x: &Self::Tensor, ids: &Self::Ids) -> Result<Self::Tensor>;
     /// NHWC images to `[B, patches, p·p·C]` rows (see [`crate::ops::patchify`]).
     fn patchify(&self, images: &Self::Tensor, patch: usize) -> Result<Self::Tensor>;
     /// `[B, L, D]` → `[B, D]`, the mean over `L`.
@@ -256,11 +260,6 @@ pub trait Backend {
         groups: usize,
         k: usize,
     ) -> Result<(Self::Tensor, Self::Ids)>;
-    /// Rows of axis 0 picked by `index`: `x [N, ..]`, `index` `M` ids (any shape, read flat)
-    /// → `[M, ..]` with `out[i] = x[index[i]]` (see [`crate::ops::gather`]). An index `≥ N` is
-    /// an error where the backend can see it without a device round trip (the CPU always); a
-    /// device backend must then at least never read out of bounds.
-    fn gather_batch(&self, x: &Self::Tensor, index: &Self::Ids) -> Result<Self::Tensor>;
     /// Per-row softmax cross-entropy of `logits [.., V]` against `targets [..]` with label
     /// smoothing (see [`crate::ops::cross_entropy`]); returns `[..]`.
     fn cross_entropy(
@@ -296,10 +295,11 @@ pub trait Backend {
     ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
     /// `dy · gelu'(x)` elementwise, for the tanh-GELU of [`Backend::gelu`].
     fn gelu_backward(&self, x: &Self::Tensor, dy: &Self::Tensor) -> Result<Self::Tensor>;
-    /// Gradient of [`Backend::embed`] with respect to a table of `rows` rows: `dy [.., D]` rows
-    /// summed into the rows `ids` picked, in position order, without atomics, so every run
-    /// gives the same bits (see [`crate::ops::embed_backward`]). Returns `[rows, D]`.
-    fn embed_backward(
+    /// Gradient of [`Backend::gather`] with respect to an `x` of `rows` rows: the rows of
+    /// `dy` (`ids.shape ++ row shape`) summed into the rows `ids` picked, in position order,
+    /// without atomics, so every run gives the same bits (see [`crate::ops::gather_backward`]).
+    /// Returns `[rows] ++ row shape`.
+    fn gather_backward(
         &self,
         dy: &Self::Tensor,
         ids: &Self::Ids,

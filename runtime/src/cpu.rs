@@ -185,11 +185,14 @@ impl Backend for CpuBackend {
         Ok(CpuTensor::new(shape, ops::add::cpu(&a.data, &b.data)))
     }
 
-    fn embed(&self, table: &CpuTensor, ids: &CpuIds) -> Result<CpuTensor> {
-        let shape = ops::embed::check(&table.shape, &ids.shape)?;
-        ops::embed::check_ids(&ids.data, table.shape[0])?;
-        let out = ops::embed::cpu(&table.data, table.shape[1], &ids.data);
-        Ok(CpuTensor::new(shape, out))
+    fn gather(&self, x: &CpuTensor, ids: &CpuIds) -> Result<CpuTensor> {
+        let shape = ops::gather::check(&x.shape, &ids.shape)?;
+        ops::gather::check_ids(&ids.data, x.shape[0])?;
+        let row_len = numel(&x.shape[1..]);
+        Ok(CpuTensor::new(
+            shape,
+            ops::gather::cpu(&x.data, row_len, &ids.data),
+        ))
     }
 
     fn patchify(&self, images: &CpuTensor, patch: usize) -> Result<CpuTensor> {
@@ -265,16 +268,6 @@ impl Backend for CpuBackend {
         ))
     }
 
-    fn gather_batch(&self, x: &CpuTensor, index: &CpuIds) -> Result<CpuTensor> {
-        let shape = ops::gather::check(&x.shape, &index.shape)?;
-        ops::gather::check_index(&index.data, x.shape[0])?;
-        let row_len = numel(&x.shape[1..]);
-        Ok(CpuTensor::new(
-            shape,
-            ops::gather::cpu(&x.data, row_len, &index.data),
-        ))
-    }
-
     fn cross_entropy(
         &self,
         logits: &CpuTensor,
@@ -334,10 +327,10 @@ impl Backend for CpuBackend {
         ))
     }
 
-    fn embed_backward(&self, dy: &CpuTensor, ids: &CpuIds, rows: usize) -> Result<CpuTensor> {
-        let shape = ops::embed_backward::check(&dy.shape, &ids.shape, rows)?;
-        ops::embed::check_ids(&ids.data, rows)?;
-        let out = ops::embed_backward::cpu(&dy.data, shape[1], &ids.data, rows);
+    fn gather_backward(&self, dy: &CpuTensor, ids: &CpuIds, rows: usize) -> Result<CpuTensor> {
+        let shape = ops::gather_backward::check(&dy.shape, &ids.shape, rows)?;
+        ops::gather::check_ids(&ids.data, rows)?;
+        let out = ops::gather_backward::cpu(&dy.data, numel(&shape[1..]), &ids.data, rows);
         Ok(CpuTensor::new(shape, out))
     }
 

@@ -83,13 +83,13 @@ impl<B: Backend> CrossKv<B> {
         self.batch
     }
 
-    /// Rows picked by `index` (see [`Backend::gather_batch`]), e.g. each image repeated once
+    /// Rows picked by `index` (see [`Backend::gather`]), e.g. each image repeated once
     /// per beam.
     pub fn select(&self, be: &B, index: &B::Ids) -> Result<Self> {
         let kv = self
             .kv
             .iter()
-            .map(|(k, v)| Ok((be.gather_batch(k, index)?, be.gather_batch(v, index)?)))
+            .map(|(k, v)| Ok((be.gather(k, index)?, be.gather(v, index)?)))
             .collect::<Result<Vec<_>>>()?;
         let batch = kv.first().map_or(0, |(k, _)| be.shape(k)[0]);
         Ok(CrossKv { kv, batch })
@@ -159,7 +159,7 @@ fn gather_pairs<B: Backend>(
 ) -> Result<Vec<(B::Tensor, B::Tensor)>> {
     pairs
         .iter()
-        .map(|(k, v)| Ok((be.gather_batch(k, index)?, be.gather_batch(v, index)?)))
+        .map(|(k, v)| Ok((be.gather(k, index)?, be.gather(v, index)?)))
         .collect()
 }
 
@@ -203,7 +203,7 @@ impl<B: Backend> Decoder<B> {
 
     /// Token embeddings plus the position rows `start..start + len`.
     fn embed(&self, be: &B, ids: &B::Ids, start: usize, len: usize) -> Result<B::Tensor> {
-        let x = be.embed(&self.embedding, ids)?;
+        let x = be.gather(&self.embedding, ids)?;
         let pos = be.slice_rows(&self.pos_embedding, start, len)?;
         be.add(&x, &pos)
     }

@@ -303,10 +303,8 @@ impl Backend for Device {
         on_device!(self, |be, t, _i, w, _wi| Ok(w(be.add(t(a)?, t(b)?)?)))
     }
 
-    fn embed(&self, table: &DeviceTensor, ids: &DeviceIds) -> Result<DeviceTensor> {
-        on_device!(self, |be, t, i, w, _wi| Ok(
-            w(be.embed(t(table)?, i(ids)?)?)
-        ))
+    fn gather(&self, x: &DeviceTensor, ids: &DeviceIds) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, i, w, _wi| Ok(w(be.gather(t(x)?, i(ids)?)?)))
     }
 
     fn patchify(&self, images: &DeviceTensor, patch: usize) -> Result<DeviceTensor> {
@@ -373,12 +371,6 @@ impl Backend for Device {
         })
     }
 
-    fn gather_batch(&self, x: &DeviceTensor, index: &DeviceIds) -> Result<DeviceTensor> {
-        on_device!(self, |be, t, i, w, _wi| Ok(w(
-            be.gather_batch(t(x)?, i(index)?)?
-        )))
-    }
-
     fn cross_entropy(
         &self,
         logits: &DeviceTensor,
@@ -426,13 +418,13 @@ impl Backend for Device {
         )))
     }
 
-    fn embed_backward(
+    fn gather_backward(
         &self,
         dy: &DeviceTensor,
         ids: &DeviceIds,
         rows: usize,
     ) -> Result<DeviceTensor> {
-        on_device!(self, |be, t, i, w, _wi| Ok(w(be.embed_backward(
+        on_device!(self, |be, t, i, w, _wi| Ok(w(be.gather_backward(
             t(dy)?,
             i(ids)?,
             rows

@@ -653,7 +653,7 @@ impl Net {
             &[1, c.max_len, c.dec_width],
             (1, c.max_len),
         )?;
-        let mut x = be.add(&be.embed(table, &ids)?, &be.slice_rows(&pos, 0, l)?)?;
+        let mut x = be.add(&be.gather(table, &ids)?, &be.slice_rows(&pos, 0, l)?)?;
         let mut dec = Vec::with_capacity(self.dec_blocks.len());
         for block in &self.dec_blocks {
             let (y, saved) = block.forward(be, p, &x, &encoded, mask)?;
@@ -709,7 +709,7 @@ impl Net {
         let rows = c.embed_rows();
         g.put(
             "decoder/EmbedTargets/embedding".into(),
-            be.embed_backward(&dx, &tape.ids, rows)?,
+            be.gather_backward(&dx, &tape.ids, rows)?,
         );
         if c.posemb_type == PosEmb::Learn {
             let d = be.reshape(&be.sum_axis0(&dx)?, &[1, tape.len, c.dec_width])?;

@@ -448,9 +448,9 @@ impl Backend for GpuBackend {
         kernels::elementwise::add(self, a, b)
     }
 
-    fn embed(&self, table: &GpuTensor, ids: &GpuIds) -> Result<GpuTensor> {
-        let shape = ops::embed::check(&table.shape, &ids.shape)?;
-        kernels::embed::embed(self, table, ids, &shape)
+    fn gather(&self, x: &GpuTensor, ids: &GpuIds) -> Result<GpuTensor> {
+        let shape = ops::gather::check(&x.shape, &ids.shape)?;
+        kernels::gather::gather(self, x, ids, &shape)
     }
 
     fn patchify(&self, images: &GpuTensor, patch: usize) -> Result<GpuTensor> {
@@ -511,11 +511,6 @@ impl Backend for GpuBackend {
         kernels::beam::beam_candidates(self, logits, beam_scores, d)
     }
 
-    fn gather_batch(&self, x: &GpuTensor, index: &GpuIds) -> Result<GpuTensor> {
-        let shape = ops::gather::check(&x.shape, &index.shape)?;
-        kernels::gather::gather_batch(self, x, index, &shape)
-    }
-
     fn cross_entropy(
         &self,
         logits: &GpuTensor,
@@ -556,9 +551,9 @@ impl Backend for GpuBackend {
         kernels::gelu_backward::gelu_backward(self, x, dy)
     }
 
-    fn embed_backward(&self, dy: &GpuTensor, ids: &GpuIds, rows: usize) -> Result<GpuTensor> {
-        let shape = ops::embed_backward::check(&dy.shape, &ids.shape, rows)?;
-        kernels::embed_backward::embed_backward(self, dy, ids, &shape)
+    fn gather_backward(&self, dy: &GpuTensor, ids: &GpuIds, rows: usize) -> Result<GpuTensor> {
+        let shape = ops::gather_backward::check(&dy.shape, &ids.shape, rows)?;
+        kernels::gather_backward::gather_backward(self, dy, ids, &shape)
     }
 
     fn sum_axis0(&self, x: &GpuTensor) -> Result<GpuTensor> {

@@ -1,18 +1,29 @@
-//! `wgsl/gather.wgsl`: [`crate::ops::gather`]. Indices live on the device, so they are not
-//! checked here; the kernel clamps them so nothing is read out of bounds.
+//! `wgsl/gather.wgsl`: [`crate::ops::gather`]. An `x` larger than one binding is read in row
+//! windows, one dispatch each. Ids live on the device, so they are not checked here; the kernel
+//! clamps them so nothing is read out of bounds.
+
+use std::format;
 
 use crate::error::Result;
-use crate::gpu::shaders::{Shader, Uniform, COMMON};
+use crate::gpu::shaders::{Shader, Uniform, COMMON, FORMATS};
 use crate::gpu::{grid_1d, GpuBackend, GpuIds, GpuTensor, Kernel};
+use crate::ops::shape_error;
 use crate::tensor::numel;
 
 uniform! {
     /// `Params` of `wgsl/gather.wgsl`.
     Params {
-        m: u32,
+        /// Number of ids.
         n: u32,
         row_len: u32,
-        _pad: u32,
+        /// The window: rows `row_start..row_start + rows` of `x`.
+        row_start: u32,
+        rows: u32,
+        total_rows: u32,
+        /// Element of the window's binding where row `row_start` begins.
+        x_off: u32,
+        _pad0: u32,
+        _pad1: u32,
     }
 }
 
@@ -23,30 +34,55 @@ pub static SHADER: Shader = Shader {
     params: &Params::LAYOUT,
     read_only: &[true, true, false],
     entries: &["main"],
-    overrides: &[],
+    overrides: &[("FORMAT", FORMATS)],
 };
 
-/// Rows of axis 0 of `x` picked by `index`, a tensor of the checked shape `shape`.
-pub(crate) fn gather_batch(
+/// Rows of `x` picked by `ids`, as a tensor of the checked shape `shape`.
+pub(crate) fn gather(
     be: &GpuBackend,
     x: &GpuTensor,
-    index: &GpuIds,
+    ids: &GpuIds,
     shape: &[usize],
 ) -> Result<GpuTensor> {
     let out = be.alloc(shape)?;
-    let (m, n, row_len) = (shape[0], x.shape[0], numel(&x.shape[1..]));
-    let params = Params {
-        m: m as u32,
-        n: n as u32,
-        row_len: row_len as u32,
-        _pad: 0,
+    let ctx = be.ctx();
+    let (rows, row_len) = (x.shape[0], numel(&x.shape[1..]));
+    let n = numel(&ids.shape);
+    if n == 0 || row_len == 0 {
+        return Ok(out);
+    }
+    let room = (ctx.max_binding.saturating_sub(256) / x.format.size()) as usize;
+    let step = (room / row_len).min(rows);
+    if step == 0 {
+        return Err(shape_error(
+            "gather",
+            format!("a row of {row_len} values exceeds one binding"),
+        ));
+    }
+    let constants = [("FORMAT", x.format.code())];
+    let kernel = Kernel {
+        shader: &SHADER,
+        entry: "main",
+        constants: &constants,
     };
-    let args = [x.f32("gather_batch")?.arg(), index.arg(), out.arg()];
-    be.ctx().dispatch(
-        &Kernel::plain(&SHADER, "main"),
-        &params,
-        &args,
-        grid_1d(m * row_len, 64),
-    )?;
+    for r0 in (0..rows).step_by(step) {
+        let r1 = (r0 + step).min(rows);
+        let (x_arg, x_off) = x.window(r0 * row_len, r1 * row_len);
+        let params = Params {
+            n: n as u32,
+            row_len: row_len as u32,
+            row_start: r0 as u32,
+            rows: (r1 - r0) as u32,
+            total_rows: rows as u32,
+            x_off,
+            ..Params::default()
+        };
+        ctx.dispatch(
+            &kernel,
+            &params,
+            &[ids.arg(), x_arg, out.arg()],
+            grid_1d(n * row_len, 64),
+        )?;
+    }
     Ok(out)
 }

@@ -1,10 +1,10 @@
-//! Backward of [`super::embed`]: the gradient of a `[rows, D]` table is, for each row, the sum
+//! Backward of [`super::gather`]: the gradient of an `x` of `rows` rows is, for each row, the sum
 //! of `dy` over the positions whose id picks it, in position order; rows no id picks get 0.
 //!
 //! The GPU kernel gets the same sums without float atomics (whose order, and so whose rounding,
 //! changes from run to run): one invocation per (position, feature) that is the *first*
 //! position of its id sums that id's positions in order and writes the row. The work is
-//! `O(positions² · D)`, independent of the vocabulary size.
+//! `O(positions² · D)`, independent of the number of rows.
 
 use alloc::format;
 use alloc::vec;
@@ -13,25 +13,26 @@ use alloc::vec::Vec;
 use super::shape_error;
 use crate::error::Result;
 
-/// Checks `dy` is `ids.shape ++ [D]` and returns the table gradient's shape `[rows, D]`.
+/// Checks `dy` is `ids.shape ++ row_shape` and returns the gradient's shape `[rows] ++
+/// row_shape`.
 pub fn check(dy: &[usize], ids: &[usize], rows: usize) -> Result<Vec<usize>> {
-    if dy.len() != ids.len() + 1 || dy[..ids.len()] != *ids {
+    if dy.len() < ids.len() || dy[..ids.len()] != *ids {
         return Err(shape_error(
-            "embed_backward",
-            format!("dy {dy:?} must be the ids' shape {ids:?} plus one feature axis"),
+            "gather_backward",
+            format!("dy {dy:?} must be the ids' shape {ids:?} followed by the row shape"),
         ));
     }
     if rows == 0 {
-        return Err(shape_error(
-            "embed_backward",
-            "the table has no rows".into(),
-        ));
+        return Err(shape_error("gather_backward", "x has no rows".into()));
     }
-    Ok(vec![rows, dy[ids.len()]])
+    let mut out = vec![rows];
+    out.extend_from_slice(&dy[ids.len()..]);
+    Ok(out)
 }
 
-/// CPU reference (ids already checked against `rows`).
-pub fn cpu(dy: &[f32], d: usize, ids: &[u32], rows: usize) -> Vec<f32> {
+/// CPU reference (ids already checked against `rows`): rows of `row_len` values.
+pub fn cpu(dy: &[f32], row_len: usize, ids: &[u32], rows: usize) -> Vec<f32> {
+    let d = row_len;
     let mut out = vec![0.0f32; rows * d];
     for (n, &id) in ids.iter().enumerate() {
         let row = &mut out[id as usize * d..(id as usize + 1) * d];
@@ -45,7 +46,7 @@ pub fn cpu(dy: &[f32], d: usize, ids: &[u32], rows: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::{embed, fd};
+    use crate::ops::{fd, gather};
 
     #[test]
     fn matches_finite_differences_with_repeated_ids() {
@@ -54,15 +55,18 @@ mod tests {
         let table = fd::normal(rows * d, 11);
         let w = fd::normal(ids.len() * d, 12);
         assert_eq!(check(&[7, d], &[7], rows).unwrap(), [rows, d]);
+        assert_eq!(check(&[7, 2, 3], &[7], rows).unwrap(), [rows, 2, 3]);
+        assert_eq!(check(&[7], &[7], rows).unwrap(), [rows]);
         assert!(check(&[7, d], &[6], rows).is_err());
+        assert!(check(&[7, d], &[7], 0).is_err());
         let grad = cpu(&w, d, &ids, rows);
         // Row 2 and 4 are never picked: exactly zero.
         assert!(grad[2 * d..3 * d]
             .iter()
             .chain(&grad[4 * d..5 * d])
             .all(|&g| g == 0.0));
-        fd::check("embed", &table, &grad, 1e-2, 1e-4, |t| {
-            fd::dot(&w, &embed::cpu(t, d, &ids))
+        fd::check("gather", &table, &grad, 1e-2, 1e-4, |t| {
+            fd::dot(&w, &gather::cpu(t, d, &ids))
         });
     }
 }

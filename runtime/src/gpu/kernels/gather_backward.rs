@@ -1,4 +1,4 @@
-//! `wgsl/embed_backward.wgsl`: [`crate::ops::embed_backward`]. Ids past the table (which the
+//! `wgsl/gather_backward.wgsl`: [`crate::ops::gather_backward`]. Ids past the rows (which the
 //! host never sends) are skipped.
 
 use crate::backend::Backend;
@@ -8,39 +8,42 @@ use crate::gpu::{grid_1d, GpuBackend, GpuIds, GpuTensor, Kernel};
 use crate::tensor::numel;
 
 uniform! {
-    /// `Params` of `wgsl/embed_backward.wgsl`.
+    /// `Params` of `wgsl/gather_backward.wgsl`.
     Params {
         n: u32,
-        d: u32,
+        row_len: u32,
         rows: u32,
         _pad: u32,
     }
 }
 
-/// `wgsl/embed_backward.wgsl`.
+/// `wgsl/gather_backward.wgsl`.
 pub static SHADER: Shader = Shader {
-    name: "embed_backward",
-    parts: &[COMMON, include_str!("../../../../wgsl/embed_backward.wgsl")],
+    name: "gather_backward",
+    parts: &[
+        COMMON,
+        include_str!("../../../../wgsl/gather_backward.wgsl"),
+    ],
     params: &Params::LAYOUT,
     read_only: &[true, true, false],
     entries: &["main"],
     overrides: &[],
 };
 
-/// The table gradient of the checked shape `shape` (`[rows, D]`).
-pub(crate) fn embed_backward(
+/// The gradient of `x`, of the checked shape `shape` (`[rows, ..]`).
+pub(crate) fn gather_backward(
     be: &GpuBackend,
     dy: &GpuTensor,
     ids: &GpuIds,
     shape: &[usize],
 ) -> Result<GpuTensor> {
     let out = be.zeros(shape)?;
-    let (rows, d) = (shape[0], shape[1]);
+    let (rows, d) = (shape[0], numel(&shape[1..]));
     let n = numel(&ids.shape);
-    let args = [ids.arg(), dy.f32("embed_backward")?.arg(), out.arg()];
+    let args = [ids.arg(), dy.f32("gather_backward")?.arg(), out.arg()];
     let params = Params {
         n: n as u32,
-        d: d as u32,
+        row_len: d as u32,
         rows: rows as u32,
         _pad: 0,
     };
