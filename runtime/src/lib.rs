@@ -91,7 +91,7 @@ mod wait;
 pub mod weights;
 
 pub use api::{ClassifyText, Image, Pool};
-pub use backend::{Backend, Mask, Sampling};
+pub use backend::{Backend, Mask, Sampling, TrainBackend};
 pub use checkpoint::Checkpoint;
 pub use config::{Config, PosEmb};
 pub use cpu::{CpuBackend, Gemm};

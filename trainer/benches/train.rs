@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cappa::tokenizer::SpecialIds;
-use cappa::{Backend, Config, CpuBackend, Tokenizer};
+use cappa::{Config, CpuBackend, Tokenizer, TrainBackend};
 use cappa_trainer::data::{Batch, Dataset, Loader, LoaderOptions, Prep};
 use cappa_trainer::shapes::{self, ShapesWorld, Split};
 use cappa_trainer::{Params, RunConfig, Trainer};
@@ -72,7 +72,7 @@ fn batch(config: &Config, size: usize) -> Batch {
         .unwrap()
 }
 
-fn bench_steps<B: Backend>(
+fn bench_steps<B: TrainBackend>(
     c: &mut Criterion,
     config: &Config,
     batch_size: usize,

@@ -33,7 +33,7 @@ pub mod shapes;
 pub mod train;
 
 use cappa::loss::{caption_loss, LossOutput};
-use cappa::{Backend, HostTensor, Mode, Result, Tokens};
+use cappa::{HostTensor, Mode, Result, Tokens, TrainBackend};
 
 pub use net::{Grads, Net};
 pub use optim::{AdamState, OptimConfig};
@@ -42,7 +42,7 @@ pub use train::{RunConfig, Trainer};
 
 /// The reference training loss of one batch (images `[B, H, W, C]` in [-1, 1], caption targets,
 /// a mode per caption) and its gradient with respect to every parameter.
-pub fn loss_and_grads<B: Backend>(
+pub fn loss_and_grads<B: TrainBackend>(
     be: &B,
     net: &Net,
     params: &Params<B>,

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use cappa::backend::{Activation, Attention, Mask, Matmul};
-use cappa::{Backend, Config, Error, HostTensor, Mode, PosEmb, Result, Tokens};
+use cappa::{Backend, Config, Error, HostTensor, Mode, PosEmb, Result, Tokens, TrainBackend};
 
 use crate::params::Params;
 
@@ -59,7 +59,7 @@ impl<B: Backend> Grads<B> {
 }
 
 /// A parameter as a matrix `[rows, cols]` (its first `in_axes` axes are the rows).
-fn matrix<B: Backend>(be: &B, p: &Params<B>, name: &str, in_axes: usize) -> Result<B::Tensor> {
+fn matrix<B: TrainBackend>(be: &B, p: &Params<B>, name: &str, in_axes: usize) -> Result<B::Tensor> {
     let t = p.get(name)?;
     let s = be.shape(t);
     let rows: usize = s[..in_axes].iter().product();
@@ -67,7 +67,7 @@ fn matrix<B: Backend>(be: &B, p: &Params<B>, name: &str, in_axes: usize) -> Resu
 }
 
 /// `[.., n]` → `[rows, n]`.
-fn flat<B: Backend>(be: &B, t: &B::Tensor) -> Result<B::Tensor> {
+fn flat<B: TrainBackend>(be: &B, t: &B::Tensor) -> Result<B::Tensor> {
     let s = be.shape(t);
     let n = *s.last().unwrap_or(&1);
     be.reshape(t, &[s.iter().product::<usize>() / n.max(1), n])
@@ -90,11 +90,11 @@ impl Dense {
         }
     }
 
-    fn kernel<B: Backend>(&self, be: &B, p: &Params<B>) -> Result<B::Tensor> {
+    fn kernel<B: TrainBackend>(&self, be: &B, p: &Params<B>) -> Result<B::Tensor> {
         matrix(be, p, &format!("{}/kernel", self.path), self.in_axes)
     }
 
-    fn forward<B: Backend>(&self, be: &B, p: &Params<B>, x: &B::Tensor) -> Result<B::Tensor> {
+    fn forward<B: TrainBackend>(&self, be: &B, p: &Params<B>, x: &B::Tensor) -> Result<B::Tensor> {
         // Attention biases are stored `[heads, head_dim]`: use them flat.
         let bias = match self.bias {
             true => {
@@ -115,7 +115,7 @@ impl Dense {
     }
 
     /// Given the saved input `x` and `dy`, records the parameter gradients and returns `dx`.
-    fn backward<B: Backend>(
+    fn backward<B: TrainBackend>(
         &self,
         be: &B,
         p: &Params<B>,
@@ -160,7 +160,7 @@ struct Norm {
 }
 
 impl Norm {
-    fn forward<B: Backend>(&self, be: &B, p: &Params<B>, x: &B::Tensor) -> Result<B::Tensor> {
+    fn forward<B: TrainBackend>(&self, be: &B, p: &Params<B>, x: &B::Tensor) -> Result<B::Tensor> {
         let bias = match self.bias {
             true => Some(p.get(&format!("{}/bias", self.path))?),
             false => None,
@@ -168,7 +168,7 @@ impl Norm {
         be.layer_norm(x, p.get(&format!("{}/scale", self.path))?, bias, self.eps)
     }
 
-    fn backward<B: Backend>(
+    fn backward<B: TrainBackend>(
         &self,
         be: &B,
         p: &Params<B>,
@@ -218,7 +218,7 @@ impl Mha {
         }
     }
 
-    fn forward<B: Backend>(
+    fn forward<B: TrainBackend>(
         &self,
         be: &B,
         p: &Params<B>,
@@ -247,7 +247,7 @@ impl Mha {
     }
 
     /// Returns `(dxq, dxkv)`.
-    fn backward<B: Backend>(
+    fn backward<B: TrainBackend>(
         &self,
         be: &B,
         p: &Params<B>,
@@ -290,7 +290,7 @@ impl Mlp {
         }
     }
 
-    fn forward<B: Backend>(
+    fn forward<B: TrainBackend>(
         &self,
         be: &B,
         p: &Params<B>,
@@ -309,7 +309,7 @@ impl Mlp {
         ))
     }
 
-    fn backward<B: Backend>(
+    fn backward<B: TrainBackend>(
         &self,
         be: &B,
         p: &Params<B>,
@@ -340,7 +340,7 @@ struct EncoderBlockSaved<B: Backend> {
 }
 
 impl EncoderBlock {
-    fn forward<B: Backend>(
+    fn forward<B: TrainBackend>(
         &self,
         be: &B,
         p: &Params<B>,
@@ -361,7 +361,7 @@ impl EncoderBlock {
         Ok((x2, saved))
     }
 
-    fn backward<B: Backend>(
+    fn backward<B: TrainBackend>(
         &self,
         be: &B,
         p: &Params<B>,
@@ -398,7 +398,7 @@ struct DecoderBlockSaved<B: Backend> {
 }
 
 impl DecoderBlock {
-    fn forward<B: Backend>(
+    fn forward<B: TrainBackend>(
         &self,
         be: &B,
         p: &Params<B>,
@@ -427,7 +427,7 @@ impl DecoderBlock {
     }
 
     /// Returns `(dx, d_encoded)`.
-    fn backward<B: Backend>(
+    fn backward<B: TrainBackend>(
         &self,
         be: &B,
         p: &Params<B>,
@@ -577,7 +577,7 @@ impl Net {
         &self.config
     }
 
-    fn pos_table<B: Backend>(
+    fn pos_table<B: TrainBackend>(
         &self,
         be: &B,
         p: &Params<B>,
@@ -596,7 +596,7 @@ impl Net {
 
     /// The forward pass of one batch: images `[B, H, W, C]` (in [-1, 1]) and caption targets
     /// `[B, L]` with a mode per caption. Returns the tape (holding the logits).
-    pub fn forward<B: Backend>(
+    pub fn forward<B: TrainBackend>(
         &self,
         be: &B,
         p: &Params<B>,
@@ -680,7 +680,7 @@ impl Net {
 
     /// The reverse pass: the gradient of the reference caption loss (with `label_smoothing`)
     /// with respect to every parameter.
-    pub fn backward<B: Backend>(
+    pub fn backward<B: TrainBackend>(
         &self,
         be: &B,
         p: &Params<B>,

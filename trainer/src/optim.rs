@@ -2,8 +2,8 @@
 //! then Adam's direction, times the peak learning rate, plus decoupled weight decay on
 //! `*/kernel` tensors only, all times the schedule (linear warm-up, then cosine to 0).
 
-use cappa::backend::AdamW;
-use cappa::{Backend, Error, Result};
+use cappa::ops::adamw::AdamW;
+use cappa::{Backend, Error, Result, TrainBackend};
 use serde::{Deserialize, Serialize};
 
 use crate::net::Grads;
@@ -101,7 +101,7 @@ pub struct UpdateStats {
     pub schedule: f32,
 }
 
-impl<B: Backend> AdamState<B> {
+impl<B: TrainBackend> AdamState<B> {
     /// Zero moments for `params`.
     pub fn new(be: &B, params: &Params<B>) -> Result<Self> {
         let zeros = || {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use cappa::checkpoint::{CONFIG_KEY, TOKENIZER_KEY};
 use cappa::loss::caption_loss;
 use cappa::safetensors_io::{serialize, OwnedTensor, SafetensorsFile};
-use cappa::{Backend, Config, Error, HostTensor, Mode, Result};
+use cappa::{Backend, Config, Error, HostTensor, Mode, Result, TrainBackend};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Batch, Dataset, Loader, LoaderOptions, Prep};
@@ -117,7 +117,7 @@ pub struct Trainer<B: Backend> {
     cursor: u64,
 }
 
-impl<B: Backend> Trainer<B> {
+impl<B: TrainBackend> Trainer<B> {
     /// Starts training `params` (of `config`) from step 0. `tokenizer` is the
     /// `cappa.tokenizer` metadata stored with the model files.
     pub fn new(
@@ -455,7 +455,7 @@ pub struct ValidationData<'a> {
 
 /// Trains until `run.steps` steps are done or `stop` is raised, reporting every step,
 /// validation and checkpoint to `on_event`, writing checkpoints into `out_dir`.
-pub fn run<B: Backend>(
+pub fn run<B: TrainBackend>(
     trainer: &mut Trainer<B>,
     train: &mut Loader,
     valid: Option<ValidationData<'_>>,

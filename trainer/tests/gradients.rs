@@ -3,7 +3,7 @@
 //! GPU backend, within the fixture README's tolerance: 1e-4 of each tensor's largest magnitude
 //! plus 1e-6; the exact-zero attention key-bias gradients absolutely (1e-6).
 
-use cappa::{Backend, Checkpoint, CpuBackend, Gemm, Mode};
+use cappa::{Checkpoint, CpuBackend, Gemm, Mode, TrainBackend};
 use cappa_tests::{assert_close, fixture_dirs, Fixture, Tol};
 use cappa_trainer::{loss_and_grads, Net, Params};
 
@@ -12,7 +12,7 @@ fn exactly_zero(name: &str) -> bool {
     name.ends_with("MultiHeadDotProductAttention_0/key/bias")
 }
 
-fn check<B: Backend>(be: &B, label: &str) {
+fn check<B: TrainBackend>(be: &B, label: &str) {
     for dir in fixture_dirs() {
         let fix = Fixture::open(&dir);
         let ckpt = Checkpoint::load(&dir).unwrap();

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use cappa::tokenizer::SpecialIds;
-use cappa::{Backend, Checkpoint, Config, CpuBackend, HostTensor, Mode, Tokenizer};
+use cappa::{Backend, Checkpoint, Config, CpuBackend, HostTensor, Mode, Tokenizer, TrainBackend};
 use cappa_tests::{assert_close, fixture_dirs, Fixture, Tol};
 use cappa_trainer::data::{Dataset, Loader, LoaderOptions, Prep};
 use cappa_trainer::optim::{AdamState, OptimConfig};
@@ -45,7 +45,7 @@ fn fixture_state() -> (Config, Vec<HostTensor>, Vec<(String, HostTensor)>) {
 
 /// Two AdamW updates from the fixture's parameters with fixed gradients (the fixture's Cap
 /// gradient, then its negative halved), clipped, decayed, in warm-up: parameters and moments.
-fn two_updates<B: Backend>(be: &B) -> Vec<HostTensor> {
+fn two_updates<B: TrainBackend>(be: &B) -> Vec<HostTensor> {
     let (config, grads, host) = fixture_state();
     let mut params =
         Params::from_host(be, &config, host.into_iter().map(|(_, t)| t).collect()).unwrap();
@@ -197,7 +197,7 @@ fn loader(ds: &Arc<Dataset>, prep: &Prep, run: &RunConfig, start: u64) -> Loader
 }
 
 /// Trains `run.steps` steps (or until step `stop_at`, as Ctrl-C would), returning the losses.
-fn train<B: Backend>(
+fn train<B: TrainBackend>(
     t: &mut Trainer<B>,
     ds: &Arc<Dataset>,
     prep: &Prep,
@@ -219,7 +219,7 @@ fn train<B: Backend>(
     (losses, outcome)
 }
 
-fn fresh<B: Backend>(be: B, config: &Config, run: &RunConfig) -> Trainer<B> {
+fn fresh<B: TrainBackend>(be: B, config: &Config, run: &RunConfig) -> Trainer<B> {
     let params = Params::init(&be, config, run.seed).unwrap();
     Trainer::new(be, config, params, None, run.clone()).unwrap()
 }
@@ -288,7 +288,7 @@ fn a_crash_between_write_and_rename_keeps_the_old_checkpoint() {
     assert_eq!(Trainer::resume(be, &path, run_cfg).unwrap().step(), 2);
 }
 
-fn same_seed_same_losses<B: Backend + Clone>(be: B) {
+fn same_seed_same_losses<B: TrainBackend + Clone>(be: B) {
     let (config, ds, prep, run_cfg) = setup(3);
     // One folder per backend: the CPU and GPU versions of this test run at the same time.
     let out = temp_dir(&format!("determinism-{}", be.name().replace(' ', "-")));

@@ -4,11 +4,20 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use super::shape_error;
+use super::{shape_error, Checked};
 use crate::error::Result;
 
-/// Checks that `b` (leading 1s ignored) equals the trailing axes of `a`. Returns `a`'s shape.
-pub fn check(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+/// The sizes of one add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dims {
+    /// The output's shape (`a`'s).
+    pub out_shape: Vec<usize>,
+    /// Elements of `b`, repeated over `a`.
+    pub b_len: usize,
+}
+
+/// Checks that `b` (leading 1s ignored) equals the trailing axes of `a`.
+pub fn check(a: &[usize], b: &[usize]) -> Result<Checked<Dims>> {
     let first_real = b.iter().position(|&d| d != 1).unwrap_or(b.len());
     let b_core = &b[first_real..];
     if b_core.len() > a.len() || a[a.len() - b_core.len()..] != *b_core {
@@ -17,7 +26,10 @@ pub fn check(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
             format!("cannot add {b:?} to {a:?} (must match its trailing axes)"),
         ));
     }
-    Ok(a.to_vec())
+    Ok(Checked::new(Dims {
+        out_shape: a.to_vec(),
+        b_len: b_core.iter().product(),
+    }))
 }
 
 /// `out[i] = a[i] + b[i mod len(b)]`.

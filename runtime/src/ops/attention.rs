@@ -9,7 +9,7 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::shape_error;
+use super::{shape_error, Checked};
 use crate::backend::{Attention, Mask};
 use crate::error::Result;
 use crate::lanes::{max_lanes, sum_lanes};
@@ -32,7 +32,7 @@ pub struct Dims {
 }
 
 /// Checks the operands and the mask.
-pub fn dims(q: &[usize], k: &[usize], v: &[usize], op: &Attention<'_>) -> Result<Dims> {
+pub fn check(q: &[usize], k: &[usize], v: &[usize], op: &Attention<'_>) -> Result<Checked<Dims>> {
     let err = |m: &str| shape_error("attention", format!("{m} (q {q:?}, k {k:?}, v {v:?})"));
     let ([b, lq, f], [bk, lk, fk]) = (q, k) else {
         return Err(err("q, k and v must be [B, L, H·D]"));
@@ -50,13 +50,13 @@ pub fn dims(q: &[usize], k: &[usize], v: &[usize], op: &Attention<'_>) -> Result
             return Err(err(&format!("mask has {} rows for batch {b}", rows.len())));
         }
     }
-    Ok(Dims {
+    Ok(Checked::new(Dims {
         b: *b,
         lq: *lq,
         lk: *lk,
         heads: op.heads,
         head_dim: f / op.heads,
-    })
+    }))
 }
 
 /// Number of keys query `i` of batch entry `b` may see (keys `0..visible`).
@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn one_key_returns_its_value() {
-        let d = dims(
+        let d = *check(
             &[1, 2, 4],
             &[1, 1, 4],
             &[1, 1, 4],
@@ -233,7 +233,7 @@ mod tests {
                 Mask::CausalRows(&rows),
             ] {
                 let op = Attention { heads, mask };
-                let d = dims(&[b, lq, f], &[b, lk, f], &[b, lk, f], &op).unwrap();
+                let d = *check(&[b, lq, f], &[b, lk, f], &[b, lk, f], &op).unwrap();
                 let want = naive(&q, &k, &v, d, &op.mask);
                 for &g in &gemms {
                     let got = cpu(&q, &k, &v, d, &op.mask, g);

@@ -9,30 +9,37 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::attention::{visible_keys, Dims};
-use super::shape_error;
+use super::attention::visible_keys;
+use super::{shape_error, Checked};
 use crate::backend::{Attention, Mask};
 use crate::error::Result;
 use crate::math;
 
-/// Checks the forward operands (as [`super::attention::dims`]) and that `o` and `do` have the
+/// The sizes of one attention backward (those of its forward).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// The forward's sizes.
+    pub forward: super::attention::Dims,
+}
+
+/// Checks the forward operands (as [`super::attention::check`]) and that `o` and `do` have the
 /// shape of `q`.
-pub fn dims(
+pub fn check(
     q: &[usize],
     k: &[usize],
     v: &[usize],
     o: &[usize],
     d_o: &[usize],
     op: &Attention<'_>,
-) -> Result<Dims> {
-    let d = super::attention::dims(q, k, v, op)?;
+) -> Result<Checked<Dims>> {
+    let forward = *super::attention::check(q, k, v, op)?;
     if o != q || d_o != q {
         return Err(shape_error(
             "attention_backward",
             format!("o {o:?} and do {d_o:?} must have the shape of q {q:?}"),
         ));
     }
-    Ok(d)
+    Ok(Checked::new(Dims { forward }))
 }
 
 /// CPU reference: `(dq, dk, dv)`.
@@ -42,7 +49,7 @@ pub fn cpu(
     v: &[f32],
     o: &[f32],
     d_o: &[f32],
-    d: Dims,
+    d: super::attention::Dims,
     mask: &Mask<'_>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (hd, f) = (d.head_dim, d.heads * d.head_dim);
@@ -117,7 +124,7 @@ mod tests {
             let (b, heads, hd) = (3, 2, 3);
             let f = heads * hd;
             let op = Attention { heads, mask };
-            let d = dims(
+            let d = check(
                 &[b, lq, f],
                 &[b, lk, f],
                 &[b, lk, f],
@@ -125,7 +132,8 @@ mod tests {
                 &[b, lq, f],
                 &op,
             )
-            .unwrap();
+            .unwrap()
+            .forward;
             let q = fd::normal(b * lq * f, 5);
             let k = fd::normal(b * lk * f, 6);
             let v = fd::normal(b * lk * f, 7);

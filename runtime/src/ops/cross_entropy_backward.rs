@@ -9,15 +9,30 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::shape_error;
 use super::softmax::log_softmax_row;
+use super::{shape_error, Checked};
 use crate::error::Result;
 use crate::math;
 
-/// Checks `logits` is `[B, L, V]` and `targets` `[B, L]`.
-pub fn check(logits: &[usize], targets: &[usize]) -> Result<()> {
+/// The sizes of one caption-loss gradient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Captions.
+    pub b: usize,
+    /// Positions per caption.
+    pub l: usize,
+    /// Classes.
+    pub v: usize,
+}
+
+/// Checks `logits` is `[B, L, V]` (`V ≥ 1`) and `targets` `[B, L]`.
+pub fn check(logits: &[usize], targets: &[usize]) -> Result<Checked<Dims>> {
     match logits {
-        [b, l, v] if *v > 0 && targets == [*b, *l] => Ok(()),
+        [b, l, v] if *v > 0 && targets == [*b, *l] => Ok(Checked::new(Dims {
+            b: *b,
+            l: *l,
+            v: *v,
+        })),
         _ => Err(shape_error(
             "cross_entropy_backward",
             format!("needs logits [B, L, V] and targets [B, L], got {logits:?} and {targets:?}"),

@@ -11,21 +11,39 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use super::shape_error;
+use super::{shape_error, Checked};
 use crate::error::{Error, Result};
 use crate::tensor::numel;
 
-/// Checks shapes and returns the output shape.
-pub fn check(x: &[usize], ids: &[usize]) -> Result<Vec<usize>> {
+/// The sizes of one gather.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dims {
+    /// The output's shape: the ids' shape, then `x`'s trailing axes.
+    pub out_shape: Vec<usize>,
+    /// Rows of `x` (`N`).
+    pub rows: usize,
+    /// Elements per row of `x`.
+    pub row_len: usize,
+    /// Number of ids.
+    pub ids: usize,
+}
+
+/// Checks the shapes.
+pub fn check(x: &[usize], ids: &[usize]) -> Result<Checked<Dims>> {
     if x.is_empty() || (x[0] == 0 && numel(ids) > 0) {
         return Err(shape_error(
             "gather",
             format!("needs x [N, ..] with rows to pick from, got x {x:?} for ids {ids:?}"),
         ));
     }
-    let mut out = ids.to_vec();
-    out.extend_from_slice(&x[1..]);
-    Ok(out)
+    let mut out_shape = ids.to_vec();
+    out_shape.extend_from_slice(&x[1..]);
+    Ok(Checked::new(Dims {
+        out_shape,
+        rows: x[0],
+        row_len: numel(&x[1..]),
+        ids: numel(ids),
+    }))
 }
 
 /// Checks every id is a row of `x`.
@@ -66,11 +84,14 @@ mod tests {
     #[test]
     fn shape_rules() {
         // The ids' shape, then x's trailing axes.
-        assert_eq!(check(&[3, 2], &[2, 2]).unwrap(), vec![2, 2, 2]);
-        assert_eq!(check(&[3, 4, 5], &[1]).unwrap(), vec![1, 4, 5]);
-        assert_eq!(check(&[3], &[5]).unwrap(), vec![5]);
-        assert_eq!(check(&[3, 4], &[0]).unwrap(), vec![0, 4]);
-        assert_eq!(check(&[0, 4], &[2, 0]).unwrap(), vec![2, 0, 4]);
+        let out = |x: &[usize], ids: &[usize]| check(x, ids).unwrap().out_shape.clone();
+        assert_eq!(out(&[3, 2], &[2, 2]), vec![2, 2, 2]);
+        assert_eq!(out(&[3, 4, 5], &[1]), vec![1, 4, 5]);
+        assert_eq!(out(&[3], &[5]), vec![5]);
+        assert_eq!(out(&[3, 4], &[0]), vec![0, 4]);
+        assert_eq!(out(&[0, 4], &[2, 0]), vec![2, 0, 4]);
+        let d = check(&[7, 2, 3], &[4, 5]).unwrap();
+        assert_eq!((d.rows, d.row_len, d.ids), (7, 6, 20));
         assert!(check(&[], &[1]).is_err());
         assert!(check(&[0, 2], &[1]).is_err());
     }

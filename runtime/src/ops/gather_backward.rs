@@ -10,12 +10,25 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::shape_error;
+use super::{shape_error, Checked};
 use crate::error::Result;
+use crate::tensor::numel;
 
-/// Checks `dy` is `ids.shape ++ row_shape` and returns the gradient's shape `[rows] ++
-/// row_shape`.
-pub fn check(dy: &[usize], ids: &[usize], rows: usize) -> Result<Vec<usize>> {
+/// The sizes of one gather backward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dims {
+    /// The gradient's shape, `[rows] ++ row shape`.
+    pub out_shape: Vec<usize>,
+    /// Rows of the gradient (of the forward's `x`).
+    pub rows: usize,
+    /// Elements per row.
+    pub row_len: usize,
+    /// Number of ids.
+    pub ids: usize,
+}
+
+/// Checks `dy` is `ids.shape ++ row shape` and `rows ≥ 1`.
+pub fn check(dy: &[usize], ids: &[usize], rows: usize) -> Result<Checked<Dims>> {
     if dy.len() < ids.len() || dy[..ids.len()] != *ids {
         return Err(shape_error(
             "gather_backward",
@@ -25,9 +38,14 @@ pub fn check(dy: &[usize], ids: &[usize], rows: usize) -> Result<Vec<usize>> {
     if rows == 0 {
         return Err(shape_error("gather_backward", "x has no rows".into()));
     }
-    let mut out = vec![rows];
-    out.extend_from_slice(&dy[ids.len()..]);
-    Ok(out)
+    let mut out_shape = vec![rows];
+    out_shape.extend_from_slice(&dy[ids.len()..]);
+    Ok(Checked::new(Dims {
+        out_shape,
+        rows,
+        row_len: numel(&dy[ids.len()..]),
+        ids: numel(ids),
+    }))
 }
 
 /// CPU reference (ids already checked against `rows`): rows of `row_len` values.
@@ -54,9 +72,11 @@ mod tests {
         let ids = [3u32, 0, 3, 5, 3, 0, 1];
         let table = fd::normal(rows * d, 11);
         let w = fd::normal(ids.len() * d, 12);
-        assert_eq!(check(&[7, d], &[7], rows).unwrap(), [rows, d]);
-        assert_eq!(check(&[7, 2, 3], &[7], rows).unwrap(), [rows, 2, 3]);
-        assert_eq!(check(&[7], &[7], rows).unwrap(), [rows]);
+        let out = |dy: &[usize]| check(dy, &[7], rows).unwrap().out_shape.clone();
+        assert_eq!(out(&[7, d]), [rows, d]);
+        assert_eq!(out(&[7, 2, 3]), [rows, 2, 3]);
+        assert_eq!(out(&[7]), [rows]);
+        assert_eq!(check(&[7, 2, 3], &[7], rows).unwrap().row_len, 6);
         assert!(check(&[7, d], &[6], rows).is_err());
         assert!(check(&[7, d], &[7], 0).is_err());
         let grad = cpu(&w, d, &ids, rows);

@@ -1,6 +1,20 @@
 //! GELU, tanh approximation, as `jax.nn.gelu` with its default `approximate=True`.
 
+use super::Checked;
 use crate::math;
+use crate::tensor::numel;
+
+/// The sizes of the standalone GELU: any shape is valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Elements.
+    pub len: usize,
+}
+
+/// The sizes of `x` (GELU takes every shape).
+pub fn check(x: &[usize]) -> Checked<Dims> {
+    Checked::new(Dims { len: numel(x) })
+}
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 

@@ -5,21 +5,30 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{rows_and_last, shape_error};
+use super::{rows_and_last, shape_error, Checked};
 use crate::error::Result;
 use crate::lanes::sum_lanes;
 use crate::math;
 
+/// The sizes of one LayerNorm: `rows` rows of `d` features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Rows (every axis of `x` but the last).
+    pub rows: usize,
+    /// Features (the last axis).
+    pub d: usize,
+}
+
 /// Checks `scale` and `bias` have the width of `x`'s last axis.
-pub fn check(x: &[usize], scale: &[usize], bias: Option<&[usize]>) -> Result<()> {
-    let (_, d) = rows_and_last(x);
+pub fn check(x: &[usize], scale: &[usize], bias: Option<&[usize]>) -> Result<Checked<Dims>> {
+    let (rows, d) = rows_and_last(x);
     if scale != [d] || bias.is_some_and(|b| b != [d]) {
         return Err(shape_error(
             "layer_norm",
             format!("x {x:?} needs scale and bias of shape [{d}], got {scale:?} and {bias:?}"),
         ));
     }
-    Ok(())
+    Ok(Checked::new(Dims { rows, d }))
 }
 
 /// CPU reference; rows split over threads, each row's sums in vectorised lanes.

@@ -8,20 +8,27 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::shape_error;
+use super::{shape_error, Checked};
 use crate::error::Result;
 use crate::math;
 
+/// The sizes of one LayerNorm backward (those of its forward).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// The forward's sizes.
+    pub forward: super::layer_norm::Dims,
+}
+
 /// Checks `x`, `scale` and `dy` (the shape of `x`).
-pub fn check(x: &[usize], scale: &[usize], dy: &[usize]) -> Result<()> {
-    super::layer_norm::check(x, scale, None)?;
+pub fn check(x: &[usize], scale: &[usize], dy: &[usize]) -> Result<Checked<Dims>> {
+    let forward = *super::layer_norm::check(x, scale, None)?;
     if x != dy {
         return Err(shape_error(
             "layer_norm_backward",
             format!("dy {dy:?} must have the shape of x {x:?}"),
         ));
     }
-    Ok(())
+    Ok(Checked::new(Dims { forward }))
 }
 
 /// Mean, `1/√(var + eps)` and whether the variance was clamped at 0, exactly as the forward.

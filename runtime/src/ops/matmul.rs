@@ -1,6 +1,6 @@
 //! Matrix multiplication `act(op(a) · op(b) + bias)`.
 //!
-//! Shape rules (checked by [`dims`]):
+//! Shape rules (checked by [`check`]):
 //! * unbatched: `b` is 2-D; `a` is viewed as a matrix `[rows, cols]` whose rows are all its
 //!   leading axes. `op(a)` is `[M, K]` (or `aᵀ` with `trans_a`), `op(b)` is `[K, N]`. The output
 //!   keeps `a`'s leading axes (`[.., N]`), or is `[M, N]` with `trans_a`.
@@ -14,7 +14,7 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::shape_error;
+use super::{shape_error, Checked};
 use crate::backend::Activation;
 use crate::error::Result;
 
@@ -43,14 +43,14 @@ fn as_matrix(s: &[usize]) -> (usize, usize) {
 }
 
 /// Applies the shape rules.
-pub fn dims(
+pub fn check(
     a: &[usize],
     b: &[usize],
     trans_a: bool,
     trans_b: bool,
     batched: bool,
     bias: Option<&[usize]>,
-) -> Result<Dims> {
+) -> Result<Checked<Dims>> {
     let err = |m: &str| shape_error("matmul", format!("{m} (a {a:?}, b {b:?})"));
     let (batch, (ra, ca), (rb, cb)) = if batched {
         match (a, b) {
@@ -86,7 +86,7 @@ pub fn dims(
         s.push(n);
         s
     };
-    Ok(Dims {
+    Ok(Checked::new(Dims {
         batch,
         m,
         n,
@@ -94,7 +94,7 @@ pub fn dims(
         trans_a,
         trans_b,
         out_shape,
-    })
+    }))
 }
 
 /// Which CPU GEMM to run.
@@ -481,7 +481,7 @@ mod tests {
                 for tb in [false, true] {
                     let a_shape = if ta { [batch, k, m] } else { [batch, m, k] };
                     let b_shape = if tb { [batch, n, k] } else { [batch, k, n] };
-                    let d = dims(&a_shape, &b_shape, ta, tb, true, None).unwrap();
+                    let d = check(&a_shape, &b_shape, ta, tb, true, None).unwrap();
                     let a: Vec<f32> = (0..batch * m * k).map(|_| rng.normal()).collect();
                     let b: Vec<f32> = (0..batch * k * n).map(|_| rng.normal()).collect();
                     let want = naive(&a, &b, &d);
@@ -498,16 +498,16 @@ mod tests {
 
     #[test]
     fn shape_rules() {
-        let d = dims(&[2, 3, 4], &[4, 5], false, false, false, Some(&[5])).unwrap();
+        let d = check(&[2, 3, 4], &[4, 5], false, false, false, Some(&[5])).unwrap();
         assert_eq!(
             (d.m, d.n, d.k, d.out_shape.clone()),
             (6, 5, 4, vec![2, 3, 5])
         );
-        let d = dims(&[2, 3, 4], &[2, 3, 5], true, false, false, None);
+        let d = check(&[2, 3, 4], &[2, 3, 5], true, false, false, None);
         assert!(d.is_err(), "b must be 2-D when unbatched");
-        let d = dims(&[6, 4], &[6, 5], true, false, false, None).unwrap();
+        let d = check(&[6, 4], &[6, 5], true, false, false, None).unwrap();
         assert_eq!(d.out_shape, vec![4, 5]);
-        assert!(dims(&[2, 4], &[5, 3], false, false, false, None).is_err());
-        assert!(dims(&[2, 4], &[4, 3], false, false, false, Some(&[4])).is_err());
+        assert!(check(&[2, 4], &[5, 3], false, false, false, None).is_err());
+        assert!(check(&[2, 4], &[4, 3], false, false, false, Some(&[4])).is_err());
     }
 }

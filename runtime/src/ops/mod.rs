@@ -1,7 +1,13 @@
 //! One module per op: its shape rules (checked once, shared by every backend) and its CPU
-//! reference implementation, with tests beside them. The WGSL kernel of an op lives in
-//! `wgsl/<op>.wgsl` at the repository root. The trainer's backward ops have modules of their own
+//! reference implementation, with tests beside them. Nothing here knows of the GPU: the WGSL
+//! kernel of an op is `wgsl/<op>.wgsl` at the repository root and its launcher is in
+//! `crate::gpu::kernels` (feature `gpu`). The trainer's backward ops have modules of their own
 //! (`<op>_backward`, `sums`, `adamw`) beside their forwards, with kernels of the same names.
+//!
+//! An op's rules are a `check` function that returns the op's sizes wrapped in [`Checked`]; the
+//! kernel methods of [`crate::Backend`] take that value, and only the `check` functions here can
+//! make one, so no kernel runs on shapes its op's rules have not accepted (see
+//! [`crate::backend`]).
 
 pub mod adamw;
 pub mod add;
@@ -25,8 +31,31 @@ pub mod sums;
 
 use alloc::format;
 use alloc::string::String;
+use core::ops::Deref;
 
 use crate::error::Error;
+
+/// An op's sizes, accepted by its shape rules. Only the `check` functions of this module's op
+/// modules construct one; it is read through `Deref` and never changed, so a backend's kernel
+/// method, which takes one, runs only on checked shapes. Each op has its own sizes type (the
+/// backward ops too), so one op's checked value cannot stand in for another's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked<T>(T);
+
+impl<T> Checked<T> {
+    /// Marks `sizes` as accepted by an op's rules (for the `check` functions of `ops`).
+    pub(in crate::ops) fn new(sizes: T) -> Self {
+        Checked(sizes)
+    }
+}
+
+impl<T> Deref for Checked<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 /// A shape error for op `op`.
 pub(crate) fn shape_error(op: &str, msg: String) -> Error {

@@ -1,9 +1,38 @@
-//! Log-softmax and argmax over the last axis.
+//! Log-softmax and argmax over the last axis. Argmax is an op ([`crate::Backend::argmax`]);
+//! the log-softmax helpers serve the CPU references of the ops that use one (beam candidates,
+//! cross-entropy) and host-side scoring.
 
+use alloc::format;
 use alloc::vec::Vec;
 
+use super::{rows_and_last, shape_error, Checked};
+use crate::error::Result;
 use crate::lanes::{max_lanes, sum_lanes};
 use crate::math;
+
+/// The sizes of one argmax: `rows` rows of `classes` values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Argmax {
+    /// Rows (every axis but the last).
+    pub rows: usize,
+    /// Values per row (the last axis).
+    pub classes: usize,
+    /// The ids' shape: the input's without its last axis.
+    pub out_shape: Vec<usize>,
+}
+
+/// Checks `x` has a last axis with at least one value.
+pub fn check_argmax(x: &[usize]) -> Result<Checked<Argmax>> {
+    let (rows, classes) = rows_and_last(x);
+    if x.is_empty() || classes == 0 {
+        return Err(shape_error("argmax", format!("no classes in {x:?}")));
+    }
+    Ok(Checked::new(Argmax {
+        rows,
+        classes,
+        out_shape: x[..x.len() - 1].to_vec(),
+    }))
+}
 
 /// `ln Σ exp(x)` of one row, computed stably as `max + ln Σ exp(x − max)`.
 pub fn log_sum_exp(row: &[f32]) -> f32 {
@@ -42,6 +71,18 @@ pub fn cpu_argmax(x: &[f32], v: usize) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn argmax_shape_rules() {
+        let d = super::check_argmax(&[2, 3, 5]).unwrap();
+        assert_eq!(
+            (d.rows, d.classes, d.out_shape.as_slice()),
+            (6, 5, &[2, 3][..])
+        );
+        assert!(super::check_argmax(&[4]).unwrap().out_shape.is_empty());
+        assert!(super::check_argmax(&[]).is_err());
+        assert!(super::check_argmax(&[3, 0]).is_err());
+    }
+
     #[test]
     fn argmax_takes_first_of_ties() {
         assert_eq!(super::cpu_argmax(&[1., 3., 3., 0., 5., 5.], 3), [1, 1]);

@@ -1,10 +1,10 @@
 //! `wgsl/adamw.wgsl`: [`crate::ops::adamw`], in place on the three tensors' buffers (each made
 //! its own first if another tensor shares it, as the CPU backend's copy-on-write does).
 
-use crate::backend::AdamW;
 use crate::error::Result;
 use crate::gpu::shaders::{Shader, Uniform, COMMON};
 use crate::gpu::{grid_1d, GpuBackend, GpuTensor, Kernel};
+use crate::ops::adamw::{AdamW, Dims};
 
 uniform! {
     /// `Params` of `wgsl/adamw.wgsl`.
@@ -34,20 +34,19 @@ pub static SHADER: Shader = Shader {
     overrides: &[],
 };
 
-/// One AdamW step.
+/// One AdamW step on `[param, m, v]`.
 pub(crate) fn adamw_update(
     be: &GpuBackend,
-    param: &mut GpuTensor,
-    m: &mut GpuTensor,
-    v: &mut GpuTensor,
+    [param, m, v]: [&mut GpuTensor; 3],
     grad: &GpuTensor,
     op: &AdamW,
+    d: &Dims,
 ) -> Result<()> {
     for t in [&mut *param, &mut *m, &mut *v] {
         t.f32("adamw_update")?;
         be.make_unique(t)?;
     }
-    let n = param.numel();
+    let n = d.len;
     let params = Params {
         n: n as u32,
         lr: op.lr,

@@ -106,8 +106,8 @@ pub(crate) fn attention(
     q: &GpuTensor,
     k: &GpuTensor,
     v: &GpuTensor,
-    d: &Dims,
     mask: &Mask<'_>,
+    d: &Dims,
 ) -> Result<GpuTensor> {
     check_head_dim("attention", d)?;
     let out = be.alloc(&q.shape)?;

@@ -8,7 +8,7 @@ use crate::backend::{Backend, Mask};
 use crate::error::Result;
 use crate::gpu::shaders::{Shader, Uniform, BOOL, COMMON, FORMATS};
 use crate::gpu::{grid_1d, Arg, Format, GpuBackend, GpuTensor, Kernel};
-use crate::ops::attention::Dims;
+use crate::ops::attention_backward::Dims;
 
 use super::attention::{check_head_dim, scale, DeviceMask};
 
@@ -40,18 +40,14 @@ pub static SHADER: Shader = Shader {
     overrides: &[("MASK", FORMATS), ("WHICH", BOOL)],
 };
 
-/// `(dq, dk, dv)`.
-#[allow(clippy::too_many_arguments)]
+/// `(dq, dk, dv)` from the forward's `[q, k, v, o]` and the output gradient `d_o`.
 pub(crate) fn attention_backward(
     be: &GpuBackend,
-    q: &GpuTensor,
-    k: &GpuTensor,
-    v: &GpuTensor,
-    o: &GpuTensor,
-    d_o: &GpuTensor,
-    d: &Dims,
+    [q, k, v, o, d_o]: [&GpuTensor; 5],
     mask: &Mask<'_>,
+    dims: &Dims,
 ) -> Result<(GpuTensor, GpuTensor, GpuTensor)> {
+    let d = &dims.forward;
     check_head_dim("attention_backward", d)?;
     let ctx = be.ctx();
     let f = d.heads * d.head_dim;

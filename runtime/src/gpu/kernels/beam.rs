@@ -36,7 +36,7 @@ pub(crate) fn beam_candidates(
     be: &GpuBackend,
     logits: &GpuTensor,
     beam_scores: &GpuTensor,
-    d: Dims,
+    d: &Dims,
 ) -> Result<(GpuTensor, GpuIds)> {
     if d.width > MAX_WIDTH {
         return Err(shape_error(

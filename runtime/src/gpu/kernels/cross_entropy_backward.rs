@@ -5,6 +5,7 @@
 use crate::error::Result;
 use crate::gpu::shaders::{Shader, Uniform, COMMON, REDUCE};
 use crate::gpu::{grid_rows, GpuBackend, GpuIds, GpuTensor, Kernel};
+use crate::ops::cross_entropy_backward::Dims;
 
 uniform! {
     /// `Params` of `wgsl/cross_entropy_backward.wgsl`.
@@ -41,9 +42,10 @@ pub(crate) fn cross_entropy_backward(
     targets: &GpuIds,
     pad_id: u32,
     ls: f32,
+    d: &Dims,
 ) -> Result<GpuTensor> {
     let out = be.alloc(&logits.shape)?;
-    let (b, l, v) = (logits.shape[0], logits.shape[1], logits.shape[2]);
+    let (b, l, v) = (d.b, d.l, d.v);
     let kernel = Kernel {
         shader: &SHADER,
         entry: "main",

@@ -4,6 +4,7 @@
 use crate::error::Result;
 use crate::gpu::shaders::{Shader, Uniform, BOOL, COMMON};
 use crate::gpu::{grid_1d, GpuBackend, GpuTensor, Kernel};
+use crate::ops::{add, gelu};
 
 uniform! {
     /// `Params` of `wgsl/elementwise.wgsl`.
@@ -26,27 +27,32 @@ pub static SHADER: Shader = Shader {
 };
 
 /// `a + b`, `b` repeated over `a`.
-pub(crate) fn add(be: &GpuBackend, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
-    elementwise(be, 0, a, Some(b))
+pub(crate) fn add(
+    be: &GpuBackend,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    d: &add::Dims,
+) -> Result<GpuTensor> {
+    elementwise(be, 0, a, Some((b, d.b_len)))
 }
 
 /// Elementwise tanh-GELU.
-pub(crate) fn gelu(be: &GpuBackend, x: &GpuTensor) -> Result<GpuTensor> {
+pub(crate) fn gelu(be: &GpuBackend, x: &GpuTensor, _: &gelu::Dims) -> Result<GpuTensor> {
     elementwise(be, 1, x, None)
 }
 
-/// Runs op `op` of the shader over `a` (and `b`).
+/// Runs op `op` of the shader over `a` (and `b` of `b_len` elements).
 fn elementwise(
     be: &GpuBackend,
     op: u32,
     a: &GpuTensor,
-    b: Option<&GpuTensor>,
+    b: Option<(&GpuTensor, usize)>,
 ) -> Result<GpuTensor> {
     let out = be.alloc(&a.shape)?;
     let ctx = be.ctx();
     let n = a.numel();
     let (b_arg, b_len) = match b {
-        Some(b) => (b.f32("add")?.arg(), b.numel().max(1)),
+        Some((b, len)) => (b.f32("add")?.arg(), len.max(1)),
         None => (ctx.dummy(), 1),
     };
     let constants = [("OP", op as f64)];

@@ -7,8 +7,8 @@ use std::format;
 use crate::error::Result;
 use crate::gpu::shaders::{Shader, Uniform, COMMON, FORMATS};
 use crate::gpu::{grid_1d, GpuBackend, GpuIds, GpuTensor, Kernel};
+use crate::ops::gather::Dims;
 use crate::ops::shape_error;
-use crate::tensor::numel;
 
 uniform! {
     /// `Params` of `wgsl/gather.wgsl`.
@@ -37,17 +37,11 @@ pub static SHADER: Shader = Shader {
     overrides: &[("FORMAT", FORMATS)],
 };
 
-/// Rows of `x` picked by `ids`, as a tensor of the checked shape `shape`.
-pub(crate) fn gather(
-    be: &GpuBackend,
-    x: &GpuTensor,
-    ids: &GpuIds,
-    shape: &[usize],
-) -> Result<GpuTensor> {
-    let out = be.alloc(shape)?;
+/// Rows of `x` picked by `ids`.
+pub(crate) fn gather(be: &GpuBackend, x: &GpuTensor, ids: &GpuIds, d: &Dims) -> Result<GpuTensor> {
+    let out = be.alloc(&d.out_shape)?;
     let ctx = be.ctx();
-    let (rows, row_len) = (x.shape[0], numel(&x.shape[1..]));
-    let n = numel(&ids.shape);
+    let (rows, row_len, n) = (d.rows, d.row_len, d.ids);
     if n == 0 || row_len == 0 {
         return Ok(out);
     }

@@ -5,7 +5,7 @@ use crate::backend::Backend;
 use crate::error::Result;
 use crate::gpu::shaders::{Shader, Uniform, COMMON};
 use crate::gpu::{grid_1d, GpuBackend, GpuIds, GpuTensor, Kernel};
-use crate::tensor::numel;
+use crate::ops::gather_backward::Dims;
 
 uniform! {
     /// `Params` of `wgsl/gather_backward.wgsl`.
@@ -30,16 +30,15 @@ pub static SHADER: Shader = Shader {
     overrides: &[],
 };
 
-/// The gradient of `x`, of the checked shape `shape` (`[rows, ..]`).
+/// The gradient of the forward's `x`.
 pub(crate) fn gather_backward(
     be: &GpuBackend,
     dy: &GpuTensor,
     ids: &GpuIds,
-    shape: &[usize],
+    dims: &Dims,
 ) -> Result<GpuTensor> {
-    let out = be.zeros(shape)?;
-    let (rows, d) = (shape[0], numel(&shape[1..]));
-    let n = numel(&ids.shape);
+    let out = be.zeros(&dims.out_shape)?;
+    let (rows, d, n) = (dims.rows, dims.row_len, dims.ids);
     let args = [ids.arg(), dy.f32("gather_backward")?.arg(), out.arg()];
     let params = Params {
         n: n as u32,

@@ -3,6 +3,7 @@
 use crate::error::Result;
 use crate::gpu::shaders::{Shader, Uniform, COMMON};
 use crate::gpu::{grid_1d, GpuBackend, GpuTensor, Kernel};
+use crate::ops::gelu_backward::Dims;
 
 uniform! {
     /// `Params` of `wgsl/gelu_backward.wgsl`.
@@ -25,9 +26,14 @@ pub static SHADER: Shader = Shader {
 };
 
 /// `dy · gelu'(x)`.
-pub(crate) fn gelu_backward(be: &GpuBackend, x: &GpuTensor, dy: &GpuTensor) -> Result<GpuTensor> {
+pub(crate) fn gelu_backward(
+    be: &GpuBackend,
+    x: &GpuTensor,
+    dy: &GpuTensor,
+    d: &Dims,
+) -> Result<GpuTensor> {
     let out = be.alloc(&x.shape)?;
-    let n = x.numel();
+    let n = d.len;
     let args = [
         x.f32("gelu_backward")?.arg(),
         dy.f32("gelu_backward")?.arg(),

@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::gpu::shaders::{Shader, Uniform, BOOL, COMMON, REDUCE};
 use crate::gpu::{grid_rows, GpuBackend, GpuTensor, Kernel};
-use crate::ops::rows_and_last;
+use crate::ops::layer_norm::Dims;
 
 uniform! {
     /// `Params` of `wgsl/layer_norm.wgsl`.
@@ -36,8 +36,8 @@ pub(crate) fn layer_norm(
     scale: &GpuTensor,
     bias: Option<&GpuTensor>,
     eps: f32,
+    d: &Dims,
 ) -> Result<GpuTensor> {
-    let (rows, d) = rows_and_last(&x.shape);
     let out = be.alloc(&x.shape)?;
     let ctx = be.ctx();
     let bias_arg = match bias {
@@ -54,8 +54,8 @@ pub(crate) fn layer_norm(
         constants: &constants,
     };
     let params = Params {
-        rows: rows as u32,
-        d: d as u32,
+        rows: d.rows as u32,
+        d: d.d as u32,
         eps,
         ..Params::default()
     };
@@ -65,6 +65,6 @@ pub(crate) fn layer_norm(
         bias_arg,
         out.arg(),
     ];
-    ctx.dispatch(&kernel, &params, &args, grid_rows(rows))?;
+    ctx.dispatch(&kernel, &params, &args, grid_rows(d.rows))?;
     Ok(out)
 }

@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::gpu::shaders::{Shader, Uniform, COMMON, REDUCE};
 use crate::gpu::{grid_1d, grid_rows, GpuBackend, GpuTensor, Kernel};
-use crate::ops::rows_and_last;
+use crate::ops::layer_norm_backward::Dims;
 
 uniform! {
     /// `Params` of `wgsl/layer_norm_backward.wgsl`.
@@ -38,8 +38,9 @@ pub(crate) fn layer_norm_backward(
     scale: &GpuTensor,
     dy: &GpuTensor,
     eps: f32,
+    dims: &Dims,
 ) -> Result<(GpuTensor, GpuTensor, GpuTensor)> {
-    let (rows, d) = rows_and_last(&x.shape);
+    let (rows, d) = (dims.forward.rows, dims.forward.d);
     let dx = be.alloc(&x.shape)?;
     let dscale = be.alloc(&[d])?;
     let dbias = be.alloc(&[d])?;

@@ -3,6 +3,7 @@
 use crate::error::Result;
 use crate::gpu::shaders::{Shader, Uniform, COMMON};
 use crate::gpu::{grid_1d, GpuBackend, GpuTensor, Kernel};
+use crate::ops::patchify::Dims;
 
 uniform! {
     /// `Params` of `wgsl/patchify.wgsl`.
@@ -28,21 +29,16 @@ pub static SHADER: Shader = Shader {
     overrides: &[],
 };
 
-/// NHWC `images` as rows of `p × p` patches, a tensor of the checked shape `shape`.
-pub(crate) fn patchify(
-    be: &GpuBackend,
-    images: &GpuTensor,
-    p: usize,
-    shape: &[usize],
-) -> Result<GpuTensor> {
-    let out = be.alloc(shape)?;
-    let s = &images.shape;
+/// NHWC `images` as rows of `p × p` patches.
+pub(crate) fn patchify(be: &GpuBackend, images: &GpuTensor, d: &Dims) -> Result<GpuTensor> {
+    let out = be.alloc(&d.out_shape)?;
+    let [b, h, w, c] = d.images;
     let params = Params {
-        batch: s[0] as u32,
-        h: s[1] as u32,
-        w: s[2] as u32,
-        c: s[3] as u32,
-        psize: p as u32,
+        batch: b as u32,
+        h: h as u32,
+        w: w as u32,
+        c: c as u32,
+        psize: d.patch as u32,
         ..Params::default()
     };
     let args = [images.f32("patchify")?.arg(), out.arg()];

@@ -4,6 +4,7 @@
 use crate::error::Result;
 use crate::gpu::shaders::{Shader, Uniform, COMMON};
 use crate::gpu::{grid_1d, GpuBackend, GpuTensor, Kernel};
+use crate::ops::rows::Mean;
 
 uniform! {
     /// `Params` of `wgsl/rows.wgsl`.
@@ -29,10 +30,10 @@ pub static SHADER: Shader = Shader {
     overrides: &[],
 };
 
-/// The mean over the middle axis, a tensor of the checked shape `shape`.
-pub(crate) fn mean(be: &GpuBackend, x: &GpuTensor, shape: &[usize]) -> Result<GpuTensor> {
-    let out = be.alloc(shape)?;
-    let (b, l, d) = (x.shape[0], x.shape[1], x.shape[2]);
+/// The mean over the middle axis.
+pub(crate) fn mean(be: &GpuBackend, x: &GpuTensor, m: &Mean) -> Result<GpuTensor> {
+    let out = be.alloc(&m.out_shape())?;
+    let (b, l, d) = (m.x.b, m.x.l, m.x.d);
     let params = Params {
         batch: b as u32,
         d: d as u32,
@@ -50,18 +51,18 @@ pub(crate) fn mean(be: &GpuBackend, x: &GpuTensor, shape: &[usize]) -> Result<Gp
     Ok(out)
 }
 
-/// Copies all of `src`'s rows from `src_start` (as many as `dst` takes, or as `src` has from
-/// there) into `dst` from `dst_start`.
+/// Copies `len` rows of `src` from `src_start` into `dst` from `dst_start` (both `[B, ·, D]`,
+/// the ranges checked by the op).
 pub(crate) fn copy(
     be: &GpuBackend,
     src: &GpuTensor,
     src_start: usize,
     dst: &mut GpuTensor,
     dst_start: usize,
+    len: usize,
 ) -> Result<()> {
     let (b, ls, d) = (src.shape[0], src.shape[1], src.shape[2]);
     let ld = dst.shape[1];
-    let len = (ls - src_start).min(ld - dst_start);
     let params = Params {
         batch: b as u32,
         d: d as u32,

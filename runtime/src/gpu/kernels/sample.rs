@@ -1,10 +1,9 @@
 //! `wgsl/sample.wgsl`: [`crate::ops::sample`], one workgroup per row.
 
-use crate::backend::Sampling;
 use crate::error::Result;
 use crate::gpu::shaders::{Shader, Uniform, COMMON, REDUCE};
 use crate::gpu::{grid_rows, GpuBackend, GpuIds, GpuTensor, Kernel};
-use crate::ops::sample::{check, check_op};
+use crate::ops::sample::Dims;
 
 uniform! {
     /// `Params` of `wgsl/sample.wgsl`.
@@ -34,13 +33,12 @@ pub static SHADER: Shader = Shader {
 pub(crate) fn sample(
     be: &GpuBackend,
     logits: &GpuTensor,
-    op: &Sampling,
     seed: u64,
     step: u32,
+    d: &Dims,
 ) -> Result<GpuIds> {
-    let (n, v, shape) = check(&logits.shape)?;
-    check_op(op)?;
-    let ids = be.alloc_ids(&shape)?;
+    let (n, v, op) = (d.rows, d.vocab, &d.sampling);
+    let ids = be.alloc_ids(&d.out_shape)?;
     let kernel = Kernel {
         shader: &SHADER,
         entry: "main",

@@ -1,11 +1,10 @@
-//! `wgsl/softmax.wgsl`: the row kernels over `[rows, V]` — log-softmax and argmax
-//! ([`crate::ops::softmax`]) and the cross-entropy ([`crate::ops::cross_entropy`]), one
-//! workgroup per row.
+//! `wgsl/softmax.wgsl`: the row kernels over `[rows, V]` — argmax ([`crate::ops::softmax`]) and
+//! the cross-entropy ([`crate::ops::cross_entropy`]), one workgroup per row.
 
 use crate::error::Result;
 use crate::gpu::shaders::{Shader, Uniform, COMMON, REDUCE};
 use crate::gpu::{grid_rows, GpuBackend, GpuIds, GpuTensor, Kernel};
-use crate::ops::rows_and_last;
+use crate::ops::{cross_entropy, softmax};
 
 uniform! {
     /// `Params` of `wgsl/softmax.wgsl`.
@@ -28,23 +27,24 @@ pub static SHADER: Shader = Shader {
     ],
     params: &Params::LAYOUT,
     read_only: &[true, true, false, false],
-    entries: &["main_log_softmax", "main_argmax", "main_xent"],
+    entries: &["main_argmax", "main_xent"],
     overrides: &[("WG", &[256.0])],
 };
 
-/// Entry `entry` over `x [rows, V]`, with optional targets, writing `out` (f32 per element or
-/// per row) or `ids`.
+/// Entry `entry` over `x`, `rows` rows of `v` values, with optional targets, writing `out` (an
+/// f32 per row) or `ids`.
+#[allow(clippy::too_many_arguments)]
 fn rows(
     be: &GpuBackend,
     entry: &'static str,
     x: &GpuTensor,
+    (rows, v): (usize, usize),
     targets: Option<&GpuIds>,
     out: Option<&GpuTensor>,
     ids: Option<&GpuIds>,
     ls: f32,
 ) -> Result<()> {
     let ctx = be.ctx();
-    let (rows, v) = rows_and_last(&x.shape);
     let kernel = Kernel {
         shader: &SHADER,
         entry,
@@ -65,31 +65,35 @@ fn rows(
     ctx.dispatch(&kernel, &params, &args, grid_rows(rows))
 }
 
-/// Log-softmax of every row.
-pub(crate) fn log_softmax(be: &GpuBackend, x: &GpuTensor) -> Result<GpuTensor> {
-    let out = be.alloc(&x.shape)?;
-    rows(be, "main_log_softmax", x, None, Some(&out), None, 0.0)?;
-    Ok(out)
-}
-
 /// The first maximum of every row.
-pub(crate) fn argmax(be: &GpuBackend, x: &GpuTensor) -> Result<GpuIds> {
-    let ids = be.alloc_ids(&x.shape[..x.shape.len() - 1])?;
-    rows(be, "main_argmax", x, None, None, Some(&ids), 0.0)?;
+pub(crate) fn argmax(be: &GpuBackend, x: &GpuTensor, d: &softmax::Argmax) -> Result<GpuIds> {
+    let ids = be.alloc_ids(&d.out_shape)?;
+    let sizes = (d.rows, d.classes);
+    rows(be, "main_argmax", x, sizes, None, None, Some(&ids), 0.0)?;
     Ok(ids)
 }
 
-/// Cross-entropy of every row against its target, a tensor of the checked shape `shape`.
-/// Targets on the device are not checked against the class count here (the model checks ids
-/// before uploading them); the kernel clamps them so nothing is read out of bounds.
+/// Cross-entropy of every row against its target. Targets on the device are not checked
+/// against the class count here (the model checks ids before uploading them); the kernel clamps
+/// them so nothing is read out of bounds.
 pub(crate) fn cross_entropy(
     be: &GpuBackend,
     logits: &GpuTensor,
     targets: &GpuIds,
     ls: f32,
-    shape: &[usize],
+    d: &cross_entropy::Dims,
 ) -> Result<GpuTensor> {
-    let out = be.alloc(shape)?;
-    rows(be, "main_xent", logits, Some(targets), Some(&out), None, ls)?;
+    let out = be.alloc(&d.out_shape)?;
+    let sizes = (d.rows, d.classes);
+    rows(
+        be,
+        "main_xent",
+        logits,
+        sizes,
+        Some(targets),
+        Some(&out),
+        None,
+        ls,
+    )?;
     Ok(out)
 }

@@ -6,8 +6,7 @@ use crate::backend::Backend;
 use crate::error::Result;
 use crate::gpu::shaders::{Shader, Uniform, COMMON, REDUCE};
 use crate::gpu::{grid_1d, GpuBackend, GpuTensor, Kernel};
-use crate::ops::sums::LANES;
-use crate::tensor::numel;
+use crate::ops::sums::{Axis0, Squares, LANES};
 
 uniform! {
     /// `Params` of `wgsl/sums.wgsl`.
@@ -32,17 +31,17 @@ pub static SHADER: Shader = Shader {
 
 const CONSTANTS: &[(&str, f64)] = &[("WG", LANES as f64)];
 
-/// The sum over the first axis, a tensor of the checked shape `shape`.
-pub(crate) fn axis0(be: &GpuBackend, x: &GpuTensor, shape: &[usize]) -> Result<GpuTensor> {
-    let out = be.alloc(shape)?;
-    let m = numel(shape);
+/// The sum over the first axis.
+pub(crate) fn axis0(be: &GpuBackend, x: &GpuTensor, d: &Axis0) -> Result<GpuTensor> {
+    let out = be.alloc(&d.out_shape)?;
+    let m = d.m;
     let kernel = Kernel {
         shader: &SHADER,
         entry: "main_axis0",
         constants: CONSTANTS,
     };
     let params = Params {
-        n: x.shape[0] as u32,
+        n: d.n as u32,
         m: m as u32,
         ..Params::default()
     };
@@ -52,17 +51,17 @@ pub(crate) fn axis0(be: &GpuBackend, x: &GpuTensor, shape: &[usize]) -> Result<G
 }
 
 /// The sum of squares of each tensor, element `i` of the result for tensor `i`.
-pub(crate) fn squares(be: &GpuBackend, xs: &[&GpuTensor]) -> Result<GpuTensor> {
+pub(crate) fn squares(be: &GpuBackend, xs: &[&GpuTensor], d: &Squares) -> Result<GpuTensor> {
     let out = be.zeros(&[xs.len()])?;
     let kernel = Kernel {
         shader: &SHADER,
         entry: "main_squares",
         constants: CONSTANTS,
     };
-    for (i, x) in xs.iter().enumerate() {
+    for (i, (x, &n)) in xs.iter().zip(&d.lens).enumerate() {
         let args = [x.f32("sum_squares")?.arg(), out.arg()];
         let params = Params {
-            n: x.numel() as u32,
+            n: n as u32,
             slot: i as u32,
             ..Params::default()
         };
