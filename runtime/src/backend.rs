@@ -20,6 +20,9 @@
 //! kernels' largest head dimension, 16-bit storage). [`Device`](crate::Device) implements the
 //! kernels by handing the checked value on to the backend it holds.
 //!
+//! The trainer's ops extend the trait: [`TrainBackend`]`: Backend` (feature `train`) holds the
+//! backward ops and the fused optimizer update, in the same pattern.
+//!
 //! Adding an op: its sizes type and `check` + CPU reference in `ops/<op>.rs`, the provided method
 //! and the `_kernel` method here, the kernel of each backend (the CPU's in `cpu.rs`, the GPU's
 //! launcher in `gpu/kernels/` with its WGSL in `wgsl/`), [`crate::Device`]'s forwarding, and a
@@ -418,9 +421,12 @@ pub trait Backend {
     ) -> Result<Self::Tensor>;
 }
 
-/// The trainer's ops: the backward of each forward op the network uses, the standalone GELU, the
-/// trainer's reductions and the fused optimizer update — provided methods that check shapes and
-/// call the backend's `_kernel` methods, as in [`Backend`]. CPU references in [`crate::ops`].
+/// The trainer's ops (feature `train`): the backward of each forward op the network uses, the
+/// standalone GELU, the trainer's reductions and the fused optimizer update — provided methods
+/// that check shapes and call the backend's `_kernel` methods, as in [`Backend`]. CPU references
+/// in [`crate::ops`]. Builds without `train` (the C library, the web demo, `no_std`) have none of
+/// these ops, their CPU references or their GPU kernels.
+#[cfg(feature = "train")]
 pub trait TrainBackend: Backend {
     /// Elementwise tanh-GELU (inference fuses it into the matmul instead; see
     /// [`crate::ops::gelu`]).

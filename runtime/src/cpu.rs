@@ -5,7 +5,9 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::backend::{Activation, Backend, Mask, Shaped, TrainBackend};
+#[cfg(feature = "train")]
+use crate::backend::TrainBackend;
+use crate::backend::{Activation, Backend, Mask, Shaped};
 use crate::error::Result;
 pub use crate::ops::matmul::Gemm;
 use crate::ops::{self, shape_error, Checked};
@@ -279,6 +281,7 @@ impl Backend for CpuBackend {
     }
 }
 
+#[cfg(feature = "train")]
 impl TrainBackend for CpuBackend {
     fn gelu_kernel(&self, x: &CpuTensor, _: &Checked<ops::gelu::Dims>) -> Result<CpuTensor> {
         let mut out = x.data.as_ref().clone();

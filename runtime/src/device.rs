@@ -5,7 +5,9 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::backend::{Activation, Backend, Mask, Shaped, TrainBackend};
+#[cfg(feature = "train")]
+use crate::backend::TrainBackend;
+use crate::backend::{Activation, Backend, Mask, Shaped};
 use crate::cpu::{CpuBackend, CpuIds, CpuTensor};
 use crate::error::{Error, Result};
 #[cfg(feature = "gpu")]
@@ -430,6 +432,7 @@ impl Backend for Device {
     }
 }
 
+#[cfg(feature = "train")]
 impl TrainBackend for Device {
     fn gelu_kernel(&self, x: &DeviceTensor, d: &Checked<ops::gelu::Dims>) -> Result<DeviceTensor> {
         on_device!(self, |be, t, _i, w, _wi| Ok(w(be.gelu_kernel(t(x)?, d)?)))

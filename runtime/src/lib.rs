@@ -91,7 +91,9 @@ mod wait;
 pub mod weights;
 
 pub use api::{ClassifyText, Image, Pool};
-pub use backend::{Backend, Mask, Sampling, TrainBackend};
+#[cfg(feature = "train")]
+pub use backend::TrainBackend;
+pub use backend::{Backend, Mask, Sampling};
 pub use checkpoint::Checkpoint;
 pub use config::{Config, PosEmb};
 pub use cpu::{CpuBackend, Gemm};

@@ -34,7 +34,9 @@ pub(crate) use pipelines::Kernel;
 pub(crate) use pool::Buf;
 pub(crate) use recorder::Arg;
 
-use crate::backend::{Activation, Backend, Mask, Shaped, TrainBackend};
+#[cfg(feature = "train")]
+use crate::backend::TrainBackend;
+use crate::backend::{Activation, Backend, Mask, Shaped};
 use crate::error::{Error, Result};
 use crate::ops::{self, Checked};
 use crate::safetensors_io::DType;
@@ -532,6 +534,7 @@ impl Backend for GpuBackend {
     }
 }
 
+#[cfg(feature = "train")]
 impl TrainBackend for GpuBackend {
     fn gelu_kernel(&self, x: &GpuTensor, d: &Checked<ops::gelu::Dims>) -> Result<GpuTensor> {
         kernels::elementwise::gelu(self, x, d)

@@ -90,7 +90,8 @@ pub(crate) const BOOL: &[f64] = &[0.0, 1.0];
 /// Override values of a storage format (f32, bf16, f16) or of a three-way mask.
 pub(crate) const FORMATS: &[f64] = &[0.0, 1.0, 2.0];
 
-/// Every shader.
+/// Every shader of this build: the inference kernels, and with the feature `train` the
+/// trainer's (backward ops, reductions, optimizer).
 pub static ALL: &[&Shader] = &[
     &kernels::matmul::SHADER,
     &kernels::layer_norm::SHADER,
@@ -102,12 +103,19 @@ pub static ALL: &[&Shader] = &[
     &kernels::softmax::SHADER,
     &kernels::sample::SHADER,
     &kernels::beam::SHADER,
+    #[cfg(feature = "train")]
     &kernels::layer_norm_backward::SHADER,
+    #[cfg(feature = "train")]
     &kernels::attention_backward::SHADER,
+    #[cfg(feature = "train")]
     &kernels::gelu_backward::SHADER,
+    #[cfg(feature = "train")]
     &kernels::gather_backward::SHADER,
+    #[cfg(feature = "train")]
     &kernels::sums::SHADER,
+    #[cfg(feature = "train")]
     &kernels::cross_entropy_backward::SHADER,
+    #[cfg(feature = "train")]
     &kernels::adamw::SHADER,
 ];
 
@@ -120,4 +128,48 @@ pub fn is_declared(shader: &Shader, entry: &str, constants: &[(&str, f64)]) -> b
             .iter()
             .zip(constants)
             .all(|((n, vals), (cn, v))| n == cn && vals.contains(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::string::ToString;
+
+    use super::*;
+
+    /// Whether a file of `wgsl/` holds kernels only the trainer's ops use.
+    fn trainer_only(file: &str) -> bool {
+        file.ends_with("_backward.wgsl") || file == "adamw.wgsl" || file == "sums.wgsl"
+    }
+
+    /// Every WGSL file is a part of this build's shaders — except, without `train`, the
+    /// trainer's: an inference build (the C library, the web demo) carries no backward or
+    /// optimizer kernel. `cargo test --workspace` runs this with `train` on (the trainer enables
+    /// it); `.ci/run` runs it without too (`cargo test -p cappa --features gpu --lib`).
+    #[test]
+    fn the_trainers_kernels_are_in_the_table_exactly_with_train() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wgsl");
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            if !name.ends_with(".wgsl") {
+                continue;
+            }
+            files += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            let used = ALL.iter().any(|s| s.parts.contains(&text.as_str()));
+            let want = cfg!(feature = "train") || !trainer_only(&name);
+            assert_eq!(used, want, "{name}: in this build's shaders: {used}");
+        }
+        assert!(files > 10, "only {files} WGSL files in {}", dir.display());
+        // The standalone GELU (elementwise.wgsl's OP = 1) is the trainer's too.
+        let elementwise = &kernels::elementwise::SHADER;
+        let (_, ops) = elementwise
+            .overrides
+            .iter()
+            .find(|(n, _)| *n == "OP")
+            .unwrap();
+        assert_eq!(ops.contains(&1.0), cfg!(feature = "train"));
+    }
 }

@@ -1,10 +1,10 @@
 //! GELU, tanh approximation, as `jax.nn.gelu` with its default `approximate=True`.
 
-use super::Checked;
 use crate::math;
-use crate::tensor::numel;
 
-/// The sizes of the standalone GELU: any shape is valid.
+/// The sizes of the standalone GELU (the trainer's op; inference fuses GELU into the matmul):
+/// any shape is valid.
+#[cfg(feature = "train")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dims {
     /// Elements.
@@ -12,8 +12,11 @@ pub struct Dims {
 }
 
 /// The sizes of `x` (GELU takes every shape).
-pub fn check(x: &[usize]) -> Checked<Dims> {
-    Checked::new(Dims { len: numel(x) })
+#[cfg(feature = "train")]
+pub fn check(x: &[usize]) -> super::Checked<Dims> {
+    super::Checked::new(Dims {
+        len: crate::tensor::numel(x),
+    })
 }
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;

@@ -9,24 +9,33 @@
 //! make one, so no kernel runs on shapes its op's rules have not accepted (see
 //! [`crate::backend`]).
 
-pub mod adamw;
 pub mod add;
 pub mod attention;
-pub mod attention_backward;
 pub mod beam;
 pub mod cross_entropy;
-pub mod cross_entropy_backward;
 pub mod gather;
-pub mod gather_backward;
 pub mod gelu;
-pub mod gelu_backward;
 pub mod layer_norm;
-pub mod layer_norm_backward;
 pub mod matmul;
 pub mod patchify;
 pub mod rows;
 pub mod sample;
 pub mod softmax;
+
+// The trainer's ops (feature `train`).
+#[cfg(feature = "train")]
+pub mod adamw;
+#[cfg(feature = "train")]
+pub mod attention_backward;
+#[cfg(feature = "train")]
+pub mod cross_entropy_backward;
+#[cfg(feature = "train")]
+pub mod gather_backward;
+#[cfg(feature = "train")]
+pub mod gelu_backward;
+#[cfg(feature = "train")]
+pub mod layer_norm_backward;
+#[cfg(feature = "train")]
 pub mod sums;
 
 use alloc::format;
@@ -70,7 +79,7 @@ pub(crate) fn rows_and_last(shape: &[usize]) -> (usize, usize) {
 }
 
 /// Finite-difference checks of the backward ops' CPU references.
-#[cfg(test)]
+#[cfg(all(test, feature = "train"))]
 pub(crate) mod fd {
     use alloc::vec::Vec;
 

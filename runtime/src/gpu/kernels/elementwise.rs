@@ -1,10 +1,10 @@
-//! `wgsl/elementwise.wgsl`: [`crate::ops::add`] (`OP = 0`) and the standalone
-//! [`crate::ops::gelu`] (`OP = 1`).
+//! `wgsl/elementwise.wgsl`: [`crate::ops::add`] (`OP = 0`) and, with `train`, the trainer's
+//! standalone [`crate::ops::gelu`] (`OP = 1`).
 
 use crate::error::Result;
-use crate::gpu::shaders::{Shader, Uniform, BOOL, COMMON};
+use crate::gpu::shaders::{Shader, Uniform, COMMON};
 use crate::gpu::{grid_1d, GpuBackend, GpuTensor, Kernel};
-use crate::ops::{add, gelu};
+use crate::ops::add;
 
 uniform! {
     /// `Params` of `wgsl/elementwise.wgsl`.
@@ -23,8 +23,14 @@ pub static SHADER: Shader = Shader {
     params: &Params::LAYOUT,
     read_only: &[true, true, false],
     entries: &["main"],
-    overrides: &[("OP", BOOL)],
+    overrides: &[("OP", OPS)],
 };
+
+/// The `OP` values: `a + b`, and the standalone GELU only for the trainer.
+#[cfg(feature = "train")]
+const OPS: &[f64] = crate::gpu::shaders::BOOL;
+#[cfg(not(feature = "train"))]
+const OPS: &[f64] = &[0.0];
 
 /// `a + b`, `b` repeated over `a`.
 pub(crate) fn add(
@@ -37,7 +43,12 @@ pub(crate) fn add(
 }
 
 /// Elementwise tanh-GELU.
-pub(crate) fn gelu(be: &GpuBackend, x: &GpuTensor, _: &gelu::Dims) -> Result<GpuTensor> {
+#[cfg(feature = "train")]
+pub(crate) fn gelu(
+    be: &GpuBackend,
+    x: &GpuTensor,
+    _: &crate::ops::gelu::Dims,
+) -> Result<GpuTensor> {
     elementwise(be, 1, x, None)
 }
 

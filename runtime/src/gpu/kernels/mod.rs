@@ -37,20 +37,30 @@ macro_rules! uniform {
     };
 }
 
-pub(crate) mod adamw;
 pub(crate) mod attention;
-pub(crate) mod attention_backward;
 pub(crate) mod beam;
-pub(crate) mod cross_entropy_backward;
 pub(crate) mod elementwise;
 pub(crate) mod gather;
-pub(crate) mod gather_backward;
-pub(crate) mod gelu_backward;
 pub(crate) mod layer_norm;
-pub(crate) mod layer_norm_backward;
 pub(crate) mod matmul;
 pub(crate) mod patchify;
 pub(crate) mod rows;
 pub(crate) mod sample;
 pub(crate) mod softmax;
+
+// The trainer's kernels (feature `train`): an inference build compiles none of them, so their
+// WGSL is not in its binary.
+#[cfg(feature = "train")]
+pub(crate) mod adamw;
+#[cfg(feature = "train")]
+pub(crate) mod attention_backward;
+#[cfg(feature = "train")]
+pub(crate) mod cross_entropy_backward;
+#[cfg(feature = "train")]
+pub(crate) mod gather_backward;
+#[cfg(feature = "train")]
+pub(crate) mod gelu_backward;
+#[cfg(feature = "train")]
+pub(crate) mod layer_norm_backward;
+#[cfg(feature = "train")]
 pub(crate) mod sums;
