@@ -299,6 +299,17 @@ fn layer_norm() {
     }
 }
 
+/// The mask a case names: `none`, `causal`, `offset` (causal, the queries at the end of the
+/// keys) or per-row flags `rows`.
+fn mask<'a>(name: &str, lq: usize, lk: usize, rows: &'a [bool]) -> Mask<'a> {
+    match name {
+        "none" => Mask::None,
+        "causal" => Mask::Causal { offset: 0 },
+        "offset" => Mask::Causal { offset: lk - lq },
+        _ => Mask::CausalRows(rows),
+    }
+}
+
 #[derive(Debug)]
 struct AttentionCase {
     b: usize,
@@ -316,14 +327,7 @@ impl Case for AttentionCase {
         let k = be.upload(&random(&[self.b, self.lk, f], 8))?;
         let v = be.upload(&random(&[self.b, self.lk, f], 9))?;
         let rows: Vec<bool> = (0..self.b).map(|i| i % 2 == 1).collect();
-        let mask = match self.mask {
-            "none" => Mask::None,
-            "causal" => Mask::Causal { offset: 0 },
-            "offset" => Mask::Causal {
-                offset: self.lk - self.lq,
-            },
-            _ => Mask::CausalRows(&rows),
-        };
+        let mask = mask(self.mask, self.lq, self.lk, &rows);
         be.download(&be.attention(
             &q,
             &k,
@@ -810,14 +814,7 @@ mod train {
             let v = be.upload(&random(&[self.b, self.lk, f], 35))?;
             let d_o = be.upload(&random(&[self.b, self.lq, f], 36))?;
             let rows: Vec<bool> = (0..self.b).map(|i| i % 2 == 0).collect();
-            let mask = match self.mask {
-                "none" => Mask::None,
-                "causal" => Mask::Causal { offset: 0 },
-                "offset" => Mask::Causal {
-                    offset: self.lk - self.lq,
-                },
-                _ => Mask::CausalRows(&rows),
-            };
+            let mask = mask(self.mask, self.lq, self.lk, &rows);
             let op = Attention {
                 heads: self.heads,
                 mask,

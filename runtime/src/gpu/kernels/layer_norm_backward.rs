@@ -7,15 +7,8 @@ use crate::gpu::shaders::{Shader, Uniform, COMMON, REDUCE};
 use crate::gpu::{grid_1d, grid_rows, GpuBackend, GpuTensor, Kernel};
 use crate::ops::layer_norm_backward::Dims;
 
-uniform! {
-    /// `Params` of `wgsl/layer_norm_backward.wgsl`.
-    Params {
-        rows: u32,
-        d: u32,
-        eps: f32,
-        _pad: u32,
-    }
-}
+// The uniform block is the forward's (`rows`, `d`, `eps`); tests/shaders.rs checks both WGSL files.
+use super::layer_norm::Params;
 
 /// `wgsl/layer_norm_backward.wgsl`.
 pub static SHADER: Shader = Shader {
