@@ -14,14 +14,19 @@
 //!   [`Checked`] value that only the op's `check` can make, so a kernel cannot be reached with
 //!   shapes its op's rules have not accepted, and no backend checks shapes again.
 //!
+//! A backend implements the kernels only and leaves the provided ops as they are (overriding
+//! one would bypass the shared rules; `tests/gpu_ops.rs` feeds the CPU and GPU backends the same
+//! bad shapes of every op and expects the same errors).
+//!
 //! So every backend rejects the same inputs with the same error. What a kernel still checks is
 //! what only it can see: values (the CPU checks that ids are in range; a device backend cannot
 //! without a round trip, and clamps instead) and its own limits (the GPU's binding sizes, its
 //! kernels' largest head dimension, 16-bit storage). [`Device`](crate::Device) implements the
 //! kernels by handing the checked value on to the backend it holds.
 //!
-//! The trainer's ops extend the trait: [`TrainBackend`]`: Backend` (feature `train`) holds the
-//! backward ops and the fused optimizer update, in the same pattern.
+//! The trainer's ops extend the trait: `TrainBackend: Backend` (feature `train`) holds the
+//! backward ops, the standalone GELU, the trainer's reductions and the fused optimizer update, in
+//! the same pattern; inference builds have none of it.
 //!
 //! Adding an op: its sizes type and `check` + CPU reference in `ops/<op>.rs`, the provided method
 //! and the `_kernel` method here, the kernel of each backend (the CPU's in `cpu.rs`, the GPU's
