@@ -32,7 +32,7 @@ fn setup(cfg: &Config, batch: usize, seed: u64) -> (Model, Tensor) {
 /// The rows `index` of a batch of encodings.
 fn rows(m: &Model, enc: &Tensor, index: &[u32]) -> Tensor {
     let be = m.backend();
-    be.gather_batch(enc, &be.upload_ids(&[index.len()], index).unwrap())
+    be.gather(enc, &be.upload_ids(&[index.len()], index).unwrap())
         .unwrap()
 }
 
@@ -650,7 +650,7 @@ fn bad_arguments_are_typed_errors() {
     assert!(be.sample(&flat, Sampling::default(), 0, 0).is_err());
     let index = be.upload_ids(&[2], &[0, 4]).unwrap();
     assert!(matches!(
-        be.gather_batch(&logits, &index),
+        be.gather(&logits, &index),
         Err(Error::InvalidInput(_))
     ));
     let mut cache = m.decoder().start(be, &enc).unwrap();

@@ -1,18 +1,27 @@
-// Rows of axis 0 picked by index: OUT[i, :] = X[IDX[i], :] (reordering KV caches by parent beam,
-// repeating an image's encoding for its beams or candidates). An index past the end reads the
-// last row rather than out of bounds (the host cannot check device-made indices).
+// Rows of axis 0 picked by ids: OUT[r, :] = X[IDS[r], :] (token embeddings from the embedding
+// table, KV caches reordered by parent beam, an image's encoding repeated for its beams). X may
+// be f32, bf16 or f16 and may be bound as a window of rows [row_start, row_start + rows) when it
+// is larger than one binding; each window's dispatch writes the rows whose ids fall inside it.
+// An id past the end (the host checks ids it makes; ids made on the device are not seen) reads
+// the last row rather than out of bounds.
 
 struct Params {
-    m: u32,
     n: u32,
     row_len: u32,
-    _pad: u32,
+    row_start: u32,
+    rows: u32,
+    total_rows: u32,
+    x_off: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> IDX: array<u32>;
+@group(0) @binding(1) var<storage, read> IDS: array<u32>;
+@group(0) @binding(2) var<storage, read> X: array<u32>;
 @group(0) @binding(3) var<storage, read_write> OUT: array<f32>;
+
+override FORMAT: u32 = 0u;
 
 @compute @workgroup_size(64)
 fn main(
@@ -21,10 +30,15 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let e = flat_index(wg, nwg, lid, 64u);
-    if e >= p.m * p.row_len {
+    if e >= p.n * p.row_len {
         return;
     }
-    let i = e / p.row_len;
-    let src = min(IDX[i], p.n - 1u);
-    OUT[e] = X[src * p.row_len + e % p.row_len];
+    let r = e / p.row_len;
+    let c = e % p.row_len;
+    let id = min(IDS[r], p.total_rows - 1u);
+    if id < p.row_start || id >= p.row_start + p.rows {
+        return;
+    }
+    let i = p.x_off + (id - p.row_start) * p.row_len + c;
+    OUT[e] = unpack_elem(X[word_index(i, FORMAT)], i, FORMAT);
 }

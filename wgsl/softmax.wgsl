@@ -1,7 +1,7 @@
 // Output-side row kernels over [rows, V], one workgroup per row:
-//   main_log_softmax: OUT[r, :] = x − max − ln Σ exp(x − max)
-//   main_argmax:      IDS[r] = index of the first largest value
-//   main_xent:        OUT[r] = −[(1 − ls)·logp[t] + ls/(V − 1)·Σ_{c≠t} logp[c]], t = TARGETS[r]
+//   main_argmax: IDS[r] = index of the first largest value
+//   main_xent:   OUT[r] = −[(1 − ls)·logp[t] + ls/(V − 1)·Σ_{c≠t} logp[c]], t = TARGETS[r],
+//                with logp[c] = x[c] − max − ln Σ exp(x − max)
 
 struct Params {
     rows: u32,
@@ -29,23 +29,6 @@ fn row_lse(base: u32, lid: u32) -> f32 {
         s += exp(X[base + j] - mx);
     }
     return mx + log(reduce_sum2(lid, s, 0.0).x);
-}
-
-@compute @workgroup_size(WG)
-fn main_log_softmax(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let row = flat_group(wg, nwg);
-    if row >= p.rows {
-        return;
-    }
-    let base = row * p.v;
-    let lse = row_lse(base, lid);
-    for (var j = lid; j < p.v; j += WG) {
-        OUT[base + j] = X[base + j] - lse;
-    }
 }
 
 @compute @workgroup_size(WG)

@@ -1,15 +1,52 @@
 //! The operations the model needs, as one trait. The encoder, decoder, decoding and scoring are
-//! written once over it; each backend (the CPU oracle here, the wgpu backend behind its feature)
-//! implements it. Shapes are checked once, in the op's module under [`crate::ops`], so every
-//! backend rejects the same inputs with the same error.
+//! written once over it; each backend (the CPU oracle, the wgpu backend behind its feature, and
+//! [`crate::Device`], which is either) implements it.
+//!
+//! # Checked once, by structure
+//!
+//! Every op is a pair of trait methods:
+//!
+//! * the public method (`matmul`, `layer_norm`, ...) is *provided*: it reads the operands'
+//!   shapes ([`Shaped`]), applies the op's shape rules — the `check` function of its module under
+//!   [`crate::ops`] — and calls the kernel with the result;
+//! * the kernel (`matmul_kernel`, `layer_norm_kernel`, ...: the op's name + `_kernel`) is the
+//!   method a backend *implements*. Besides the operands it takes the op's checked sizes, a
+//!   [`Checked`] value that only the op's `check` can make, so a kernel cannot be reached with
+//!   shapes its op's rules have not accepted, and no backend checks shapes again.
+//!
+//! A backend implements the kernels only and leaves the provided ops as they are (overriding
+//! one would bypass the shared rules; `tests/gpu_ops.rs` feeds the CPU and GPU backends the same
+//! bad shapes of every op and expects the same errors).
+//!
+//! So every backend rejects the same inputs with the same error. What a kernel still checks is
+//! what only it can see: values (the CPU checks that ids are in range; a device backend cannot
+//! without a round trip, and clamps instead) and its own limits (the GPU's binding sizes, its
+//! kernels' largest head dimension, 16-bit storage). [`Device`](crate::Device) implements the
+//! kernels by handing the checked value on to the backend it holds.
+//!
+//! The trainer's ops extend the trait: `TrainBackend: Backend` (feature `train`) holds the
+//! backward ops, the standalone GELU, the trainer's reductions and the fused optimizer update, in
+//! the same pattern; inference builds have none of it.
+//!
+//! Adding an op: its sizes type and `check` + CPU reference in `ops/<op>.rs`, the provided method
+//! and the `_kernel` method here, the kernel of each backend (the CPU's in `cpu.rs`, the GPU's
+//! launcher in `gpu/kernels/` with its WGSL in `wgsl/`), [`crate::Device`]'s forwarding, and a
+//! GPU-vs-CPU test in `tests/gpu_ops.rs`.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::future::Future;
 
 use crate::error::Result;
+use crate::ops::{self, Checked};
 use crate::safetensors_io::DType;
 use crate::tensor::HostTensor;
+
+/// What the shape rules read from a tensor or ids: the shape, on the host (no device round trip).
+pub trait Shaped {
+    /// The shape.
+    fn shape(&self) -> &[usize];
+}
 
 /// Nonlinearity fused into a matmul.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -98,44 +135,17 @@ impl Default for Sampling {
     }
 }
 
-/// Hyperparameters of one [`Backend::adamw_update`] on one tensor, all already resolved for this
-/// step and tensor by the caller (the trainer), so every backend does the same f32 arithmetic.
-///
-/// The update follows the reference's order (big_vision `optax.make`, spec §2): the gradient is
-/// scaled by `clip` (global-norm clipping), Adam's direction `m̂ / (√v̂ + eps)` is taken, scaled by
-/// `lr`, `weight_decay · param` is added (zero for tensors that are not `*/kernel`), the sum is
-/// scaled by `schedule`, and subtracted from the parameter.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AdamW {
-    /// Peak learning rate (multiplies the direction only).
-    pub lr: f32,
-    /// First-moment decay.
-    pub beta1: f32,
-    /// Second-moment decay.
-    pub beta2: f32,
-    /// Added to `√v̂`.
-    pub eps: f32,
-    /// Decoupled weight decay of this tensor (0 for tensors that are not `*/kernel`).
-    pub weight_decay: f32,
-    /// Schedule value of this step (warm-up × cosine, in [0, 1]); scales direction and decay.
-    pub schedule: f32,
-    /// Gradient scale from global-norm clipping (1 when the norm is under the threshold).
-    pub clip: f32,
-    /// `1 − beta1^t` for the 1-based step `t` (Adam's bias correction).
-    pub bias_correction1: f32,
-    /// `1 − beta2^t`.
-    pub bias_correction2: f32,
-}
-
 /// A compute backend: device tensors and the ops of a CapPa forward pass.
 ///
 /// Tensors are row-major with a shape; the last axis is the feature axis. Token ids live in
-/// their own tensor type so they can stay on the device between decoding steps.
+/// their own tensor type so they can stay on the device between decoding steps. The ops are
+/// provided methods that check shapes and call the backend's `_kernel` methods (see the
+/// [module documentation](self)).
 pub trait Backend {
     /// An `f32` tensor on this backend.
-    type Tensor: Clone + core::fmt::Debug;
+    type Tensor: Clone + core::fmt::Debug + Shaped;
     /// A `u32` tensor (token ids) on this backend.
-    type Ids: Clone + core::fmt::Debug;
+    type Ids: Clone + core::fmt::Debug + Shaped;
 
     /// Human-readable name of the device.
     fn name(&self) -> String;
@@ -183,11 +193,15 @@ pub trait Backend {
         core::future::ready(self.download_with_ids(t, ids))
     }
     /// The shape of a tensor.
-    fn shape(&self, t: &Self::Tensor) -> Vec<usize>;
+    fn shape(&self, t: &Self::Tensor) -> Vec<usize> {
+        t.shape().to_vec()
+    }
     /// The same values with another shape of equal size (no copy where the backend allows).
     fn reshape(&self, t: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
     /// A tensor of zeros.
     fn zeros(&self, shape: &[usize]) -> Result<Self::Tensor>;
+
+    // ---- The ops: shapes checked here, once, then the backend's kernel. ----
 
     /// `act(op(a) · op(b) + bias)`; see [`crate::ops::matmul`] for the shape rules.
     fn matmul(
@@ -195,7 +209,18 @@ pub trait Backend {
         a: &Self::Tensor,
         b: &Self::Tensor,
         op: Matmul<'_, Self::Tensor>,
-    ) -> Result<Self::Tensor>;
+    ) -> Result<Self::Tensor> {
+        let bias = op.bias.map(Shaped::shape);
+        let dims = ops::matmul::check(
+            a.shape(),
+            b.shape(),
+            op.trans_a,
+            op.trans_b,
+            op.batched,
+            bias,
+        )?;
+        self.matmul_kernel(a, b, op.bias, op.activation, &dims)
+    }
     /// LayerNorm over the last axis, `E[x²] − E[x]²` variance (see [`crate::ops::layer_norm`]).
     fn layer_norm(
         &self,
@@ -203,7 +228,10 @@ pub trait Backend {
         scale: &Self::Tensor,
         bias: Option<&Self::Tensor>,
         eps: f32,
-    ) -> Result<Self::Tensor>;
+    ) -> Result<Self::Tensor> {
+        let dims = ops::layer_norm::check(x.shape(), scale.shape(), bias.map(Shaped::shape))?;
+        self.layer_norm_kernel(x, scale, bias, eps, &dims)
+    }
     /// Multi-head scaled dot-product attention (see [`crate::ops::attention`]).
     fn attention(
         &self,
@@ -211,25 +239,50 @@ pub trait Backend {
         k: &Self::Tensor,
         v: &Self::Tensor,
         op: Attention<'_>,
-    ) -> Result<Self::Tensor>;
-    /// Elementwise tanh-GELU.
-    fn gelu(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    ) -> Result<Self::Tensor> {
+        let dims = ops::attention::check(q.shape(), k.shape(), v.shape(), &op)?;
+        self.attention_kernel(q, k, v, &op.mask, &dims)
+    }
     /// `a + b`, where `b` may be smaller and is repeated (see [`crate::ops::add`]).
-    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
-    /// Rows of `table` gathered by `ids` (see [`crate::ops::embed`]).
-    fn embed(&self, table: &Self::Tensor, ids: &Self::Ids) -> Result<Self::Tensor>;
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        let dims = ops::add::check(a.shape(), b.shape())?;
+        self.add_kernel(a, b, &dims)
+    }
+    /// Rows of axis 0 picked by `ids`: `x [N, ..]` and ids of any shape `S` give
+    /// `S ++ x.shape[1..]` with `out[i] = x[ids[i]]` (see [`crate::ops::gather`]): token
+    /// embeddings from the table, KV caches reordered by beam, encodings repeated per beam. An id
+    /// `≥ N` is an error where the backend can see it without a device round trip (the CPU
+    /// always); a device backend must then at least never read out of bounds.
+    fn gather(&self, x: &Self::Tensor, ids: &Self::Ids) -> Result<Self::Tensor> {
+        let dims = ops::gather::check(x.shape(), ids.shape())?;
+        self.gather_kernel(x, ids, &dims)
+    }
     /// NHWC images to `[B, patches, p·p·C]` rows (see [`crate::ops::patchify`]).
-    fn patchify(&self, images: &Self::Tensor, patch: usize) -> Result<Self::Tensor>;
-    /// `[B, L, D]` → `[B, D]`, the mean over `L`.
-    fn mean_rows(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    fn patchify(&self, images: &Self::Tensor, patch: usize) -> Result<Self::Tensor> {
+        let dims = ops::patchify::check(images.shape(), patch)?;
+        self.patchify_kernel(images, &dims)
+    }
+    /// `[B, L, D]` → `[B, D]`, the mean over `L` (see [`crate::ops::rows`]).
+    fn mean_rows(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        let dims = ops::rows::check_mean(x.shape())?;
+        self.mean_rows_kernel(x, &dims)
+    }
     /// `[B, L, D]` → `[B, len, D]`, rows `start..start + len`.
-    fn slice_rows(&self, x: &Self::Tensor, start: usize, len: usize) -> Result<Self::Tensor>;
+    fn slice_rows(&self, x: &Self::Tensor, start: usize, len: usize) -> Result<Self::Tensor> {
+        let dims = ops::rows::check_slice(x.shape(), start, len)?;
+        self.slice_rows_kernel(x, &dims)
+    }
     /// Writes `src [B, Ls, D]` into rows `start..start + Ls` of `dst [B, Ld, D]`.
-    fn write_rows(&self, dst: &mut Self::Tensor, src: &Self::Tensor, start: usize) -> Result<()>;
-    /// Log-softmax over the last axis.
-    fn log_softmax(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
-    /// Index of the largest value over the last axis (the first one on ties).
-    fn argmax(&self, x: &Self::Tensor) -> Result<Self::Ids>;
+    fn write_rows(&self, dst: &mut Self::Tensor, src: &Self::Tensor, start: usize) -> Result<()> {
+        let dims = ops::rows::check_write(dst.shape(), src.shape(), start)?;
+        self.write_rows_kernel(dst, src, &dims)
+    }
+    /// Index of the largest value over the last axis (the first one on ties; see
+    /// [`crate::ops::softmax::cpu_argmax`]). Errors: no last axis, or an empty one.
+    fn argmax(&self, x: &Self::Tensor) -> Result<Self::Ids> {
+        let dims = ops::softmax::check_argmax(x.shape())?;
+        self.argmax_kernel(x, &dims)
+    }
     /// One token drawn per row of `logits` (`[N, V]` or `[N, 1, V]`), giving ids `[N]` or
     /// `[N, 1]`: temperature, then top-k, then top-p filtering, then a draw from the counter-based
     /// uniform number of `(seed, row, step)`; `temperature == 0` is [`Backend::argmax`]. The
@@ -242,7 +295,10 @@ pub trait Backend {
         op: Sampling,
         seed: u64,
         step: u32,
-    ) -> Result<Self::Ids>;
+    ) -> Result<Self::Ids> {
+        let dims = ops::sample::check(logits.shape(), &op)?;
+        self.sample_kernel(logits, seed, step, &dims)
+    }
     /// One beam-search step for `groups` groups of `W` beams (see [`crate::ops::beam`]): every
     /// continuation `(w, t)` of a group scores `beam_scores[row] + log_softmax(logits[row])[t]`
     /// (`row = g·W + w`); per group, the best `k` of its `W·V` continuations, best first, equal
@@ -255,12 +311,10 @@ pub trait Backend {
         beam_scores: &Self::Tensor,
         groups: usize,
         k: usize,
-    ) -> Result<(Self::Tensor, Self::Ids)>;
-    /// Rows of axis 0 picked by `index`: `x [N, ..]`, `index` `M` ids (any shape, read flat)
-    /// → `[M, ..]` with `out[i] = x[index[i]]` (see [`crate::ops::gather`]). An index `≥ N` is
-    /// an error where the backend can see it without a device round trip (the CPU always); a
-    /// device backend must then at least never read out of bounds.
-    fn gather_batch(&self, x: &Self::Tensor, index: &Self::Ids) -> Result<Self::Tensor>;
+    ) -> Result<(Self::Tensor, Self::Ids)> {
+        let dims = ops::beam::check(logits.shape(), beam_scores.shape(), groups, k)?;
+        self.beam_candidates_kernel(logits, beam_scores, &dims)
+    }
     /// Per-row softmax cross-entropy of `logits [.., V]` against `targets [..]` with label
     /// smoothing (see [`crate::ops::cross_entropy`]); returns `[..]`.
     fn cross_entropy(
@@ -268,10 +322,123 @@ pub trait Backend {
         logits: &Self::Tensor,
         targets: &Self::Ids,
         label_smoothing: f32,
+    ) -> Result<Self::Tensor> {
+        let dims = ops::cross_entropy::check(logits.shape(), targets.shape())?;
+        self.cross_entropy_kernel(logits, targets, label_smoothing, &dims)
+    }
+
+    // ---- Kernels: what a backend implements, for shapes its op has checked. ----
+
+    /// Kernel of [`Backend::matmul`].
+    fn matmul_kernel(
+        &self,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        act: Activation,
+        dims: &Checked<ops::matmul::Dims>,
     ) -> Result<Self::Tensor>;
+    /// Kernel of [`Backend::layer_norm`].
+    fn layer_norm_kernel(
+        &self,
+        x: &Self::Tensor,
+        scale: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        eps: f32,
+        dims: &Checked<ops::layer_norm::Dims>,
+    ) -> Result<Self::Tensor>;
+    /// Kernel of [`Backend::attention`].
+    fn attention_kernel(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        mask: &Mask<'_>,
+        dims: &Checked<ops::attention::Dims>,
+    ) -> Result<Self::Tensor>;
+    /// Kernel of [`Backend::add`].
+    fn add_kernel(
+        &self,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+        dims: &Checked<ops::add::Dims>,
+    ) -> Result<Self::Tensor>;
+    /// Kernel of [`Backend::gather`].
+    fn gather_kernel(
+        &self,
+        x: &Self::Tensor,
+        ids: &Self::Ids,
+        dims: &Checked<ops::gather::Dims>,
+    ) -> Result<Self::Tensor>;
+    /// Kernel of [`Backend::patchify`].
+    fn patchify_kernel(
+        &self,
+        images: &Self::Tensor,
+        dims: &Checked<ops::patchify::Dims>,
+    ) -> Result<Self::Tensor>;
+    /// Kernel of [`Backend::mean_rows`].
+    fn mean_rows_kernel(
+        &self,
+        x: &Self::Tensor,
+        dims: &Checked<ops::rows::Mean>,
+    ) -> Result<Self::Tensor>;
+    /// Kernel of [`Backend::slice_rows`].
+    fn slice_rows_kernel(
+        &self,
+        x: &Self::Tensor,
+        dims: &Checked<ops::rows::Slice>,
+    ) -> Result<Self::Tensor>;
+    /// Kernel of [`Backend::write_rows`].
+    fn write_rows_kernel(
+        &self,
+        dst: &mut Self::Tensor,
+        src: &Self::Tensor,
+        dims: &Checked<ops::rows::Write>,
+    ) -> Result<()>;
+    /// Kernel of [`Backend::argmax`].
+    fn argmax_kernel(
+        &self,
+        x: &Self::Tensor,
+        dims: &Checked<ops::softmax::Argmax>,
+    ) -> Result<Self::Ids>;
+    /// Kernel of [`Backend::sample`] (the options are in `dims`, checked).
+    fn sample_kernel(
+        &self,
+        logits: &Self::Tensor,
+        seed: u64,
+        step: u32,
+        dims: &Checked<ops::sample::Dims>,
+    ) -> Result<Self::Ids>;
+    /// Kernel of [`Backend::beam_candidates`].
+    fn beam_candidates_kernel(
+        &self,
+        logits: &Self::Tensor,
+        beam_scores: &Self::Tensor,
+        dims: &Checked<ops::beam::Dims>,
+    ) -> Result<(Self::Tensor, Self::Ids)>;
+    /// Kernel of [`Backend::cross_entropy`].
+    fn cross_entropy_kernel(
+        &self,
+        logits: &Self::Tensor,
+        targets: &Self::Ids,
+        label_smoothing: f32,
+        dims: &Checked<ops::cross_entropy::Dims>,
+    ) -> Result<Self::Tensor>;
+}
 
-    // ---- Backward ops of the trainer (`cappa-trainer`); CPU references in `crate::ops`. ----
-
+/// The trainer's ops (feature `train`): the backward of each forward op the network uses, the
+/// standalone GELU, the trainer's reductions and the fused optimizer update — provided methods
+/// that check shapes and call the backend's `_kernel` methods, as in [`Backend`]. CPU references
+/// in [`crate::ops`]. Builds without `train` (the C library, the web demo, `no_std`) have none of
+/// these ops, their CPU references or their GPU kernels.
+#[cfg(feature = "train")]
+pub trait TrainBackend: Backend {
+    /// Elementwise tanh-GELU (inference fuses it into the matmul instead; see
+    /// [`crate::ops::gelu`]).
+    fn gelu(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        let dims = ops::gelu::check(x.shape());
+        self.gelu_kernel(x, &dims)
+    }
     /// Gradients of [`Backend::layer_norm`] at `x` for output gradient `dy` (see
     /// [`crate::ops::layer_norm_backward`]): `(dx, dscale, dbias)`, the last two `[D]` sums
     /// over every row (`dbias` is returned whether or not the forward had a bias).
@@ -281,10 +448,13 @@ pub trait Backend {
         scale: &Self::Tensor,
         dy: &Self::Tensor,
         eps: f32,
-    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
-    /// Gradients of [`Backend::attention`] (every mask but a causal offset other than 0 is
-    /// allowed): `(dq, dk, dv)` from the forward inputs, the forward output `o` and its
-    /// gradient `d_o` (see [`crate::ops::attention_backward`]).
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)> {
+        let dims = ops::layer_norm_backward::check(x.shape(), scale.shape(), dy.shape())?;
+        self.layer_norm_backward_kernel(x, scale, dy, eps, &dims)
+    }
+    /// Gradients of [`Backend::attention`] (every mask allowed): `(dq, dk, dv)` from the forward
+    /// inputs, the forward output `o` and its gradient `d_o` (see
+    /// [`crate::ops::attention_backward`]).
     fn attention_backward(
         &self,
         q: &Self::Tensor,
@@ -293,24 +463,48 @@ pub trait Backend {
         o: &Self::Tensor,
         d_o: &Self::Tensor,
         op: Attention<'_>,
-    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
-    /// `dy · gelu'(x)` elementwise, for the tanh-GELU of [`Backend::gelu`].
-    fn gelu_backward(&self, x: &Self::Tensor, dy: &Self::Tensor) -> Result<Self::Tensor>;
-    /// Gradient of [`Backend::embed`] with respect to a table of `rows` rows: `dy [.., D]` rows
-    /// summed into the rows `ids` picked, in position order, without atomics, so every run
-    /// gives the same bits (see [`crate::ops::embed_backward`]). Returns `[rows, D]`.
-    fn embed_backward(
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)> {
+        let dims = ops::attention_backward::check(
+            q.shape(),
+            k.shape(),
+            v.shape(),
+            o.shape(),
+            d_o.shape(),
+            &op,
+        )?;
+        self.attention_backward_kernel(q, k, v, o, d_o, &op.mask, &dims)
+    }
+    /// `dy · gelu'(x)` elementwise, for the tanh-GELU of [`TrainBackend::gelu`] (see
+    /// [`crate::ops::gelu_backward`]).
+    fn gelu_backward(&self, x: &Self::Tensor, dy: &Self::Tensor) -> Result<Self::Tensor> {
+        let dims = ops::gelu_backward::check(x.shape(), dy.shape())?;
+        self.gelu_backward_kernel(x, dy, &dims)
+    }
+    /// Gradient of [`Backend::gather`] with respect to an `x` of `rows` rows: the rows of
+    /// `dy` (`ids.shape ++ row shape`) summed into the rows `ids` picked, in position order,
+    /// without atomics, so every run gives the same bits (see [`crate::ops::gather_backward`]).
+    /// Returns `[rows] ++ row shape`.
+    fn gather_backward(
         &self,
         dy: &Self::Tensor,
         ids: &Self::Ids,
         rows: usize,
-    ) -> Result<Self::Tensor>;
+    ) -> Result<Self::Tensor> {
+        let dims = ops::gather_backward::check(dy.shape(), ids.shape(), rows)?;
+        self.gather_backward_kernel(dy, ids, &dims)
+    }
     /// `x [N, ..] → [..]`: the sum over the first axis, in row order (bias and position-table
     /// gradients; see [`crate::ops::sums`]).
-    fn sum_axis0(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    fn sum_axis0(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        let dims = ops::sums::check_axis0(x.shape())?;
+        self.sum_axis0_kernel(x, &dims)
+    }
     /// The sum of squares of every tensor of `xs`, as one `[xs.len()]` tensor (global-norm
-    /// clipping reads all of them in one round trip).
-    fn sum_squares(&self, xs: &[&Self::Tensor]) -> Result<Self::Tensor>;
+    /// clipping reads all of them in one round trip; see [`crate::ops::sums`]).
+    fn sum_squares(&self, xs: &[&Self::Tensor]) -> Result<Self::Tensor> {
+        let dims = ops::sums::check_squares(xs.iter().map(|x| x.shape()));
+        self.sum_squares_kernel(xs, &dims)
+    }
     /// Gradient of the reference caption loss ([`crate::loss::caption_loss`]: per-position
     /// softmax cross-entropy with label smoothing, PAD targets weighted 0, each caption's sum
     /// divided by its non-PAD count, then the mean over captions) with respect to
@@ -322,15 +516,96 @@ pub trait Backend {
         targets: &Self::Ids,
         pad_id: u32,
         label_smoothing: f32,
-    ) -> Result<Self::Tensor>;
+    ) -> Result<Self::Tensor> {
+        let dims = ops::cross_entropy_backward::check(logits.shape(), targets.shape())?;
+        self.cross_entropy_backward_kernel(logits, targets, pad_id, label_smoothing, &dims)
+    }
     /// One AdamW step in place on `param` and its moments `m` and `v` for gradient `grad`, all
-    /// of one shape (see [`AdamW`] and [`crate::ops::adamw`]).
+    /// of one shape (see [`ops::adamw::AdamW`] and [`crate::ops::adamw`]).
     fn adamw_update(
         &self,
         param: &mut Self::Tensor,
         m: &mut Self::Tensor,
         v: &mut Self::Tensor,
         grad: &Self::Tensor,
-        op: &AdamW,
+        op: &ops::adamw::AdamW,
+    ) -> Result<()> {
+        let dims = ops::adamw::check(param.shape(), m.shape(), v.shape(), grad.shape())?;
+        self.adamw_update_kernel(param, m, v, grad, op, &dims)
+    }
+
+    // ---- Kernels. ----
+
+    /// Kernel of [`TrainBackend::gelu`].
+    fn gelu_kernel(
+        &self,
+        x: &Self::Tensor,
+        dims: &Checked<ops::gelu::Dims>,
+    ) -> Result<Self::Tensor>;
+    /// Kernel of [`TrainBackend::layer_norm_backward`].
+    fn layer_norm_backward_kernel(
+        &self,
+        x: &Self::Tensor,
+        scale: &Self::Tensor,
+        dy: &Self::Tensor,
+        eps: f32,
+        dims: &Checked<ops::layer_norm_backward::Dims>,
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+    /// Kernel of [`TrainBackend::attention_backward`].
+    #[allow(clippy::too_many_arguments)]
+    fn attention_backward_kernel(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        o: &Self::Tensor,
+        d_o: &Self::Tensor,
+        mask: &Mask<'_>,
+        dims: &Checked<ops::attention_backward::Dims>,
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+    /// Kernel of [`TrainBackend::gelu_backward`].
+    fn gelu_backward_kernel(
+        &self,
+        x: &Self::Tensor,
+        dy: &Self::Tensor,
+        dims: &Checked<ops::gelu_backward::Dims>,
+    ) -> Result<Self::Tensor>;
+    /// Kernel of [`TrainBackend::gather_backward`].
+    fn gather_backward_kernel(
+        &self,
+        dy: &Self::Tensor,
+        ids: &Self::Ids,
+        dims: &Checked<ops::gather_backward::Dims>,
+    ) -> Result<Self::Tensor>;
+    /// Kernel of [`TrainBackend::sum_axis0`].
+    fn sum_axis0_kernel(
+        &self,
+        x: &Self::Tensor,
+        dims: &Checked<ops::sums::Axis0>,
+    ) -> Result<Self::Tensor>;
+    /// Kernel of [`TrainBackend::sum_squares`].
+    fn sum_squares_kernel(
+        &self,
+        xs: &[&Self::Tensor],
+        dims: &Checked<ops::sums::Squares>,
+    ) -> Result<Self::Tensor>;
+    /// Kernel of [`TrainBackend::cross_entropy_backward`].
+    fn cross_entropy_backward_kernel(
+        &self,
+        logits: &Self::Tensor,
+        targets: &Self::Ids,
+        pad_id: u32,
+        label_smoothing: f32,
+        dims: &Checked<ops::cross_entropy_backward::Dims>,
+    ) -> Result<Self::Tensor>;
+    /// Kernel of [`TrainBackend::adamw_update`].
+    fn adamw_update_kernel(
+        &self,
+        param: &mut Self::Tensor,
+        m: &mut Self::Tensor,
+        v: &mut Self::Tensor,
+        grad: &Self::Tensor,
+        op: &ops::adamw::AdamW,
+        dims: &Checked<ops::adamw::Dims>,
     ) -> Result<()>;
 }

@@ -5,10 +5,12 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::backend::{AdamW, Attention, Backend, Matmul, Sampling};
+#[cfg(feature = "train")]
+use crate::backend::TrainBackend;
+use crate::backend::{Activation, Backend, Mask, Shaped};
 use crate::error::Result;
 pub use crate::ops::matmul::Gemm;
-use crate::ops::{self, shape_error};
+use crate::ops::{self, shape_error, Checked};
 use crate::tensor::{numel, HostTensor};
 
 /// An `f32` tensor of the CPU backend (shared, copy-on-write).
@@ -33,11 +35,23 @@ impl CpuTensor {
     }
 }
 
+impl Shaped for CpuTensor {
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+}
+
 /// Token ids of the CPU backend.
 #[derive(Debug, Clone)]
 pub struct CpuIds {
     shape: Vec<usize>,
     data: Vec<u32>,
+}
+
+impl Shaped for CpuIds {
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
 }
 
 /// The CPU backend.
@@ -110,10 +124,6 @@ impl Backend for CpuBackend {
         Ok(ids.data.clone())
     }
 
-    fn shape(&self, t: &CpuTensor) -> Vec<usize> {
-        t.shape.clone()
-    }
-
     fn reshape(&self, t: &CpuTensor, shape: &[usize]) -> Result<CpuTensor> {
         if numel(shape) != t.data.len() {
             return Err(shape_error(
@@ -134,169 +144,159 @@ impl Backend for CpuBackend {
         ))
     }
 
-    fn matmul(&self, a: &CpuTensor, b: &CpuTensor, op: Matmul<'_, CpuTensor>) -> Result<CpuTensor> {
-        let bias_shape = op.bias.map(|t| t.shape.as_slice());
-        let d = ops::matmul::dims(
-            &a.shape, &b.shape, op.trans_a, op.trans_b, op.batched, bias_shape,
-        )?;
-        let out = ops::matmul::cpu(
-            &a.data,
-            &b.data,
-            op.bias.map(|t| t.data.as_slice()),
-            op.activation,
-            &d,
-            self.gemm,
-        );
-        Ok(CpuTensor::new(d.out_shape, out))
+    fn matmul_kernel(
+        &self,
+        a: &CpuTensor,
+        b: &CpuTensor,
+        bias: Option<&CpuTensor>,
+        act: Activation,
+        d: &Checked<ops::matmul::Dims>,
+    ) -> Result<CpuTensor> {
+        let bias = bias.map(|t| t.data.as_slice());
+        let out = ops::matmul::cpu(&a.data, &b.data, bias, act, d, self.gemm);
+        Ok(CpuTensor::new(d.out_shape.clone(), out))
     }
 
-    fn layer_norm(
+    fn layer_norm_kernel(
         &self,
         x: &CpuTensor,
         scale: &CpuTensor,
         bias: Option<&CpuTensor>,
         eps: f32,
+        _: &Checked<ops::layer_norm::Dims>,
     ) -> Result<CpuTensor> {
-        ops::layer_norm::check(&x.shape, &scale.shape, bias.map(|b| b.shape.as_slice()))?;
         let out = ops::layer_norm::cpu(&x.data, &scale.data, bias.map(|b| b.data.as_slice()), eps);
         Ok(CpuTensor::new(x.shape.clone(), out))
     }
 
-    fn attention(
+    fn attention_kernel(
         &self,
         q: &CpuTensor,
         k: &CpuTensor,
         v: &CpuTensor,
-        op: Attention<'_>,
+        mask: &Mask<'_>,
+        d: &Checked<ops::attention::Dims>,
     ) -> Result<CpuTensor> {
-        let d = ops::attention::dims(&q.shape, &k.shape, &v.shape, &op)?;
-        let out = ops::attention::cpu(&q.data, &k.data, &v.data, d, &op.mask, self.gemm);
+        let out = ops::attention::cpu(&q.data, &k.data, &v.data, **d, mask, self.gemm);
         Ok(CpuTensor::new(q.shape.clone(), out))
     }
 
-    fn gelu(&self, x: &CpuTensor) -> Result<CpuTensor> {
-        let mut out = x.data.as_ref().clone();
-        ops::gelu::cpu(&mut out);
-        Ok(CpuTensor::new(x.shape.clone(), out))
+    fn add_kernel(
+        &self,
+        a: &CpuTensor,
+        b: &CpuTensor,
+        d: &Checked<ops::add::Dims>,
+    ) -> Result<CpuTensor> {
+        let out = ops::add::cpu(&a.data, &b.data);
+        Ok(CpuTensor::new(d.out_shape.clone(), out))
     }
 
-    fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
-        let shape = ops::add::check(&a.shape, &b.shape)?;
-        Ok(CpuTensor::new(shape, ops::add::cpu(&a.data, &b.data)))
+    fn gather_kernel(
+        &self,
+        x: &CpuTensor,
+        ids: &CpuIds,
+        d: &Checked<ops::gather::Dims>,
+    ) -> Result<CpuTensor> {
+        ops::gather::check_ids(&ids.data, d.rows)?;
+        let out = ops::gather::cpu(&x.data, d.row_len, &ids.data);
+        Ok(CpuTensor::new(d.out_shape.clone(), out))
     }
 
-    fn embed(&self, table: &CpuTensor, ids: &CpuIds) -> Result<CpuTensor> {
-        let shape = ops::embed::check(&table.shape, &ids.shape)?;
-        ops::embed::check_ids(&ids.data, table.shape[0])?;
-        let out = ops::embed::cpu(&table.data, table.shape[1], &ids.data);
-        Ok(CpuTensor::new(shape, out))
+    fn patchify_kernel(
+        &self,
+        images: &CpuTensor,
+        d: &Checked<ops::patchify::Dims>,
+    ) -> Result<CpuTensor> {
+        let out = ops::patchify::cpu(&images.data, &d.images, d.patch);
+        Ok(CpuTensor::new(d.out_shape.clone(), out))
     }
 
-    fn patchify(&self, images: &CpuTensor, patch: usize) -> Result<CpuTensor> {
-        let shape = ops::patchify::check(&images.shape, patch)?;
-        let out = ops::patchify::cpu(&images.data, &images.shape, patch);
-        Ok(CpuTensor::new(shape, out))
+    fn mean_rows_kernel(&self, x: &CpuTensor, d: &Checked<ops::rows::Mean>) -> Result<CpuTensor> {
+        let out = ops::rows::cpu_mean(&x.data, &x.shape);
+        Ok(CpuTensor::new(d.out_shape(), out))
     }
 
-    fn mean_rows(&self, x: &CpuTensor) -> Result<CpuTensor> {
-        let shape = ops::rows::check_mean(&x.shape)?;
-        Ok(CpuTensor::new(
-            shape,
-            ops::rows::cpu_mean(&x.data, &x.shape),
-        ))
+    fn slice_rows_kernel(&self, x: &CpuTensor, d: &Checked<ops::rows::Slice>) -> Result<CpuTensor> {
+        let out = ops::rows::cpu_slice(&x.data, &x.shape, d.start, d.len);
+        Ok(CpuTensor::new(d.out_shape(), out))
     }
 
-    fn slice_rows(&self, x: &CpuTensor, start: usize, len: usize) -> Result<CpuTensor> {
-        let shape = ops::rows::check_slice(&x.shape, start, len)?;
-        let out = ops::rows::cpu_slice(&x.data, &x.shape, start, len);
-        Ok(CpuTensor::new(shape, out))
-    }
-
-    fn write_rows(&self, dst: &mut CpuTensor, src: &CpuTensor, start: usize) -> Result<()> {
-        ops::rows::check_write(&dst.shape, &src.shape, start)?;
+    fn write_rows_kernel(
+        &self,
+        dst: &mut CpuTensor,
+        src: &CpuTensor,
+        d: &Checked<ops::rows::Write>,
+    ) -> Result<()> {
         let shape = dst.shape.clone();
         let data = Arc::make_mut(&mut dst.data);
-        ops::rows::cpu_write(data, &shape, &src.data, src.shape[1], start);
+        ops::rows::cpu_write(data, &shape, &src.data, d.src.l, d.start);
         Ok(())
     }
 
-    fn log_softmax(&self, x: &CpuTensor) -> Result<CpuTensor> {
-        let (_, v) = ops::rows_and_last(&x.shape);
-        let out = ops::softmax::cpu_log_softmax(&x.data, v);
-        Ok(CpuTensor::new(x.shape.clone(), out))
-    }
-
-    fn argmax(&self, x: &CpuTensor) -> Result<CpuIds> {
-        let (_, v) = ops::rows_and_last(&x.shape);
-        if x.shape.is_empty() || v == 0 {
-            return Err(shape_error(
-                "argmax",
-                alloc::format!("no classes in {:?}", x.shape),
-            ));
-        }
+    fn argmax_kernel(&self, x: &CpuTensor, d: &Checked<ops::softmax::Argmax>) -> Result<CpuIds> {
         Ok(CpuIds {
-            shape: x.shape[..x.shape.len() - 1].to_vec(),
-            data: ops::softmax::cpu_argmax(&x.data, v),
+            shape: d.out_shape.clone(),
+            data: ops::softmax::cpu_argmax(&x.data, d.classes),
         })
     }
 
-    fn sample(&self, logits: &CpuTensor, op: Sampling, seed: u64, step: u32) -> Result<CpuIds> {
-        let (_, v, shape) = ops::sample::check(&logits.shape)?;
-        ops::sample::check_op(&op)?;
+    fn sample_kernel(
+        &self,
+        logits: &CpuTensor,
+        seed: u64,
+        step: u32,
+        d: &Checked<ops::sample::Dims>,
+    ) -> Result<CpuIds> {
         Ok(CpuIds {
-            shape,
-            data: ops::sample::cpu(&logits.data, v, &op, seed, step),
+            shape: d.out_shape.clone(),
+            data: ops::sample::cpu(&logits.data, d.vocab, &d.sampling, seed, step),
         })
     }
 
-    fn beam_candidates(
+    fn beam_candidates_kernel(
         &self,
         logits: &CpuTensor,
         beam_scores: &CpuTensor,
-        groups: usize,
-        k: usize,
+        d: &Checked<ops::beam::Dims>,
     ) -> Result<(CpuTensor, CpuIds)> {
-        let d = ops::beam::dims(&logits.shape, &beam_scores.shape, groups, k)?;
-        let (scores, ids) = ops::beam::cpu(&logits.data, &beam_scores.data, d);
-        let shape = alloc::vec![groups, k];
+        let (scores, ids) = ops::beam::cpu(&logits.data, &beam_scores.data, **d);
+        let shape = alloc::vec![d.groups, d.k];
         Ok((
             CpuTensor::new(shape.clone(), scores),
             CpuIds { shape, data: ids },
         ))
     }
 
-    fn gather_batch(&self, x: &CpuTensor, index: &CpuIds) -> Result<CpuTensor> {
-        let shape = ops::gather::check(&x.shape, &index.shape)?;
-        ops::gather::check_index(&index.data, x.shape[0])?;
-        let row_len = numel(&x.shape[1..]);
-        Ok(CpuTensor::new(
-            shape,
-            ops::gather::cpu(&x.data, row_len, &index.data),
-        ))
-    }
-
-    fn cross_entropy(
+    fn cross_entropy_kernel(
         &self,
         logits: &CpuTensor,
         targets: &CpuIds,
         label_smoothing: f32,
+        d: &Checked<ops::cross_entropy::Dims>,
     ) -> Result<CpuTensor> {
-        let shape = ops::cross_entropy::check(&logits.shape, &targets.shape)?;
-        let (_, v) = ops::rows_and_last(&logits.shape);
-        ops::cross_entropy::check_targets(&targets.data, v)?;
+        ops::cross_entropy::check_targets(&targets.data, d.classes)?;
         let out =
             ops::cross_entropy::cpu(&logits.data, &logits.shape, &targets.data, label_smoothing);
-        Ok(CpuTensor::new(shape, out))
+        Ok(CpuTensor::new(d.out_shape.clone(), out))
+    }
+}
+
+#[cfg(feature = "train")]
+impl TrainBackend for CpuBackend {
+    fn gelu_kernel(&self, x: &CpuTensor, _: &Checked<ops::gelu::Dims>) -> Result<CpuTensor> {
+        let mut out = x.data.as_ref().clone();
+        ops::gelu::cpu(&mut out);
+        Ok(CpuTensor::new(x.shape.clone(), out))
     }
 
-    fn layer_norm_backward(
+    fn layer_norm_backward_kernel(
         &self,
         x: &CpuTensor,
         scale: &CpuTensor,
         dy: &CpuTensor,
         eps: f32,
+        _: &Checked<ops::layer_norm_backward::Dims>,
     ) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
-        ops::layer_norm_backward::check(&x.shape, &scale.shape, &dy.shape)?;
         let (dx, ds, db) = ops::layer_norm_backward::cpu(&x.data, &scale.data, &dy.data, eps);
         Ok((
             CpuTensor::new(x.shape.clone(), dx),
@@ -305,19 +305,18 @@ impl Backend for CpuBackend {
         ))
     }
 
-    fn attention_backward(
+    fn attention_backward_kernel(
         &self,
         q: &CpuTensor,
         k: &CpuTensor,
         v: &CpuTensor,
         o: &CpuTensor,
         d_o: &CpuTensor,
-        op: Attention<'_>,
+        mask: &Mask<'_>,
+        d: &Checked<ops::attention_backward::Dims>,
     ) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
-        let d =
-            ops::attention_backward::dims(&q.shape, &k.shape, &v.shape, &o.shape, &d_o.shape, &op)?;
         let (dq, dk, dv) = ops::attention_backward::cpu(
-            &q.data, &k.data, &v.data, &o.data, &d_o.data, d, &op.mask,
+            &q.data, &k.data, &v.data, &o.data, &d_o.data, d.forward, mask,
         );
         Ok((
             CpuTensor::new(q.shape.clone(), dq),
@@ -326,41 +325,52 @@ impl Backend for CpuBackend {
         ))
     }
 
-    fn gelu_backward(&self, x: &CpuTensor, dy: &CpuTensor) -> Result<CpuTensor> {
-        ops::gelu_backward::check(&x.shape, &dy.shape)?;
+    fn gelu_backward_kernel(
+        &self,
+        x: &CpuTensor,
+        dy: &CpuTensor,
+        _: &Checked<ops::gelu_backward::Dims>,
+    ) -> Result<CpuTensor> {
         Ok(CpuTensor::new(
             x.shape.clone(),
             ops::gelu_backward::cpu(&x.data, &dy.data),
         ))
     }
 
-    fn embed_backward(&self, dy: &CpuTensor, ids: &CpuIds, rows: usize) -> Result<CpuTensor> {
-        let shape = ops::embed_backward::check(&dy.shape, &ids.shape, rows)?;
-        ops::embed::check_ids(&ids.data, rows)?;
-        let out = ops::embed_backward::cpu(&dy.data, shape[1], &ids.data, rows);
-        Ok(CpuTensor::new(shape, out))
+    fn gather_backward_kernel(
+        &self,
+        dy: &CpuTensor,
+        ids: &CpuIds,
+        d: &Checked<ops::gather_backward::Dims>,
+    ) -> Result<CpuTensor> {
+        ops::gather::check_ids(&ids.data, d.rows)?;
+        let out = ops::gather_backward::cpu(&dy.data, d.row_len, &ids.data, d.rows);
+        Ok(CpuTensor::new(d.out_shape.clone(), out))
     }
 
-    fn sum_axis0(&self, x: &CpuTensor) -> Result<CpuTensor> {
-        let shape = ops::sums::check_axis0(&x.shape)?;
-        let out = ops::sums::cpu_axis0(&x.data, numel(&shape));
-        Ok(CpuTensor::new(shape, out))
+    fn sum_axis0_kernel(&self, x: &CpuTensor, d: &Checked<ops::sums::Axis0>) -> Result<CpuTensor> {
+        let out = ops::sums::cpu_axis0(&x.data, d.m);
+        Ok(CpuTensor::new(d.out_shape.clone(), out))
     }
 
-    fn sum_squares(&self, xs: &[&CpuTensor]) -> Result<CpuTensor> {
+    fn sum_squares_kernel(
+        &self,
+        xs: &[&CpuTensor],
+        _: &Checked<ops::sums::Squares>,
+    ) -> Result<CpuTensor> {
         let out = xs.iter().map(|x| ops::sums::cpu_squares(&x.data)).collect();
         Ok(CpuTensor::new(alloc::vec![xs.len()], out))
     }
 
-    fn cross_entropy_backward(
+    fn cross_entropy_backward_kernel(
         &self,
         logits: &CpuTensor,
         targets: &CpuIds,
         pad_id: u32,
         label_smoothing: f32,
+        d: &Checked<ops::cross_entropy_backward::Dims>,
     ) -> Result<CpuTensor> {
-        ops::cross_entropy_backward::check(&logits.shape, &targets.shape)?;
-        ops::cross_entropy::check_targets(&targets.data, logits.shape[2])?;
+        ops::cross_entropy::check_targets(&targets.data, d.v)?;
         let out = ops::cross_entropy_backward::cpu(
             &logits.data,
             &logits.shape,
@@ -371,15 +381,15 @@ impl Backend for CpuBackend {
         Ok(CpuTensor::new(logits.shape.clone(), out))
     }
 
-    fn adamw_update(
+    fn adamw_update_kernel(
         &self,
         param: &mut CpuTensor,
         m: &mut CpuTensor,
         v: &mut CpuTensor,
         grad: &CpuTensor,
-        op: &AdamW,
+        op: &ops::adamw::AdamW,
+        _: &Checked<ops::adamw::Dims>,
     ) -> Result<()> {
-        ops::adamw::check(&param.shape, &m.shape, &v.shape, &grad.shape)?;
         ops::adamw::cpu(
             Arc::make_mut(&mut param.data).as_mut_slice(),
             Arc::make_mut(&mut m.data).as_mut_slice(),

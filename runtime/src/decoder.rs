@@ -112,13 +112,13 @@ impl<B: Backend> CrossKv<B> {
         self.batch
     }
 
-    /// Rows picked by `index` (see [`Backend::gather_batch`]), e.g. each image repeated once
+    /// Rows picked by `index` (see [`Backend::gather`]), e.g. each image repeated once
     /// per beam.
     pub fn select(&self, be: &B, index: &B::Ids) -> Result<Self> {
         let kv = self
             .kv
             .iter()
-            .map(|(k, v)| Ok((be.gather_batch(k, index)?, be.gather_batch(v, index)?)))
+            .map(|(k, v)| Ok((be.gather(k, index)?, be.gather(v, index)?)))
             .collect::<Result<Vec<_>>>()?;
         let batch = kv.first().map_or(0, |(k, _)| be.shape(k)[0]);
         Ok(CrossKv { kv, batch })
@@ -188,7 +188,7 @@ fn gather_pairs<B: Backend>(
 ) -> Result<Vec<(B::Tensor, B::Tensor)>> {
     pairs
         .iter()
-        .map(|(k, v)| Ok((be.gather_batch(k, index)?, be.gather_batch(v, index)?)))
+        .map(|(k, v)| Ok((be.gather(k, index)?, be.gather(v, index)?)))
         .collect()
 }
 
@@ -250,7 +250,7 @@ impl<B: Backend> Decoder<B> {
     /// The decoder's input vectors: each token's row of the embedding table plus the position
     /// rows `start..start + len`.
     fn input_vectors(&self, be: &B, ids: &B::Ids, start: usize, len: usize) -> Result<B::Tensor> {
-        let x = be.embed(&self.embedding.tensor, ids)?;
+        let x = be.gather(&self.embedding.tensor, ids)?;
         let pos = be.slice_rows(self.pos_embedding.table(), start, len)?;
         be.add(&x, &pos)
     }
@@ -388,6 +388,7 @@ pub use self::train::DecoderTape;
 #[cfg(feature = "train")]
 mod train {
     use super::*;
+    use crate::backend::TrainBackend;
     use crate::layers::{AttentionSaved, Grads, MlpSaved};
 
     /// What [`DecoderBlock::forward_train`] saves.
@@ -401,7 +402,7 @@ mod train {
         mlp: MlpSaved<B>,
     }
 
-    impl<B: Backend> DecoderBlock<B> {
+    impl<B: TrainBackend> DecoderBlock<B> {
         fn forward_train(
             &self,
             be: &B,
@@ -460,7 +461,7 @@ mod train {
         normed: B::Tensor,
     }
 
-    impl<B: Backend> Decoder<B> {
+    impl<B: TrainBackend> Decoder<B> {
         /// [`Decoder::forward`] (logits `[B, L, V]`), keeping what the reverse pass needs.
         pub fn forward_train(
             &self,
@@ -511,7 +512,7 @@ mod train {
                 });
             }
             let rows = be.shape(&self.embedding.tensor)[0];
-            g.set(&self.embedding, be.embed_backward(&dx, &tape.ids, rows)?);
+            g.set(&self.embedding, be.gather_backward(&dx, &tape.ids, rows)?);
             self.pos_embedding.backward(be, &dx, g)?;
             d_enc.ok_or_else(|| Error::Config("the decoder has no blocks".into()))
         }

@@ -5,11 +5,14 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::backend::{AdamW, Attention, Backend, Matmul, Sampling};
+#[cfg(feature = "train")]
+use crate::backend::TrainBackend;
+use crate::backend::{Activation, Backend, Mask, Shaped};
 use crate::cpu::{CpuBackend, CpuIds, CpuTensor};
 use crate::error::{Error, Result};
 #[cfg(feature = "gpu")]
 use crate::gpu::{GpuBackend, GpuIds, GpuTensor};
+use crate::ops::{self, Checked};
 use crate::safetensors_io::DType;
 use crate::tensor::HostTensor;
 
@@ -171,6 +174,26 @@ macro_rules! on_device {
     };
 }
 
+impl Shaped for DeviceTensor {
+    fn shape(&self) -> &[usize] {
+        match self {
+            DeviceTensor::Cpu(t) => t.shape(),
+            #[cfg(feature = "gpu")]
+            DeviceTensor::Gpu(t) => t.shape(),
+        }
+    }
+}
+
+impl Shaped for DeviceIds {
+    fn shape(&self) -> &[usize] {
+        match self {
+            DeviceIds::Cpu(t) => t.shape(),
+            #[cfg(feature = "gpu")]
+            DeviceIds::Gpu(t) => t.shape(),
+        }
+    }
+}
+
 impl Backend for Device {
     type Tensor = DeviceTensor;
     type Ids = DeviceIds;
@@ -232,14 +255,6 @@ impl Backend for Device {
             .await)
     }
 
-    fn shape(&self, x: &DeviceTensor) -> Vec<usize> {
-        match x {
-            DeviceTensor::Cpu(t) => CpuBackend::new().shape(t),
-            #[cfg(feature = "gpu")]
-            DeviceTensor::Gpu(t) => t.shape.clone(),
-        }
-    }
-
     fn reshape(&self, x: &DeviceTensor, shape: &[usize]) -> Result<DeviceTensor> {
         on_device!(self, |be, t, _i, w, _wi| Ok(w(be.reshape(t(x)?, shape)?)))
     }
@@ -248,238 +263,293 @@ impl Backend for Device {
         on_device!(self, |be, _t, _i, w, _wi| Ok(w(be.zeros(shape)?)))
     }
 
-    fn matmul(
+    fn matmul_kernel(
         &self,
         a: &DeviceTensor,
         b: &DeviceTensor,
-        op: Matmul<'_, DeviceTensor>,
+        bias: Option<&DeviceTensor>,
+        act: Activation,
+        d: &Checked<ops::matmul::Dims>,
     ) -> Result<DeviceTensor> {
         on_device!(self, |be, t, _i, w, _wi| {
-            let bias = op.bias.map(t).transpose()?;
-            let op = Matmul {
-                trans_a: op.trans_a,
-                trans_b: op.trans_b,
-                batched: op.batched,
-                bias,
-                activation: op.activation,
-            };
-            Ok(w(be.matmul(t(a)?, t(b)?, op)?))
+            let bias = bias.map(t).transpose()?;
+            Ok(w(be.matmul_kernel(t(a)?, t(b)?, bias, act, d)?))
         })
     }
 
-    fn layer_norm(
+    fn layer_norm_kernel(
         &self,
         x: &DeviceTensor,
         scale: &DeviceTensor,
         bias: Option<&DeviceTensor>,
         eps: f32,
+        d: &Checked<ops::layer_norm::Dims>,
     ) -> Result<DeviceTensor> {
         on_device!(self, |be, t, _i, w, _wi| {
             let bias = bias.map(t).transpose()?;
-            Ok(w(be.layer_norm(t(x)?, t(scale)?, bias, eps)?))
+            Ok(w(be.layer_norm_kernel(t(x)?, t(scale)?, bias, eps, d)?))
         })
     }
 
-    fn attention(
+    fn attention_kernel(
         &self,
         q: &DeviceTensor,
         k: &DeviceTensor,
         v: &DeviceTensor,
-        op: Attention<'_>,
+        mask: &Mask<'_>,
+        d: &Checked<ops::attention::Dims>,
     ) -> Result<DeviceTensor> {
-        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.attention(
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.attention_kernel(
             t(q)?,
             t(k)?,
             t(v)?,
-            op
+            mask,
+            d
         )?)))
     }
 
-    fn gelu(&self, x: &DeviceTensor) -> Result<DeviceTensor> {
-        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.gelu(t(x)?)?)))
+    fn add_kernel(
+        &self,
+        a: &DeviceTensor,
+        b: &DeviceTensor,
+        d: &Checked<ops::add::Dims>,
+    ) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.add_kernel(
+            t(a)?,
+            t(b)?,
+            d
+        )?)))
     }
 
-    fn add(&self, a: &DeviceTensor, b: &DeviceTensor) -> Result<DeviceTensor> {
-        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.add(t(a)?, t(b)?)?)))
+    fn gather_kernel(
+        &self,
+        x: &DeviceTensor,
+        ids: &DeviceIds,
+        d: &Checked<ops::gather::Dims>,
+    ) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, i, w, _wi| Ok(w(be.gather_kernel(
+            t(x)?,
+            i(ids)?,
+            d
+        )?)))
     }
 
-    fn embed(&self, table: &DeviceTensor, ids: &DeviceIds) -> Result<DeviceTensor> {
-        on_device!(self, |be, t, i, w, _wi| Ok(
-            w(be.embed(t(table)?, i(ids)?)?)
-        ))
-    }
-
-    fn patchify(&self, images: &DeviceTensor, patch: usize) -> Result<DeviceTensor> {
+    fn patchify_kernel(
+        &self,
+        images: &DeviceTensor,
+        d: &Checked<ops::patchify::Dims>,
+    ) -> Result<DeviceTensor> {
         on_device!(self, |be, t, _i, w, _wi| Ok(w(
-            be.patchify(t(images)?, patch)?
+            be.patchify_kernel(t(images)?, d)?
         )))
     }
 
-    fn mean_rows(&self, x: &DeviceTensor) -> Result<DeviceTensor> {
-        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.mean_rows(t(x)?)?)))
+    fn mean_rows_kernel(
+        &self,
+        x: &DeviceTensor,
+        d: &Checked<ops::rows::Mean>,
+    ) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(
+            be.mean_rows_kernel(t(x)?, d)?
+        )))
     }
 
-    fn slice_rows(&self, x: &DeviceTensor, start: usize, len: usize) -> Result<DeviceTensor> {
-        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.slice_rows(
-            t(x)?,
-            start,
-            len
-        )?)))
+    fn slice_rows_kernel(
+        &self,
+        x: &DeviceTensor,
+        d: &Checked<ops::rows::Slice>,
+    ) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(
+            be.slice_rows_kernel(t(x)?, d)?
+        )))
     }
 
-    fn write_rows(&self, dst: &mut DeviceTensor, src: &DeviceTensor, start: usize) -> Result<()> {
+    fn write_rows_kernel(
+        &self,
+        dst: &mut DeviceTensor,
+        src: &DeviceTensor,
+        d: &Checked<ops::rows::Write>,
+    ) -> Result<()> {
         match (self, dst) {
-            (Device::Cpu(be), DeviceTensor::Cpu(d)) => be.write_rows(d, src.cpu()?, start),
+            (Device::Cpu(be), DeviceTensor::Cpu(dst)) => be.write_rows_kernel(dst, src.cpu()?, d),
             #[cfg(feature = "gpu")]
-            (Device::Gpu(be), DeviceTensor::Gpu(d)) => be.write_rows(d, src.gpu()?, start),
+            (Device::Gpu(be), DeviceTensor::Gpu(dst)) => be.write_rows_kernel(dst, src.gpu()?, d),
             #[allow(unreachable_patterns)]
             _ => Err(mixed()),
         }
     }
 
-    fn log_softmax(&self, x: &DeviceTensor) -> Result<DeviceTensor> {
-        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.log_softmax(t(x)?)?)))
+    fn argmax_kernel(
+        &self,
+        x: &DeviceTensor,
+        d: &Checked<ops::softmax::Argmax>,
+    ) -> Result<DeviceIds> {
+        on_device!(self, |be, t, _i, _w, wi| Ok(
+            wi(be.argmax_kernel(t(x)?, d)?)
+        ))
     }
 
-    fn argmax(&self, x: &DeviceTensor) -> Result<DeviceIds> {
-        on_device!(self, |be, t, _i, _w, wi| Ok(wi(be.argmax(t(x)?)?)))
-    }
-
-    fn sample(
+    fn sample_kernel(
         &self,
         logits: &DeviceTensor,
-        op: Sampling,
         seed: u64,
         step: u32,
+        d: &Checked<ops::sample::Dims>,
     ) -> Result<DeviceIds> {
-        on_device!(self, |be, t, _i, _w, wi| Ok(wi(be.sample(
+        on_device!(self, |be, t, _i, _w, wi| Ok(wi(be.sample_kernel(
             t(logits)?,
-            op,
             seed,
-            step
+            step,
+            d
         )?)))
     }
 
-    fn beam_candidates(
+    fn beam_candidates_kernel(
         &self,
         logits: &DeviceTensor,
         beam_scores: &DeviceTensor,
-        groups: usize,
-        k: usize,
+        d: &Checked<ops::beam::Dims>,
     ) -> Result<(DeviceTensor, DeviceIds)> {
         on_device!(self, |be, t, _i, w, wi| {
-            let (s, ids) = be.beam_candidates(t(logits)?, t(beam_scores)?, groups, k)?;
+            let (s, ids) = be.beam_candidates_kernel(t(logits)?, t(beam_scores)?, d)?;
             Ok((w(s), wi(ids)))
         })
     }
 
-    fn gather_batch(&self, x: &DeviceTensor, index: &DeviceIds) -> Result<DeviceTensor> {
-        on_device!(self, |be, t, i, w, _wi| Ok(w(
-            be.gather_batch(t(x)?, i(index)?)?
-        )))
-    }
-
-    fn cross_entropy(
+    fn cross_entropy_kernel(
         &self,
         logits: &DeviceTensor,
         targets: &DeviceIds,
         label_smoothing: f32,
+        d: &Checked<ops::cross_entropy::Dims>,
     ) -> Result<DeviceTensor> {
-        on_device!(self, |be, t, i, w, _wi| Ok(w(be.cross_entropy(
+        on_device!(self, |be, t, i, w, _wi| Ok(w(be.cross_entropy_kernel(
             t(logits)?,
             i(targets)?,
-            label_smoothing
+            label_smoothing,
+            d
         )?)))
     }
+}
 
-    fn layer_norm_backward(
+#[cfg(feature = "train")]
+impl TrainBackend for Device {
+    fn gelu_kernel(&self, x: &DeviceTensor, d: &Checked<ops::gelu::Dims>) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.gelu_kernel(t(x)?, d)?)))
+    }
+
+    fn layer_norm_backward_kernel(
         &self,
         x: &DeviceTensor,
         scale: &DeviceTensor,
         dy: &DeviceTensor,
         eps: f32,
+        d: &Checked<ops::layer_norm_backward::Dims>,
     ) -> Result<(DeviceTensor, DeviceTensor, DeviceTensor)> {
         on_device!(self, |be, t, _i, w, _wi| {
-            let (dx, ds, db) = be.layer_norm_backward(t(x)?, t(scale)?, t(dy)?, eps)?;
+            let (dx, ds, db) = be.layer_norm_backward_kernel(t(x)?, t(scale)?, t(dy)?, eps, d)?;
             Ok((w(dx), w(ds), w(db)))
         })
     }
 
-    fn attention_backward(
+    fn attention_backward_kernel(
         &self,
         q: &DeviceTensor,
         k: &DeviceTensor,
         v: &DeviceTensor,
         o: &DeviceTensor,
         d_o: &DeviceTensor,
-        op: Attention<'_>,
+        mask: &Mask<'_>,
+        d: &Checked<ops::attention_backward::Dims>,
     ) -> Result<(DeviceTensor, DeviceTensor, DeviceTensor)> {
         on_device!(self, |be, t, _i, w, _wi| {
-            let (dq, dk, dv) = be.attention_backward(t(q)?, t(k)?, t(v)?, t(o)?, t(d_o)?, op)?;
+            let (dq, dk, dv) =
+                be.attention_backward_kernel(t(q)?, t(k)?, t(v)?, t(o)?, t(d_o)?, mask, d)?;
             Ok((w(dq), w(dk), w(dv)))
         })
     }
 
-    fn gelu_backward(&self, x: &DeviceTensor, dy: &DeviceTensor) -> Result<DeviceTensor> {
-        on_device!(self, |be, t, _i, w, _wi| Ok(w(
-            be.gelu_backward(t(x)?, t(dy)?)?
-        )))
-    }
-
-    fn embed_backward(
+    fn gelu_backward_kernel(
         &self,
+        x: &DeviceTensor,
         dy: &DeviceTensor,
-        ids: &DeviceIds,
-        rows: usize,
+        d: &Checked<ops::gelu_backward::Dims>,
     ) -> Result<DeviceTensor> {
-        on_device!(self, |be, t, i, w, _wi| Ok(w(be.embed_backward(
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.gelu_backward_kernel(
+            t(x)?,
             t(dy)?,
-            i(ids)?,
-            rows
+            d
         )?)))
     }
 
-    fn sum_axis0(&self, x: &DeviceTensor) -> Result<DeviceTensor> {
-        on_device!(self, |be, t, _i, w, _wi| Ok(w(be.sum_axis0(t(x)?)?)))
+    fn gather_backward_kernel(
+        &self,
+        dy: &DeviceTensor,
+        ids: &DeviceIds,
+        d: &Checked<ops::gather_backward::Dims>,
+    ) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, i, w, _wi| Ok(w(be.gather_backward_kernel(
+            t(dy)?,
+            i(ids)?,
+            d
+        )?)))
     }
 
-    fn sum_squares(&self, xs: &[&DeviceTensor]) -> Result<DeviceTensor> {
+    fn sum_axis0_kernel(
+        &self,
+        x: &DeviceTensor,
+        d: &Checked<ops::sums::Axis0>,
+    ) -> Result<DeviceTensor> {
+        on_device!(self, |be, t, _i, w, _wi| Ok(w(
+            be.sum_axis0_kernel(t(x)?, d)?
+        )))
+    }
+
+    fn sum_squares_kernel(
+        &self,
+        xs: &[&DeviceTensor],
+        d: &Checked<ops::sums::Squares>,
+    ) -> Result<DeviceTensor> {
         on_device!(self, |be, t, _i, w, _wi| {
             let xs = xs.iter().map(|x| t(x)).collect::<Result<Vec<_>>>()?;
-            Ok(w(be.sum_squares(&xs)?))
+            Ok(w(be.sum_squares_kernel(&xs, d)?))
         })
     }
 
-    fn cross_entropy_backward(
+    fn cross_entropy_backward_kernel(
         &self,
         logits: &DeviceTensor,
         targets: &DeviceIds,
         pad_id: u32,
         label_smoothing: f32,
+        d: &Checked<ops::cross_entropy_backward::Dims>,
     ) -> Result<DeviceTensor> {
-        on_device!(self, |be, t, i, w, _wi| Ok(w(be.cross_entropy_backward(
-            t(logits)?,
-            i(targets)?,
-            pad_id,
-            label_smoothing
-        )?)))
+        on_device!(self, |be, t, i, w, _wi| Ok(w(be
+            .cross_entropy_backward_kernel(
+                t(logits)?,
+                i(targets)?,
+                pad_id,
+                label_smoothing,
+                d
+            )?)))
     }
 
-    fn adamw_update(
+    fn adamw_update_kernel(
         &self,
         param: &mut DeviceTensor,
         m: &mut DeviceTensor,
         v: &mut DeviceTensor,
         grad: &DeviceTensor,
-        op: &AdamW,
+        op: &ops::adamw::AdamW,
+        d: &Checked<ops::adamw::Dims>,
     ) -> Result<()> {
         match (self, param, m, v) {
             (Device::Cpu(be), DeviceTensor::Cpu(p), DeviceTensor::Cpu(m), DeviceTensor::Cpu(v)) => {
-                be.adamw_update(p, m, v, grad.cpu()?, op)
+                be.adamw_update_kernel(p, m, v, grad.cpu()?, op, d)
             }
             #[cfg(feature = "gpu")]
             (Device::Gpu(be), DeviceTensor::Gpu(p), DeviceTensor::Gpu(m), DeviceTensor::Gpu(v)) => {
-                be.adamw_update(p, m, v, grad.gpu()?, op)
+                be.adamw_update_kernel(p, m, v, grad.gpu()?, op, d)
             }
             #[allow(unreachable_patterns)]
             _ => Err(mixed()),

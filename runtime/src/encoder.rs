@@ -151,6 +151,7 @@ pub use self::train::EncoderTape;
 #[cfg(feature = "train")]
 mod train {
     use super::*;
+    use crate::backend::TrainBackend;
     use crate::layers::{AttentionSaved, Grads, MlpSaved};
 
     /// What [`EncoderBlock::forward_train`] saves.
@@ -162,7 +163,7 @@ mod train {
         mlp: MlpSaved<B>,
     }
 
-    impl<B: Backend> EncoderBlock<B> {
+    impl<B: TrainBackend> EncoderBlock<B> {
         fn forward_train(&self, be: &B, x: &B::Tensor) -> Result<(B::Tensor, BlockSaved<B>)> {
             let y = self.ln0.forward(be, x)?;
             let (a, attn) = self.attn.forward_train(be, &y, &y, Mask::None)?;
@@ -202,7 +203,7 @@ mod train {
         last: B::Tensor,
     }
 
-    impl<B: Backend> Encoder<B> {
+    impl<B: TrainBackend> Encoder<B> {
         /// [`Encoder::forward`], keeping what the reverse pass needs.
         pub fn forward_train(
             &self,

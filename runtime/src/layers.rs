@@ -457,6 +457,7 @@ mod train {
     use alloc::string::String;
 
     use super::*;
+    use crate::backend::TrainBackend;
     use crate::error::Error;
 
     /// Gradients by parameter name, each shaped as its parameter's tensor.
@@ -520,7 +521,7 @@ mod train {
         be.reshape(t, &[s.iter().product::<usize>() / n.max(1), n])
     }
 
-    impl<B: Backend> Dense<B> {
+    impl<B: TrainBackend> Dense<B> {
         /// The kernel's and bias's gradients for the saved input `x` and the output gradient
         /// `dy` (no activation).
         pub fn backward_params(
@@ -559,7 +560,7 @@ mod train {
         }
     }
 
-    impl<B: Backend> LayerNorm<B> {
+    impl<B: TrainBackend> LayerNorm<B> {
         /// Gradients for the saved input `x` and output gradient `dy`; returns `dx`.
         pub fn backward(
             &self,
@@ -589,7 +590,7 @@ mod train {
         o: B::Tensor,
     }
 
-    impl<B: Backend> MultiHeadAttention<B> {
+    impl<B: TrainBackend> MultiHeadAttention<B> {
         /// [`MultiHeadAttention::forward`], keeping what the reverse pass needs.
         pub fn forward_train(
             &self,
@@ -640,7 +641,7 @@ mod train {
         h: B::Tensor,
     }
 
-    impl<B: Backend> Mlp<B> {
+    impl<B: TrainBackend> Mlp<B> {
         /// [`Mlp::forward`], keeping what the reverse pass needs (the GELU runs on its own, so
         /// that its input is kept).
         pub fn forward_train(&self, be: &B, x: &B::Tensor) -> Result<(B::Tensor, MlpSaved<B>)> {
@@ -669,7 +670,7 @@ mod train {
         }
     }
 
-    impl<B: Backend> Positions<B> {
+    impl<B: TrainBackend> Positions<B> {
         /// The gradient of a learned table from the gradient `dx [B, rows, d]` of the rows it
         /// was added to (the first `rows` of the table); nothing for a fixed table.
         pub fn backward(&self, be: &B, dx: &B::Tensor, g: &mut Grads<B>) -> Result<()> {

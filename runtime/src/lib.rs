@@ -90,6 +90,8 @@ mod wait;
 pub mod weights;
 
 pub use api::{ClassifyText, Image, Pool};
+#[cfg(feature = "train")]
+pub use backend::TrainBackend;
 pub use backend::{Backend, Mask, Sampling};
 pub use checkpoint::Checkpoint;
 pub use config::{Config, PosEmb};

@@ -280,6 +280,7 @@ pub use self::train::Tape;
 #[cfg(feature = "train")]
 mod train {
     use super::*;
+    use crate::backend::TrainBackend;
     use crate::decoder::DecoderTape;
     use crate::encoder::EncoderTape;
     use crate::layers::Grads;
@@ -296,7 +297,7 @@ mod train {
         pub logits: B::Tensor,
     }
 
-    impl<B: Backend> Model<B> {
+    impl<B: TrainBackend> Model<B> {
         /// The forward pass of a training batch: images `[B, H, W, C]` (in [-1, 1]) and caption
         /// targets `[B, L]` with a mode per caption (CapPa mixes both in one batch), keeping
         /// what [`Model::backward`] needs. The tape holds the logits.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use cappa::tokenizer::SpecialIds;
 use cappa::weights::InitParams;
-use cappa::{Backend, Config, CpuBackend, Model, Tokenizer};
+use cappa::{Config, CpuBackend, Model, Tokenizer, TrainBackend};
 use cappa_trainer::data::{Batch, Dataset, Loader, LoaderOptions, Prep};
 use cappa_trainer::shapes::{self, ShapesWorld, Split};
 use cappa_trainer::{RunConfig, Trainer};
@@ -73,7 +73,7 @@ fn batch(config: &Config, size: usize) -> Batch {
         .unwrap()
 }
 
-fn bench_steps<B: Backend>(
+fn bench_steps<B: TrainBackend>(
     c: &mut Criterion,
     config: &Config,
     batch_size: usize,

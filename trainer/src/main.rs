@@ -20,8 +20,8 @@ use cappa::safetensors_io::{serialize, DType, OwnedTensor, SafetensorsFile};
 use cappa::tokenizer::SpecialIds;
 use cappa::weights::InitParams;
 use cappa::{
-    Backend as TrainBackend, Checkpoint, Config, Device, Error, HostTensor, Mode, Model, Result,
-    Tokenizer, Tokens,
+    Backend, Checkpoint, Config, Device, Error, HostTensor, Mode, Model, Result, Tokenizer, Tokens,
+    TrainBackend,
 };
 use cappa_trainer::data::{Dataset, Loader, LoaderOptions, Prep};
 use cappa_trainer::eval::{self, Report};

@@ -2,9 +2,9 @@
 //! then Adam's direction, times the peak learning rate, plus decoupled weight decay on
 //! `*/kernel` tensors only, all times the schedule (linear warm-up, then cosine to 0).
 
-use cappa::backend::AdamW;
 use cappa::layers::Grads;
-use cappa::{Backend as TrainBackend, Error, Model, Result};
+use cappa::ops::adamw::AdamW;
+use cappa::{Error, Model, Result, TrainBackend};
 use serde::{Deserialize, Serialize};
 
 /// Optimizer hyperparameters (defaults: the CapPa pretraining config's, with AdamW's usual

@@ -17,7 +17,7 @@ use cappa::checkpoint::{metadata, CONFIG_KEY, TOKENIZER_KEY};
 use cappa::loss::caption_loss;
 use cappa::safetensors_io::{serialize, OwnedTensor, SafetensorsFile};
 use cappa::weights::FileParams;
-use cappa::{Backend as TrainBackend, Config, Error, Mode, Model, Result, Tokenizer};
+use cappa::{Config, Error, Mode, Model, Result, Tokenizer, TrainBackend};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Batch, Dataset, Loader, LoaderOptions, Prep};

@@ -3,7 +3,7 @@
 //! GPU backend, within the fixture README's tolerance: 1e-4 of each tensor's largest magnitude
 //! plus 1e-6; the exact-zero attention key-bias gradients absolutely (1e-6).
 
-use cappa::{Backend as TrainBackend, Checkpoint, CpuBackend, Gemm, Mode, Model};
+use cappa::{Checkpoint, CpuBackend, Gemm, Mode, Model, TrainBackend};
 use cappa_tests::{assert_close, fixture_dirs, Fixture, Tol};
 
 /// Gradients whose true value is exactly zero (spec §12.14): softmax cancels a key bias.

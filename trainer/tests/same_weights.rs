@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use cappa::safetensors_io::{OwnedTensor, SafetensorsFile};
 use cappa::weights::InitParams;
-use cappa::{Backend, Checkpoint, CpuBackend, Gemm, HostTensor, Model, Tokens};
+use cappa::{Checkpoint, CpuBackend, Gemm, HostTensor, Model, Tokens, TrainBackend};
 use cappa_tests::{fixture_dirs, Fixture};
 use cappa_trainer::data::Batch;
 use cappa_trainer::optim::OptimConfig;
@@ -50,7 +50,7 @@ fn cpu_features() -> String {
 }
 
 /// Runs 20 steps on `be` and returns every parameter, by name.
-fn train20<B: Backend>(be: B) -> Vec<(String, HostTensor)> {
+fn train20<B: TrainBackend>(be: B) -> Vec<(String, HostTensor)> {
     let dir = &fixture_dirs()[0];
     let fix = Fixture::open(dir);
     let mut config = Checkpoint::load(dir).unwrap().config().clone();

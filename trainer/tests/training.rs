@@ -10,7 +10,7 @@ use cappa::layers::Grads;
 use cappa::tokenizer::SpecialIds;
 use cappa::weights::InitParams;
 use cappa::{
-    Backend as TrainBackend, Checkpoint, Config, CpuBackend, HostTensor, Mode, Model, Tokenizer,
+    Backend, Checkpoint, Config, CpuBackend, HostTensor, Mode, Model, Tokenizer, TrainBackend,
 };
 use cappa_tests::{assert_close, fixture_dirs, Fixture, Tol};
 use cappa_trainer::data::{Dataset, Loader, LoaderOptions, Prep};

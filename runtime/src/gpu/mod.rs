@@ -12,21 +12,33 @@
 //! * Tensors larger than one storage binding are bound as windows (matmul operands, embedding
 //!   tables); anything else too large for the device is a clear error.
 //!
-//! Each op's dispatch lives beside its CPU reference in `crate::ops::<op>`.
+//! The launchers of the kernels live in `kernels/` (one module per shader file, with its
+//! binding table and its typed uniform block); the device context is split over `device.rs`
+//! (adapter, limits, errors), `pool.rs`, `pipelines.rs`, `recorder.rs` and `readback.rs`.
 
-mod context;
+mod device;
+mod kernels;
+mod pipelines;
+mod pool;
+mod readback;
+mod recorder;
 pub mod shaders;
 
 use std::string::String;
 use std::sync::Arc;
 use std::vec::Vec;
 
-pub(crate) use context::{Arg, Buf, Ctx, Kernel};
-pub use context::{GpuOptions, GpuStats, MatmulKernel};
+pub(crate) use device::Ctx;
+pub use device::{GpuOptions, GpuStats, MatmulKernel};
+pub(crate) use pipelines::Kernel;
+pub(crate) use pool::Buf;
+pub(crate) use recorder::Arg;
 
-use crate::backend::{AdamW, Attention, Backend, Matmul, Sampling};
+#[cfg(feature = "train")]
+use crate::backend::TrainBackend;
+use crate::backend::{Activation, Backend, Mask, Shaped};
 use crate::error::{Error, Result};
-use crate::ops;
+use crate::ops::{self, Checked};
 use crate::safetensors_io::DType;
 use crate::tensor::{numel, HostTensor};
 
@@ -58,6 +70,12 @@ pub struct GpuTensor {
     pub(crate) buf: Arc<Buf>,
     pub(crate) shape: Vec<usize>,
     pub(crate) format: Format,
+}
+
+impl Shaped for GpuTensor {
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
 }
 
 impl GpuTensor {
@@ -113,6 +131,12 @@ impl GpuTensor {
 pub struct GpuIds {
     pub(crate) buf: Arc<Buf>,
     pub(crate) shape: Vec<usize>,
+}
+
+impl Shaped for GpuIds {
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
 }
 
 impl GpuIds {
@@ -183,7 +207,7 @@ impl GpuBackend {
     }
 
     /// The matmul kernel in use.
-    pub fn matmul_kernel(&self) -> MatmulKernel {
+    pub fn matmul_variant(&self) -> MatmulKernel {
         self.ctx.matmul
     }
 
@@ -376,10 +400,6 @@ impl Backend for GpuBackend {
         ))
     }
 
-    fn shape(&self, t: &GpuTensor) -> Vec<usize> {
-        t.shape.clone()
-    }
-
     fn reshape(&self, t: &GpuTensor, shape: &[usize]) -> Result<GpuTensor> {
         if numel(shape) != t.numel() {
             return Err(ops::shape_error(
@@ -399,187 +419,208 @@ impl Backend for GpuBackend {
         Ok(t)
     }
 
-    fn matmul(&self, a: &GpuTensor, b: &GpuTensor, op: Matmul<'_, GpuTensor>) -> Result<GpuTensor> {
-        let bias_shape = op.bias.map(|t| t.shape.as_slice());
-        let d = ops::matmul::dims(
-            &a.shape, &b.shape, op.trans_a, op.trans_b, op.batched, bias_shape,
-        )?;
-        ops::matmul::gpu(self, a, b, op.bias, op.activation, &d)
+    fn matmul_kernel(
+        &self,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        act: Activation,
+        d: &Checked<ops::matmul::Dims>,
+    ) -> Result<GpuTensor> {
+        kernels::matmul::matmul(self, a, b, bias, act, d)
     }
 
-    fn layer_norm(
+    fn layer_norm_kernel(
         &self,
         x: &GpuTensor,
         scale: &GpuTensor,
         bias: Option<&GpuTensor>,
         eps: f32,
+        d: &Checked<ops::layer_norm::Dims>,
     ) -> Result<GpuTensor> {
-        ops::layer_norm::check(&x.shape, &scale.shape, bias.map(|b| b.shape.as_slice()))?;
-        ops::layer_norm::gpu(self, x, scale, bias, eps)
+        kernels::layer_norm::layer_norm(self, x, scale, bias, eps, d)
     }
 
-    fn attention(
+    fn attention_kernel(
         &self,
         q: &GpuTensor,
         k: &GpuTensor,
         v: &GpuTensor,
-        op: Attention<'_>,
+        mask: &Mask<'_>,
+        d: &Checked<ops::attention::Dims>,
     ) -> Result<GpuTensor> {
-        let d = ops::attention::dims(&q.shape, &k.shape, &v.shape, &op)?;
-        ops::attention::gpu(self, q, k, v, d, &op.mask)
+        kernels::attention::attention(self, q, k, v, mask, d)
     }
 
-    fn gelu(&self, x: &GpuTensor) -> Result<GpuTensor> {
-        ops::gelu::gpu(self, x)
+    fn add_kernel(
+        &self,
+        a: &GpuTensor,
+        b: &GpuTensor,
+        d: &Checked<ops::add::Dims>,
+    ) -> Result<GpuTensor> {
+        kernels::elementwise::add(self, a, b, d)
     }
 
-    fn add(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
-        ops::add::check(&a.shape, &b.shape)?;
-        ops::add::gpu(self, a, b)
+    fn gather_kernel(
+        &self,
+        x: &GpuTensor,
+        ids: &GpuIds,
+        d: &Checked<ops::gather::Dims>,
+    ) -> Result<GpuTensor> {
+        kernels::gather::gather(self, x, ids, d)
     }
 
-    fn embed(&self, table: &GpuTensor, ids: &GpuIds) -> Result<GpuTensor> {
-        let shape = ops::embed::check(&table.shape, &ids.shape)?;
-        ops::embed::gpu(self, table, ids, &shape)
+    fn patchify_kernel(
+        &self,
+        images: &GpuTensor,
+        d: &Checked<ops::patchify::Dims>,
+    ) -> Result<GpuTensor> {
+        kernels::patchify::patchify(self, images, d)
     }
 
-    fn patchify(&self, images: &GpuTensor, patch: usize) -> Result<GpuTensor> {
-        let shape = ops::patchify::check(&images.shape, patch)?;
-        ops::patchify::gpu(self, images, patch, &shape)
+    fn mean_rows_kernel(&self, x: &GpuTensor, d: &Checked<ops::rows::Mean>) -> Result<GpuTensor> {
+        kernels::rows::mean(self, x, d)
     }
 
-    fn mean_rows(&self, x: &GpuTensor) -> Result<GpuTensor> {
-        let shape = ops::rows::check_mean(&x.shape)?;
-        ops::rows::gpu_mean(self, x, &shape)
-    }
-
-    fn slice_rows(&self, x: &GpuTensor, start: usize, len: usize) -> Result<GpuTensor> {
-        let shape = ops::rows::check_slice(&x.shape, start, len)?;
-        let mut out = self.alloc(&shape)?;
-        ops::rows::gpu_copy(self, x, start, &mut out, 0)?;
+    fn slice_rows_kernel(&self, x: &GpuTensor, d: &Checked<ops::rows::Slice>) -> Result<GpuTensor> {
+        let mut out = self.alloc(&d.out_shape())?;
+        kernels::rows::copy(self, x, d.start, &mut out, 0, d.len)?;
         Ok(out)
     }
 
-    fn write_rows(&self, dst: &mut GpuTensor, src: &GpuTensor, start: usize) -> Result<()> {
-        ops::rows::check_write(&dst.shape, &src.shape, start)?;
-        if Arc::strong_count(&dst.buf) > 1 {
-            // Another tensor shares this buffer (a reshape); write to a copy, as the CPU does.
-            let copy = self.alloc(&dst.shape)?;
-            self.ctx
-                .copy(&dst.buf, 0, &copy.buf, 0, dst.numel() as u64 * 4);
-            *dst = copy;
-        }
-        ops::rows::gpu_copy(self, src, 0, dst, start)
+    fn write_rows_kernel(
+        &self,
+        dst: &mut GpuTensor,
+        src: &GpuTensor,
+        d: &Checked<ops::rows::Write>,
+    ) -> Result<()> {
+        dst.f32("write_rows")?;
+        // Another tensor may share this buffer (a reshape); write to a copy, as the CPU does.
+        self.make_unique(dst)?;
+        kernels::rows::copy(self, src, 0, dst, d.start, d.src.l)
     }
 
-    fn log_softmax(&self, x: &GpuTensor) -> Result<GpuTensor> {
-        ops::softmax::gpu_log_softmax(self, x)
+    fn argmax_kernel(&self, x: &GpuTensor, d: &Checked<ops::softmax::Argmax>) -> Result<GpuIds> {
+        kernels::softmax::argmax(self, x, d)
     }
 
-    fn argmax(&self, x: &GpuTensor) -> Result<GpuIds> {
-        if x.shape.is_empty() || x.shape.last() == Some(&0) {
-            return Err(ops::shape_error(
-                "argmax",
-                std::format!("no classes in {:?}", x.shape),
-            ));
-        }
-        ops::softmax::gpu_argmax(self, x)
+    fn sample_kernel(
+        &self,
+        logits: &GpuTensor,
+        seed: u64,
+        step: u32,
+        d: &Checked<ops::sample::Dims>,
+    ) -> Result<GpuIds> {
+        kernels::sample::sample(self, logits, seed, step, d)
     }
 
-    fn sample(&self, logits: &GpuTensor, op: Sampling, seed: u64, step: u32) -> Result<GpuIds> {
-        ops::sample::gpu(self, logits, &op, seed, step)
-    }
-
-    fn beam_candidates(
+    fn beam_candidates_kernel(
         &self,
         logits: &GpuTensor,
         beam_scores: &GpuTensor,
-        groups: usize,
-        k: usize,
+        d: &Checked<ops::beam::Dims>,
     ) -> Result<(GpuTensor, GpuIds)> {
-        let d = ops::beam::dims(&logits.shape, &beam_scores.shape, groups, k)?;
-        ops::beam::gpu(self, logits, beam_scores, d)
+        kernels::beam::beam_candidates(self, logits, beam_scores, d)
     }
 
-    fn gather_batch(&self, x: &GpuTensor, index: &GpuIds) -> Result<GpuTensor> {
-        let shape = ops::gather::check(&x.shape, &index.shape)?;
-        ops::gather::gpu(self, x, index, &shape)
-    }
-
-    fn cross_entropy(
+    fn cross_entropy_kernel(
         &self,
         logits: &GpuTensor,
         targets: &GpuIds,
         label_smoothing: f32,
+        d: &Checked<ops::cross_entropy::Dims>,
     ) -> Result<GpuTensor> {
-        let shape = ops::cross_entropy::check(&logits.shape, &targets.shape)?;
-        ops::cross_entropy::gpu(self, logits, targets, label_smoothing, &shape)
+        kernels::softmax::cross_entropy(self, logits, targets, label_smoothing, d)
+    }
+}
+
+#[cfg(feature = "train")]
+impl TrainBackend for GpuBackend {
+    fn gelu_kernel(&self, x: &GpuTensor, d: &Checked<ops::gelu::Dims>) -> Result<GpuTensor> {
+        kernels::elementwise::gelu(self, x, d)
     }
 
-    fn layer_norm_backward(
+    fn layer_norm_backward_kernel(
         &self,
         x: &GpuTensor,
         scale: &GpuTensor,
         dy: &GpuTensor,
         eps: f32,
+        d: &Checked<ops::layer_norm_backward::Dims>,
     ) -> Result<(GpuTensor, GpuTensor, GpuTensor)> {
-        ops::layer_norm_backward::check(&x.shape, &scale.shape, &dy.shape)?;
-        ops::layer_norm_backward::gpu(self, x, scale, dy, eps)
+        kernels::layer_norm_backward::layer_norm_backward(self, x, scale, dy, eps, d)
     }
 
-    fn attention_backward(
+    fn attention_backward_kernel(
         &self,
         q: &GpuTensor,
         k: &GpuTensor,
         v: &GpuTensor,
         o: &GpuTensor,
         d_o: &GpuTensor,
-        op: Attention<'_>,
+        mask: &Mask<'_>,
+        d: &Checked<ops::attention_backward::Dims>,
     ) -> Result<(GpuTensor, GpuTensor, GpuTensor)> {
-        let d =
-            ops::attention_backward::dims(&q.shape, &k.shape, &v.shape, &o.shape, &d_o.shape, &op)?;
-        ops::attention_backward::gpu(self, q, k, v, o, d_o, d, &op.mask)
+        kernels::attention_backward::attention_backward(self, [q, k, v, o, d_o], mask, d)
     }
 
-    fn gelu_backward(&self, x: &GpuTensor, dy: &GpuTensor) -> Result<GpuTensor> {
-        ops::gelu_backward::check(&x.shape, &dy.shape)?;
-        ops::gelu_backward::gpu(self, x, dy)
+    fn gelu_backward_kernel(
+        &self,
+        x: &GpuTensor,
+        dy: &GpuTensor,
+        d: &Checked<ops::gelu_backward::Dims>,
+    ) -> Result<GpuTensor> {
+        kernels::gelu_backward::gelu_backward(self, x, dy, d)
     }
 
-    fn embed_backward(&self, dy: &GpuTensor, ids: &GpuIds, rows: usize) -> Result<GpuTensor> {
-        let shape = ops::embed_backward::check(&dy.shape, &ids.shape, rows)?;
-        ops::embed_backward::gpu(self, dy, ids, &shape)
+    fn gather_backward_kernel(
+        &self,
+        dy: &GpuTensor,
+        ids: &GpuIds,
+        d: &Checked<ops::gather_backward::Dims>,
+    ) -> Result<GpuTensor> {
+        kernels::gather_backward::gather_backward(self, dy, ids, d)
     }
 
-    fn sum_axis0(&self, x: &GpuTensor) -> Result<GpuTensor> {
-        let shape = ops::sums::check_axis0(&x.shape)?;
-        ops::sums::gpu_axis0(self, x, &shape)
+    fn sum_axis0_kernel(&self, x: &GpuTensor, d: &Checked<ops::sums::Axis0>) -> Result<GpuTensor> {
+        kernels::sums::axis0(self, x, d)
     }
 
-    fn sum_squares(&self, xs: &[&GpuTensor]) -> Result<GpuTensor> {
-        ops::sums::gpu_squares(self, xs)
+    fn sum_squares_kernel(
+        &self,
+        xs: &[&GpuTensor],
+        d: &Checked<ops::sums::Squares>,
+    ) -> Result<GpuTensor> {
+        kernels::sums::squares(self, xs, d)
     }
 
-    fn cross_entropy_backward(
+    fn cross_entropy_backward_kernel(
         &self,
         logits: &GpuTensor,
         targets: &GpuIds,
         pad_id: u32,
         label_smoothing: f32,
+        d: &Checked<ops::cross_entropy_backward::Dims>,
     ) -> Result<GpuTensor> {
-        ops::cross_entropy_backward::check(&logits.shape, &targets.shape)?;
-        ops::cross_entropy_backward::gpu(self, logits, targets, pad_id, label_smoothing)
+        kernels::cross_entropy_backward::cross_entropy_backward(
+            self,
+            logits,
+            targets,
+            pad_id,
+            label_smoothing,
+            d,
+        )
     }
 
-    fn adamw_update(
+    fn adamw_update_kernel(
         &self,
         param: &mut GpuTensor,
         m: &mut GpuTensor,
         v: &mut GpuTensor,
         grad: &GpuTensor,
-        op: &AdamW,
+        op: &ops::adamw::AdamW,
+        d: &Checked<ops::adamw::Dims>,
     ) -> Result<()> {
-        ops::adamw::check(&param.shape, &m.shape, &v.shape, &grad.shape)?;
-        ops::adamw::gpu(self, param, m, v, grad, op)
+        kernels::adamw::adamw_update(self, [param, m, v], grad, op, d)
     }
 }

@@ -1,25 +1,63 @@
-//! The WGSL kernels: their sources (from `wgsl/` at the repository root), binding layouts and
-//! every specialisation the code may ask for (validated with naga in the tests).
+//! The host side of the WGSL contract: for every shader file of `wgsl/`, its sources, the layout
+//! of its uniform `Params` block (binding 0), whether each storage binding (1, 2, ...) is
+//! read-only, its entry points, and every specialisation the code may ask for. Each kernel module
+//! of `super::kernels` declares its own [`Shader`] beside its launcher and its `Params` struct;
+//! [`ALL`] lists them. The tests validate every specialisation with naga and check these tables
+//! against what naga reads from the WGSL (`tests/shaders.rs`).
 
 use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
-const COMMON: &str = include_str!("../../../wgsl/common.wgsl");
-const REDUCE: &str = include_str!("../../../wgsl/reduce.wgsl");
+use super::kernels;
+
+/// Helpers every shader starts with (`wgsl/common.wgsl`).
+pub(crate) const COMMON: &str = include_str!("../../../wgsl/common.wgsl");
+/// Workgroup reductions (`wgsl/reduce.wgsl`), for the row kernels.
+pub(crate) const REDUCE: &str = include_str!("../../../wgsl/reduce.wgsl");
 
 /// One shader file.
+#[derive(Debug)]
 pub struct Shader {
     /// File name without `.wgsl`.
     pub name: &'static str,
     /// Sources concatenated to make the module (shared helpers first).
     pub parts: &'static [&'static str],
-    /// Storage bindings 1, 2, ... in order: read-only or not (binding 0 is the uniform block).
+    /// The uniform block (binding 0): the layout of the host's `Params` struct.
+    pub params: &'static Layout,
+    /// Storage bindings 1, 2, ... in order: read-only or not.
     pub read_only: &'static [bool],
     /// Entry points.
     pub entries: &'static [&'static str],
     /// Override constants and the values the code may give each.
     pub overrides: &'static [(&'static str, &'static [f64])],
+}
+
+/// The layout of a uniform block as the host writes it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Size in bytes.
+    pub size: usize,
+    /// The fields, in order.
+    pub fields: &'static [Field],
+}
+
+/// One field of a uniform block.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Field {
+    /// Name (the WGSL member's).
+    pub name: &'static str,
+    /// Offset in bytes.
+    pub offset: usize,
+    /// Rust type (`u32` or `f32`, the WGSL member's).
+    pub ty: &'static str,
+}
+
+/// A kernel's uniform block: a `#[repr(C)]` plain-old-data struct whose layout is known (made
+/// by the `uniform!` macro of the kernel modules).
+pub trait Uniform: bytemuck::Pod {
+    /// Its layout.
+    const LAYOUT: Layout;
 }
 
 impl Shader {
@@ -47,217 +85,39 @@ impl Shader {
     }
 }
 
-const BOOL: &[f64] = &[0.0, 1.0];
-const FORMATS: &[f64] = &[0.0, 1.0, 2.0];
+/// Override values of a boolean.
+pub(crate) const BOOL: &[f64] = &[0.0, 1.0];
+/// Override values of a storage format (f32, bf16, f16) or of a three-way mask.
+pub(crate) const FORMATS: &[f64] = &[0.0, 1.0, 2.0];
 
-/// `wgsl/matmul.wgsl`.
-pub static MATMUL: Shader = Shader {
-    name: "matmul",
-    parts: &[COMMON, include_str!("../../../wgsl/matmul.wgsl")],
-    read_only: &[true, true, true, false],
-    entries: &["main_reg", "main_tiled"],
-    overrides: &[
-        ("TRANS_A", BOOL),
-        ("TRANS_B", BOOL),
-        ("B_FORMAT", FORMATS),
-        ("HAS_BIAS", BOOL),
-        ("ACT", BOOL),
-        ("ACCUMULATE", BOOL),
-        ("EPILOGUE", BOOL),
-        ("VEC4", BOOL),
-        ("ROWS", &[1.0, 4.0, 16.0]),
-    ],
-};
-
-/// `wgsl/layer_norm.wgsl`.
-pub static LAYER_NORM: Shader = Shader {
-    name: "layer_norm",
-    parts: &[
-        COMMON,
-        REDUCE,
-        include_str!("../../../wgsl/layer_norm.wgsl"),
-    ],
-    read_only: &[true, true, true, false],
-    entries: &["main"],
-    overrides: &[("WG", &[64.0]), ("HAS_BIAS", BOOL)],
-};
-
-/// `wgsl/attention.wgsl`.
-pub static ATTENTION: Shader = Shader {
-    name: "attention",
-    parts: &[COMMON, include_str!("../../../wgsl/attention.wgsl")],
-    read_only: &[true, true, true, true, false],
-    entries: &["main"],
-    overrides: &[("MASK", FORMATS), ("VEC4", BOOL)],
-};
-
-/// `wgsl/embed.wgsl`.
-pub static EMBED: Shader = Shader {
-    name: "embed",
-    parts: &[COMMON, include_str!("../../../wgsl/embed.wgsl")],
-    read_only: &[true, true, false],
-    entries: &["main"],
-    overrides: &[("FORMAT", FORMATS)],
-};
-
-/// `wgsl/patchify.wgsl`.
-pub static PATCHIFY: Shader = Shader {
-    name: "patchify",
-    parts: &[COMMON, include_str!("../../../wgsl/patchify.wgsl")],
-    read_only: &[true, false],
-    entries: &["main"],
-    overrides: &[],
-};
-
-/// `wgsl/elementwise.wgsl`.
-pub static ELEMENTWISE: Shader = Shader {
-    name: "elementwise",
-    parts: &[COMMON, include_str!("../../../wgsl/elementwise.wgsl")],
-    read_only: &[true, true, false],
-    entries: &["main"],
-    overrides: &[("OP", BOOL)],
-};
-
-/// `wgsl/rows.wgsl`.
-pub static ROWS: Shader = Shader {
-    name: "rows",
-    parts: &[COMMON, include_str!("../../../wgsl/rows.wgsl")],
-    read_only: &[true, false],
-    entries: &["main_copy", "main_mean"],
-    overrides: &[],
-};
-
-/// `wgsl/softmax.wgsl`.
-pub static SOFTMAX: Shader = Shader {
-    name: "softmax",
-    parts: &[COMMON, REDUCE, include_str!("../../../wgsl/softmax.wgsl")],
-    read_only: &[true, true, false, false],
-    entries: &["main_log_softmax", "main_argmax", "main_xent"],
-    overrides: &[("WG", &[256.0])],
-};
-
-/// Every shader.
+/// Every shader of this build: the inference kernels, and with the feature `train` the
+/// trainer's (backward ops, reductions, optimizer).
 pub static ALL: &[&Shader] = &[
-    &MATMUL,
-    &LAYER_NORM,
-    &ATTENTION,
-    &EMBED,
-    &PATCHIFY,
-    &ELEMENTWISE,
-    &ROWS,
-    &SOFTMAX,
-    &SAMPLE,
-    &BEAM,
-    &GATHER,
-    &LAYER_NORM_BACKWARD,
-    &ATTENTION_BACKWARD,
-    &GELU_BACKWARD,
-    &EMBED_BACKWARD,
-    &SUMS,
-    &CROSS_ENTROPY_BACKWARD,
-    &ADAMW,
+    &kernels::matmul::SHADER,
+    &kernels::layer_norm::SHADER,
+    &kernels::attention::SHADER,
+    &kernels::gather::SHADER,
+    &kernels::patchify::SHADER,
+    &kernels::elementwise::SHADER,
+    &kernels::rows::SHADER,
+    &kernels::softmax::SHADER,
+    &kernels::sample::SHADER,
+    &kernels::beam::SHADER,
+    #[cfg(feature = "train")]
+    &kernels::layer_norm_backward::SHADER,
+    #[cfg(feature = "train")]
+    &kernels::attention_backward::SHADER,
+    #[cfg(feature = "train")]
+    &kernels::gelu_backward::SHADER,
+    #[cfg(feature = "train")]
+    &kernels::gather_backward::SHADER,
+    #[cfg(feature = "train")]
+    &kernels::sums::SHADER,
+    #[cfg(feature = "train")]
+    &kernels::cross_entropy_backward::SHADER,
+    #[cfg(feature = "train")]
+    &kernels::adamw::SHADER,
 ];
-
-/// `wgsl/sample.wgsl`.
-pub static SAMPLE: Shader = Shader {
-    name: "sample",
-    parts: &[COMMON, REDUCE, include_str!("../../../wgsl/sample.wgsl")],
-    read_only: &[true, false],
-    entries: &["main"],
-    overrides: &[("WG", &[256.0])],
-};
-
-/// `wgsl/beam.wgsl`.
-pub static BEAM: Shader = Shader {
-    name: "beam",
-    parts: &[COMMON, REDUCE, include_str!("../../../wgsl/beam.wgsl")],
-    read_only: &[true, true, false, false],
-    entries: &["main"],
-    overrides: &[("WG", &[256.0])],
-};
-
-/// `wgsl/gather.wgsl`.
-pub static GATHER: Shader = Shader {
-    name: "gather",
-    parts: &[COMMON, include_str!("../../../wgsl/gather.wgsl")],
-    read_only: &[true, true, false],
-    entries: &["main"],
-    overrides: &[],
-};
-
-/// `wgsl/layer_norm_backward.wgsl`.
-pub static LAYER_NORM_BACKWARD: Shader = Shader {
-    name: "layer_norm_backward",
-    parts: &[
-        COMMON,
-        REDUCE,
-        include_str!("../../../wgsl/layer_norm_backward.wgsl"),
-    ],
-    read_only: &[true, true, true, false, false, false, false],
-    entries: &["main_dx", "main_dparams"],
-    overrides: &[("WG", &[64.0])],
-};
-
-/// `wgsl/attention_backward.wgsl`.
-pub static ATTENTION_BACKWARD: Shader = Shader {
-    name: "attention_backward",
-    parts: &[
-        COMMON,
-        include_str!("../../../wgsl/attention_backward.wgsl"),
-    ],
-    read_only: &[true, true, true, true, true, true, false, false],
-    entries: &["main_stats", "main_dq", "main_dkv"],
-    overrides: &[("MASK", FORMATS), ("WHICH", BOOL)],
-};
-
-/// `wgsl/gelu_backward.wgsl`.
-pub static GELU_BACKWARD: Shader = Shader {
-    name: "gelu_backward",
-    parts: &[COMMON, include_str!("../../../wgsl/gelu_backward.wgsl")],
-    read_only: &[true, true, false],
-    entries: &["main"],
-    overrides: &[],
-};
-
-/// `wgsl/embed_backward.wgsl`.
-pub static EMBED_BACKWARD: Shader = Shader {
-    name: "embed_backward",
-    parts: &[COMMON, include_str!("../../../wgsl/embed_backward.wgsl")],
-    read_only: &[true, true, false],
-    entries: &["main"],
-    overrides: &[],
-};
-
-/// `wgsl/sums.wgsl`.
-pub static SUMS: Shader = Shader {
-    name: "sums",
-    parts: &[COMMON, REDUCE, include_str!("../../../wgsl/sums.wgsl")],
-    read_only: &[true, false],
-    entries: &["main_axis0", "main_squares"],
-    overrides: &[("WG", &[256.0])],
-};
-
-/// `wgsl/cross_entropy_backward.wgsl`.
-pub static CROSS_ENTROPY_BACKWARD: Shader = Shader {
-    name: "cross_entropy_backward",
-    parts: &[
-        COMMON,
-        REDUCE,
-        include_str!("../../../wgsl/cross_entropy_backward.wgsl"),
-    ],
-    read_only: &[true, true, false],
-    entries: &["main"],
-    overrides: &[("WG", &[256.0])],
-};
-
-/// `wgsl/adamw.wgsl`.
-pub static ADAMW: Shader = Shader {
-    name: "adamw",
-    parts: &[COMMON, include_str!("../../../wgsl/adamw.wgsl")],
-    read_only: &[false, false, false, true],
-    entries: &["main"],
-    overrides: &[],
-};
 
 /// Whether `constants` is one of `shader`'s declared specialisations for `entry`.
 pub fn is_declared(shader: &Shader, entry: &str, constants: &[(&str, f64)]) -> bool {
@@ -268,4 +128,48 @@ pub fn is_declared(shader: &Shader, entry: &str, constants: &[(&str, f64)]) -> b
             .iter()
             .zip(constants)
             .all(|((n, vals), (cn, v))| n == cn && vals.contains(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::string::ToString;
+
+    use super::*;
+
+    /// Whether a file of `wgsl/` holds kernels only the trainer's ops use.
+    fn trainer_only(file: &str) -> bool {
+        file.ends_with("_backward.wgsl") || file == "adamw.wgsl" || file == "sums.wgsl"
+    }
+
+    /// Every WGSL file is a part of this build's shaders — except, without `train`, the
+    /// trainer's: an inference build (the C library, the web demo) carries no backward or
+    /// optimizer kernel. `cargo test --workspace` runs this with `train` on (the trainer enables
+    /// it); `.ci/run` runs it without too (`cargo test -p cappa --features gpu --lib`).
+    #[test]
+    fn the_trainers_kernels_are_in_the_table_exactly_with_train() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wgsl");
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            if !name.ends_with(".wgsl") {
+                continue;
+            }
+            files += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            let used = ALL.iter().any(|s| s.parts.contains(&text.as_str()));
+            let want = cfg!(feature = "train") || !trainer_only(&name);
+            assert_eq!(used, want, "{name}: in this build's shaders: {used}");
+        }
+        assert!(files > 10, "only {files} WGSL files in {}", dir.display());
+        // The standalone GELU (elementwise.wgsl's OP = 1) is the trainer's too.
+        let elementwise = &kernels::elementwise::SHADER;
+        let (_, ops) = elementwise
+            .overrides
+            .iter()
+            .find(|(n, _)| *n == "OP")
+            .unwrap();
+        assert_eq!(ops.contains(&1.0), cfg!(feature = "train"));
+    }
 }

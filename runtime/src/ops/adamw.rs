@@ -5,20 +5,60 @@
 
 use alloc::format;
 
-use super::shape_error;
-use crate::backend::AdamW;
+use super::{shape_error, Checked};
+#[cfg(doc)]
+use crate::backend::TrainBackend;
 use crate::error::Result;
 use crate::math;
 
+/// The argument of one [`TrainBackend::adamw_update`] on one tensor: its hyperparameters, all
+/// already resolved for this step and tensor by the caller (the trainer, whose `OptimConfig`
+/// holds the run's settings), so every backend does the same f32 arithmetic.
+///
+/// The update follows the reference's order (big_vision `optax.make`, spec §2): the gradient is
+/// scaled by `clip` (global-norm clipping), Adam's direction `m̂ / (√v̂ + eps)` is taken, scaled by
+/// `lr`, `weight_decay · param` is added (zero for tensors that are not `*/kernel`), the sum is
+/// scaled by `schedule`, and subtracted from the parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamW {
+    /// Peak learning rate (multiplies the direction only).
+    pub lr: f32,
+    /// First-moment decay.
+    pub beta1: f32,
+    /// Second-moment decay.
+    pub beta2: f32,
+    /// Added to `√v̂`.
+    pub eps: f32,
+    /// Decoupled weight decay of this tensor (0 for tensors that are not `*/kernel`).
+    pub weight_decay: f32,
+    /// Schedule value of this step (warm-up × cosine, in [0, 1]); scales direction and decay.
+    pub schedule: f32,
+    /// Gradient scale from global-norm clipping (1 when the norm is under the threshold).
+    pub clip: f32,
+    /// `1 − beta1^t` for the 1-based step `t` (Adam's bias correction).
+    pub bias_correction1: f32,
+    /// `1 − beta2^t`.
+    pub bias_correction2: f32,
+}
+
+/// The sizes of one AdamW update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Elements of each of the four tensors.
+    pub len: usize,
+}
+
 /// Checks the four tensors have one shape.
-pub fn check(param: &[usize], m: &[usize], v: &[usize], grad: &[usize]) -> Result<()> {
+pub fn check(param: &[usize], m: &[usize], v: &[usize], grad: &[usize]) -> Result<Checked<Dims>> {
     if param != m || param != v || param != grad {
         return Err(shape_error(
             "adamw_update",
             format!("param {param:?}, m {m:?}, v {v:?} and grad {grad:?} must have one shape"),
         ));
     }
-    Ok(())
+    Ok(Checked::new(Dims {
+        len: crate::tensor::numel(param),
+    }))
 }
 
 /// One element.
@@ -42,51 +82,6 @@ pub fn cpu(param: &mut [f32], m: &mut [f32], v: &mut [f32], grad: &[f32], op: &A
     {
         step(p, m, v, g, op);
     }
-}
-
-/// GPU dispatch (`wgsl/adamw.wgsl`), in place on the three tensors' buffers (each made its own
-/// first if another tensor shares it, as the CPU backend's copy-on-write does).
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    param: &mut crate::gpu::GpuTensor,
-    m: &mut crate::gpu::GpuTensor,
-    v: &mut crate::gpu::GpuTensor,
-    grad: &crate::gpu::GpuTensor,
-    op: &AdamW,
-) -> Result<()> {
-    use crate::gpu::{grid_1d, shaders, Kernel};
-    for t in [&mut *param, &mut *m, &mut *v] {
-        t.f32("adamw_update")?;
-        be.make_unique(t)?;
-    }
-    let n = param.numel();
-    let kernel = Kernel {
-        shader: &shaders::ADAMW,
-        entry: "main",
-        constants: &[],
-    };
-    let params = [
-        n as u32,
-        op.lr.to_bits(),
-        op.beta1.to_bits(),
-        op.beta2.to_bits(),
-        op.eps.to_bits(),
-        op.weight_decay.to_bits(),
-        op.schedule.to_bits(),
-        op.clip.to_bits(),
-        op.bias_correction1.to_bits(),
-        op.bias_correction2.to_bits(),
-        0,
-        0,
-    ];
-    let args = [
-        param.arg(),
-        m.arg(),
-        v.arg(),
-        grad.f32("adamw_update")?.arg(),
-    ];
-    be.ctx().dispatch(&kernel, &params, &args, grid_1d(n, 64))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::shape_error;
+use super::{shape_error, Checked};
 use crate::backend::{Attention, Mask};
 use crate::error::Result;
 use crate::lanes::{max_lanes, sum_lanes};
@@ -32,7 +32,7 @@ pub struct Dims {
 }
 
 /// Checks the operands and the mask.
-pub fn dims(q: &[usize], k: &[usize], v: &[usize], op: &Attention<'_>) -> Result<Dims> {
+pub fn check(q: &[usize], k: &[usize], v: &[usize], op: &Attention<'_>) -> Result<Checked<Dims>> {
     let err = |m: &str| shape_error("attention", format!("{m} (q {q:?}, k {k:?}, v {v:?})"));
     let ([b, lq, f], [bk, lk, fk]) = (q, k) else {
         return Err(err("q, k and v must be [B, L, H·D]"));
@@ -50,13 +50,13 @@ pub fn dims(q: &[usize], k: &[usize], v: &[usize], op: &Attention<'_>) -> Result
             return Err(err(&format!("mask has {} rows for batch {b}", rows.len())));
         }
     }
-    Ok(Dims {
+    Ok(Checked::new(Dims {
         b: *b,
         lq: *lq,
         lk: *lk,
         heads: op.heads,
         head_dim: f / op.heads,
-    })
+    }))
 }
 
 /// Number of keys query `i` of batch entry `b` may see (keys `0..visible`).
@@ -139,74 +139,6 @@ fn softmax_scaled(x: &mut [f32], scale: f32) {
     }
 }
 
-/// GPU dispatch (`wgsl/attention.wgsl`): one invocation per (batch, query, head).
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    q: &crate::gpu::GpuTensor,
-    k: &crate::gpu::GpuTensor,
-    v: &crate::gpu::GpuTensor,
-    d: Dims,
-    mask: &Mask<'_>,
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{grid_1d, shaders, Kernel};
-    const MAX_HEAD_DIM: usize = 256;
-    if d.head_dim > MAX_HEAD_DIM {
-        return Err(shape_error(
-            "attention",
-            format!(
-                "head dimension {} exceeds the GPU kernel's {MAX_HEAD_DIM}",
-                d.head_dim
-            ),
-        ));
-    }
-    let out = be.alloc(&q.shape)?;
-    let ctx = be.ctx();
-    let (code, offset, flags) = match mask {
-        Mask::None => (0.0, 0, None),
-        Mask::Causal { offset } => (1.0, *offset, None),
-        Mask::CausalRows(rows) => {
-            let words: Vec<u32> = rows.iter().map(|&c| u32::from(c)).collect();
-            (2.0, 0, Some(be.upload_words(&words)?))
-        }
-    };
-    let flags_arg = match &flags {
-        Some(buf) => crate::gpu::Arg::whole(buf),
-        None => ctx.dummy(),
-    };
-    let vec4 = if d.head_dim.is_multiple_of(4) {
-        1.0
-    } else {
-        0.0
-    };
-    let constants = [("MASK", code), ("VEC4", vec4)];
-    let kernel = Kernel {
-        shader: &shaders::ATTENTION,
-        entry: "main",
-        constants: &constants,
-    };
-    let scale = 1.0 / math::sqrt(d.head_dim as f32);
-    let params = [
-        d.b as u32,
-        d.lq as u32,
-        d.lk as u32,
-        d.heads as u32,
-        d.head_dim as u32,
-        offset as u32,
-        scale.to_bits(),
-        0,
-    ];
-    let args = [
-        q.f32("attention")?.arg(),
-        k.f32("attention")?.arg(),
-        v.f32("attention")?.arg(),
-        flags_arg,
-        out.arg(),
-    ];
-    ctx.dispatch(&kernel, &params, &args, grid_1d(d.b * d.lq * d.heads, 64))?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,7 +154,7 @@ mod tests {
 
     #[test]
     fn one_key_returns_its_value() {
-        let d = dims(
+        let d = *check(
             &[1, 2, 4],
             &[1, 1, 4],
             &[1, 1, 4],
@@ -301,7 +233,7 @@ mod tests {
                 Mask::CausalRows(&rows),
             ] {
                 let op = Attention { heads, mask };
-                let d = dims(&[b, lq, f], &[b, lk, f], &[b, lk, f], &op).unwrap();
+                let d = *check(&[b, lq, f], &[b, lk, f], &[b, lk, f], &op).unwrap();
                 let want = naive(&q, &k, &v, d, &op.mask);
                 for &g in &gemms {
                     let got = cpu(&q, &k, &v, d, &op.mask, g);

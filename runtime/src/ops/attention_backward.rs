@@ -9,30 +9,37 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::attention::{visible_keys, Dims};
-use super::shape_error;
+use super::attention::visible_keys;
+use super::{shape_error, Checked};
 use crate::backend::{Attention, Mask};
 use crate::error::Result;
 use crate::math;
 
-/// Checks the forward operands (as [`super::attention::dims`]) and that `o` and `do` have the
+/// The sizes of one attention backward (those of its forward).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// The forward's sizes.
+    pub forward: super::attention::Dims,
+}
+
+/// Checks the forward operands (as [`super::attention::check`]) and that `o` and `do` have the
 /// shape of `q`.
-pub fn dims(
+pub fn check(
     q: &[usize],
     k: &[usize],
     v: &[usize],
     o: &[usize],
     d_o: &[usize],
     op: &Attention<'_>,
-) -> Result<Dims> {
-    let d = super::attention::dims(q, k, v, op)?;
+) -> Result<Checked<Dims>> {
+    let forward = *super::attention::check(q, k, v, op)?;
     if o != q || d_o != q {
         return Err(shape_error(
             "attention_backward",
             format!("o {o:?} and do {d_o:?} must have the shape of q {q:?}"),
         ));
     }
-    Ok(d)
+    Ok(Checked::new(Dims { forward }))
 }
 
 /// CPU reference: `(dq, dk, dv)`.
@@ -42,7 +49,7 @@ pub fn cpu(
     v: &[f32],
     o: &[f32],
     d_o: &[f32],
-    d: Dims,
+    d: super::attention::Dims,
     mask: &Mask<'_>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (hd, f) = (d.head_dim, d.heads * d.head_dim);
@@ -98,112 +105,6 @@ pub fn cpu(
     (dq, dk, dv)
 }
 
-/// GPU dispatch (`wgsl/attention_backward.wgsl`): `main_stats` (log-sum-exp and `δ` per query
-/// and head), `main_dq` (one invocation per query and head, over its keys), and `main_dkv` twice
-/// (one invocation per key and head, over the queries that see it: `dk`, then `dv`). Every sum
-/// is in a fixed order; no atomics. The statistics live in the tail of `dq`'s buffer, which
-/// keeps the kernel within WebGPU's 8 storage bindings.
-#[cfg(feature = "gpu")]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    q: &crate::gpu::GpuTensor,
-    k: &crate::gpu::GpuTensor,
-    v: &crate::gpu::GpuTensor,
-    o: &crate::gpu::GpuTensor,
-    d_o: &crate::gpu::GpuTensor,
-    d: Dims,
-    mask: &Mask<'_>,
-) -> Result<(
-    crate::gpu::GpuTensor,
-    crate::gpu::GpuTensor,
-    crate::gpu::GpuTensor,
-)> {
-    use crate::gpu::{grid_1d, shaders, Arg, Format, GpuTensor, Kernel};
-    const MAX_HEAD_DIM: usize = 256;
-    if d.head_dim > MAX_HEAD_DIM {
-        return Err(shape_error(
-            "attention_backward",
-            format!(
-                "head dimension {} exceeds the GPU kernel's {MAX_HEAD_DIM}",
-                d.head_dim
-            ),
-        ));
-    }
-    let ctx = be.ctx();
-    let f = d.heads * d.head_dim;
-    let dq_len = d.b * d.lq * f;
-    let stats_len = d.b * d.lq * d.heads * 2;
-    let dq = GpuTensor {
-        buf: ctx.buffer(((dq_len + stats_len) * 4) as u64, false)?,
-        shape: q.shape.clone(),
-        format: Format::F32,
-    };
-    let dk = be.alloc(&k.shape)?;
-    let dv = be.alloc(&k.shape)?;
-    if dq_len == 0 || d.lk == 0 {
-        return Ok((
-            crate::backend::Backend::zeros(be, &q.shape)?,
-            crate::backend::Backend::zeros(be, &k.shape)?,
-            crate::backend::Backend::zeros(be, &k.shape)?,
-        ));
-    }
-    let (code, offset, flags) = match mask {
-        Mask::None => (0.0, 0, None),
-        Mask::Causal { offset } => (1.0, *offset, None),
-        Mask::CausalRows(rows) => {
-            let words: Vec<u32> = rows.iter().map(|&c| u32::from(c)).collect();
-            (2.0, 0, Some(be.upload_words(&words)?))
-        }
-    };
-    let scale = 1.0 / math::sqrt(d.head_dim as f32);
-    let params = [
-        d.b as u32,
-        d.lq as u32,
-        d.lk as u32,
-        d.heads as u32,
-        d.head_dim as u32,
-        offset as u32,
-        scale.to_bits(),
-        dq_len as u32,
-    ];
-    let name = "attention_backward";
-    let inputs = [q, k, v, o, d_o];
-    for t in inputs {
-        t.f32(name)?;
-    }
-    let flags_arg = || match &flags {
-        Some(buf) => Arg::whole(buf),
-        None => ctx.dummy(),
-    };
-    let run = |entry, which: f64, out: Option<&GpuTensor>, n: usize| {
-        let constants = [("MASK", code), ("WHICH", which)];
-        let kernel = Kernel {
-            shader: &shaders::ATTENTION_BACKWARD,
-            entry,
-            constants: &constants,
-        };
-        let args = [
-            q.arg(),
-            k.arg(),
-            v.arg(),
-            o.arg(),
-            d_o.arg(),
-            flags_arg(),
-            Arg::whole(&dq.buf),
-            out.map_or_else(|| ctx.dummy_rw(), |t| t.arg()),
-        ];
-        ctx.dispatch(&kernel, &params, &args, grid_1d(n, 64))
-    };
-    let per_query = d.b * d.lq * d.heads;
-    let per_key = d.b * d.lk * d.heads;
-    run("main_stats", 0.0, None, per_query)?;
-    run("main_dq", 0.0, None, per_query)?;
-    run("main_dkv", 0.0, Some(&dk), per_key)?;
-    run("main_dkv", 1.0, Some(&dv), per_key)?;
-    Ok((dq, dk, dv))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,7 +124,7 @@ mod tests {
             let (b, heads, hd) = (3, 2, 3);
             let f = heads * hd;
             let op = Attention { heads, mask };
-            let d = dims(
+            let d = check(
                 &[b, lq, f],
                 &[b, lk, f],
                 &[b, lk, f],
@@ -231,7 +132,8 @@ mod tests {
                 &[b, lq, f],
                 &op,
             )
-            .unwrap();
+            .unwrap()
+            .forward;
             let q = fd::normal(b * lq * f, 5);
             let k = fd::normal(b * lk * f, 6);
             let v = fd::normal(b * lk * f, 7);

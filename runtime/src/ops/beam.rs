@@ -16,8 +16,8 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::shape_error;
 use super::softmax::log_softmax_row;
+use super::{shape_error, Checked};
 use crate::error::Result;
 
 /// Sizes of one `beam_candidates` call.
@@ -35,7 +35,12 @@ pub struct Dims {
 
 /// Checks the operands: `logits` `[G·W, V]` or `[G·W, 1, V]`, `beam_scores` `[G·W]`, `G ≥ 1`
 /// dividing the rows, `1 ≤ k ≤ W·V`, and `W·V` ids addressable by a `u32`.
-pub fn dims(logits: &[usize], beam_scores: &[usize], groups: usize, k: usize) -> Result<Dims> {
+pub fn check(
+    logits: &[usize],
+    beam_scores: &[usize],
+    groups: usize,
+    k: usize,
+) -> Result<Checked<Dims>> {
     let err = |m: &str| {
         shape_error(
             "beam_candidates",
@@ -62,12 +67,12 @@ pub fn dims(logits: &[usize], beam_scores: &[usize], groups: usize, k: usize) ->
             "k must be in 1..={candidates} (beams × vocabulary)"
         )));
     }
-    Ok(Dims {
+    Ok(Checked::new(Dims {
         groups,
         width,
         vocab,
         k,
-    })
+    }))
 }
 
 /// The ranking key of a candidate value: NaN → `−∞`, `−0` → `+0`, so that `total_cmp` orders
@@ -114,44 +119,6 @@ pub fn cpu(logits: &[f32], beam_scores: &[f32], d: Dims) -> (Vec<f32>, Vec<u32>)
     (scores, ids)
 }
 
-/// GPU dispatch (`wgsl/beam.wgsl`): one workgroup per group.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    logits: &crate::gpu::GpuTensor,
-    beam_scores: &crate::gpu::GpuTensor,
-    d: Dims,
-) -> Result<(crate::gpu::GpuTensor, crate::gpu::GpuIds)> {
-    use crate::gpu::{grid_rows, shaders, Kernel};
-    const MAX_WIDTH: usize = 256;
-    if d.width > MAX_WIDTH {
-        return Err(shape_error(
-            "beam_candidates",
-            format!(
-                "{} beams per group exceed the GPU kernel's {MAX_WIDTH}",
-                d.width
-            ),
-        ));
-    }
-    let scores = be.alloc(&[d.groups, d.k])?;
-    let ids = be.alloc_ids(&[d.groups, d.k])?;
-    let kernel = Kernel {
-        shader: &shaders::BEAM,
-        entry: "main",
-        constants: &[("WG", 256.0)],
-    };
-    let params = [d.groups as u32, d.width as u32, d.vocab as u32, d.k as u32];
-    let args = [
-        logits.f32("beam_candidates")?.arg(),
-        beam_scores.f32("beam_candidates")?.arg(),
-        scores.arg(),
-        ids.arg(),
-    ];
-    be.ctx()
-        .dispatch(&kernel, &params, &args, grid_rows(d.groups))?;
-    Ok((scores, ids))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,7 +128,7 @@ mod tests {
         // Two groups of two beams, V = 3. Uniform logits: log-softmax = −ln 3 everywhere.
         let logits = [0.0f32; 12];
         let beam = [0.0, -1.0, -0.5, f32::NEG_INFINITY];
-        let d = dims(&[4, 1, 3], &[4], 2, 4).unwrap();
+        let d = *check(&[4, 1, 3], &[4], 2, 4).unwrap();
         let (s, ids) = cpu(&logits, &beam, d);
         let l3 = -(3.0f32).ln();
         // Group 0: beam 0's three tokens tie (lower index first), then beam 1's first token.
@@ -175,14 +142,14 @@ mod tests {
     #[test]
     fn log_softmax_is_per_row_and_ties_go_to_the_lower_index() {
         let logits = [0.0, 2.0, 1.0, 2.0, 0.0, 0.0];
-        let d = dims(&[2, 3], &[2], 1, 3).unwrap();
+        let d = *check(&[2, 3], &[2], 1, 3).unwrap();
         let (s, ids) = cpu(&logits, &[0.0, 0.0], d);
         assert_eq!(ids, [3, 1, 2]);
         let mut lp0 = [0.0f32; 3];
         log_softmax_row(&logits[..3], &mut lp0);
         assert_eq!(s[1], lp0[1]);
         // NaN candidates count as −∞.
-        let d = dims(&[2, 2], &[2], 1, 4).unwrap();
+        let d = *check(&[2, 2], &[2], 1, 4).unwrap();
         let (s, ids) = cpu(&[0.0; 4], &[f32::NAN, 0.0], d);
         assert_eq!(ids, [2, 3, 0, 1]);
         assert_eq!(s[2..], [f32::NEG_INFINITY; 2]);
@@ -191,7 +158,7 @@ mod tests {
     #[test]
     fn shape_rules() {
         assert_eq!(
-            dims(&[6, 5], &[6], 2, 15).unwrap(),
+            *check(&[6, 5], &[6], 2, 15).unwrap(),
             Dims {
                 groups: 2,
                 width: 3,
@@ -199,15 +166,15 @@ mod tests {
                 k: 15
             }
         );
-        assert!(dims(&[6, 5], &[6], 2, 16).is_err(), "k > W·V");
-        assert!(dims(&[6, 5], &[6], 2, 0).is_err(), "k = 0");
+        assert!(check(&[6, 5], &[6], 2, 16).is_err(), "k > W·V");
+        assert!(check(&[6, 5], &[6], 2, 0).is_err(), "k = 0");
         assert!(
-            dims(&[6, 5], &[6], 4, 1).is_err(),
+            check(&[6, 5], &[6], 4, 1).is_err(),
             "groups must divide rows"
         );
-        assert!(dims(&[6, 5], &[6], 0, 1).is_err());
-        assert!(dims(&[6, 5], &[5], 2, 1).is_err(), "one score per row");
-        assert!(dims(&[6, 2, 5], &[6], 2, 1).is_err());
-        assert!(dims(&[6, 0], &[6], 2, 1).is_err());
+        assert!(check(&[6, 5], &[6], 0, 1).is_err());
+        assert!(check(&[6, 5], &[5], 2, 1).is_err(), "one score per row");
+        assert!(check(&[6, 2, 5], &[6], 2, 1).is_err());
+        assert!(check(&[6, 0], &[6], 2, 1).is_err());
     }
 }

@@ -7,11 +7,22 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::softmax::{log_softmax_row, log_sum_exp};
-use super::{rows_and_last, shape_error};
+use super::{rows_and_last, shape_error, Checked};
 use crate::error::{Error, Result};
 
-/// Checks `targets` has `logits`' leading shape and returns it.
-pub fn check(logits: &[usize], targets: &[usize]) -> Result<Vec<usize>> {
+/// The sizes of one cross-entropy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dims {
+    /// Rows (one loss each).
+    pub rows: usize,
+    /// Classes (the logits' last axis).
+    pub classes: usize,
+    /// The losses' shape: the logits' without the last axis (the targets').
+    pub out_shape: Vec<usize>,
+}
+
+/// Checks `targets` has `logits`' leading shape.
+pub fn check(logits: &[usize], targets: &[usize]) -> Result<Checked<Dims>> {
     let lead = &logits[..logits.len().saturating_sub(1)];
     if logits.len() < 2 || lead != targets {
         return Err(shape_error(
@@ -19,7 +30,12 @@ pub fn check(logits: &[usize], targets: &[usize]) -> Result<Vec<usize>> {
             format!("logits {logits:?} need targets of shape {lead:?}, got {targets:?}"),
         ));
     }
-    Ok(lead.to_vec())
+    let (rows, classes) = rows_and_last(logits);
+    Ok(Checked::new(Dims {
+        rows,
+        classes,
+        out_shape: lead.to_vec(),
+    }))
 }
 
 /// Checks every target is a class.
@@ -55,20 +71,4 @@ pub fn cpu(logits: &[f32], shape: &[usize], targets: &[u32], ls: f32) -> Vec<f32
         }
     });
     out
-}
-
-/// GPU dispatch (`wgsl/softmax.wgsl`, `main_xent`). Targets on the device are not checked
-/// against the class count here (the model checks ids before uploading them); the kernel
-/// clamps them so nothing is read out of bounds.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    logits: &crate::gpu::GpuTensor,
-    targets: &crate::gpu::GpuIds,
-    ls: f32,
-    shape: &[usize],
-) -> Result<crate::gpu::GpuTensor> {
-    let out = be.alloc(shape)?;
-    super::softmax::gpu_rows(be, "main_xent", logits, Some(targets), Some(&out), None, ls)?;
-    Ok(out)
 }

@@ -9,15 +9,30 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::shape_error;
 use super::softmax::log_softmax_row;
+use super::{shape_error, Checked};
 use crate::error::Result;
 use crate::math;
 
-/// Checks `logits` is `[B, L, V]` and `targets` `[B, L]`.
-pub fn check(logits: &[usize], targets: &[usize]) -> Result<()> {
+/// The sizes of one caption-loss gradient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Captions.
+    pub b: usize,
+    /// Positions per caption.
+    pub l: usize,
+    /// Classes.
+    pub v: usize,
+}
+
+/// Checks `logits` is `[B, L, V]` (`V ≥ 1`) and `targets` `[B, L]`.
+pub fn check(logits: &[usize], targets: &[usize]) -> Result<Checked<Dims>> {
     match logits {
-        [b, l, v] if *v > 0 && targets == [*b, *l] => Ok(()),
+        [b, l, v] if *v > 0 && targets == [*b, *l] => Ok(Checked::new(Dims {
+            b: *b,
+            l: *l,
+            v: *v,
+        })),
         _ => Err(shape_error(
             "cross_entropy_backward",
             format!("needs logits [B, L, V] and targets [B, L], got {logits:?} and {targets:?}"),
@@ -62,44 +77,6 @@ pub fn cpu(logits: &[f32], shape: &[usize], targets: &[u32], pad_id: u32, ls: f3
         }
     }
     out
-}
-
-/// GPU dispatch (`wgsl/cross_entropy_backward.wgsl`): one workgroup per position. Targets are
-/// clamped to the classes on the device (the host checks them before uploading).
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    logits: &crate::gpu::GpuTensor,
-    targets: &crate::gpu::GpuIds,
-    pad_id: u32,
-    ls: f32,
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{grid_rows, shaders, Kernel};
-    let out = be.alloc(&logits.shape)?;
-    let (b, l, v) = (logits.shape[0], logits.shape[1], logits.shape[2]);
-    let kernel = Kernel {
-        shader: &shaders::CROSS_ENTROPY_BACKWARD,
-        entry: "main",
-        constants: &[("WG", 256.0)],
-    };
-    let params = [
-        (b * l) as u32,
-        l as u32,
-        v as u32,
-        pad_id,
-        ls.to_bits(),
-        b as u32,
-        0,
-        0,
-    ];
-    let args = [
-        logits.f32("cross_entropy_backward")?.arg(),
-        targets.arg(),
-        out.arg(),
-    ];
-    be.ctx()
-        .dispatch(&kernel, &params, &args, grid_rows(b * l))?;
-    Ok(out)
 }
 
 #[cfg(test)]

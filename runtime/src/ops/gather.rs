@@ -1,74 +1,70 @@
-//! Gathering along the batch axis: `out[i, ..] = x[index[i], ..]`. Reorders KV caches by parent
-//! beam, repeats an image's encoding (or its cross-attention keys and values) for its beams or
+//! Gathering rows of axis 0 by ids, as `tf.gather(x, ids, axis=0)` (and `jnp.take`, which
+//! Flax's `Embed` uses): `out[i, ..] = x[ids[i], ..]`. It looks token ids up in the embedding
+//! table (`x` `[vocab, D]`, ids `[B, L]` → `[B, L, D]`), reorders KV caches by parent beam,
+//! repeats an image's encoding (or its cross-attention keys and values) for its beams or
 //! candidates, and drops finished rows.
 //!
-//! `x` is `[N, ..]` (at least 1-D); `index` holds `M ≥ 1` ids of any shape, read flat in row-major
-//! order; the output is `[M, ..]` (`x`'s trailing axes). Every id must be below `N`.
+//! `x` is `[N, ..]` (at least 1-D); `ids` has any shape `S`, read flat in row-major order; the
+//! output is `S ++ x.shape[1..]`. Every id must be below `N` (so `N ≥ 1` unless there are no ids).
+//! The GPU may keep `x` 16-bit (an embedding table stored bf16 or f16); the rows come out f32.
 
 use alloc::format;
 use alloc::vec::Vec;
 
-use super::shape_error;
+use super::{shape_error, Checked};
 use crate::error::{Error, Result};
 use crate::tensor::numel;
 
-/// Checks shapes and returns the output shape.
-pub fn check(x: &[usize], index: &[usize]) -> Result<Vec<usize>> {
-    let m = numel(index);
-    if x.is_empty() || x[0] == 0 || m == 0 {
-        return Err(shape_error(
-            "gather_batch",
-            format!("needs x [N ≥ 1, ..] and at least one index, got x {x:?}, index {index:?}"),
-        ));
-    }
-    let mut out = x.to_vec();
-    out[0] = m;
-    Ok(out)
+/// The sizes of one gather.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dims {
+    /// The output's shape: the ids' shape, then `x`'s trailing axes.
+    pub out_shape: Vec<usize>,
+    /// Rows of `x` (`N`).
+    pub rows: usize,
+    /// Elements per row of `x`.
+    pub row_len: usize,
+    /// Number of ids.
+    pub ids: usize,
 }
 
-/// Checks every index is a row of `x`.
-pub fn check_index(index: &[u32], rows: usize) -> Result<()> {
-    match index.iter().position(|&i| i as usize >= rows) {
+/// Checks the shapes.
+pub fn check(x: &[usize], ids: &[usize]) -> Result<Checked<Dims>> {
+    if x.is_empty() || (x[0] == 0 && numel(ids) > 0) {
+        return Err(shape_error(
+            "gather",
+            format!("needs x [N, ..] with rows to pick from, got x {x:?} for ids {ids:?}"),
+        ));
+    }
+    let mut out_shape = ids.to_vec();
+    out_shape.extend_from_slice(&x[1..]);
+    Ok(Checked::new(Dims {
+        out_shape,
+        rows: x[0],
+        row_len: numel(&x[1..]),
+        ids: numel(ids),
+    }))
+}
+
+/// Checks every id is a row of `x`.
+pub fn check_ids(ids: &[u32], rows: usize) -> Result<()> {
+    match ids.iter().position(|&i| i as usize >= rows) {
         Some(at) => Err(Error::InvalidInput(format!(
-            "gather_batch: index {} at position {at} is not below the batch size {rows}",
-            index[at]
+            "gather: id {} at position {at} is not below the number of rows {rows}",
+            ids[at]
         ))),
         None => Ok(()),
     }
 }
 
-/// CPU reference (indices already checked): rows of `row_len` values.
-pub fn cpu(x: &[f32], row_len: usize, index: &[u32]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(index.len() * row_len);
-    for &i in index {
+/// CPU reference (ids already checked): rows of `row_len` values.
+pub fn cpu(x: &[f32], row_len: usize, ids: &[u32]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(ids.len() * row_len);
+    for &i in ids {
         let r = i as usize * row_len;
         out.extend_from_slice(&x[r..r + row_len]);
     }
     out
-}
-
-/// GPU dispatch (`wgsl/gather.wgsl`). Indices live on the device, so they are not checked here;
-/// the kernel clamps them so nothing is read out of bounds.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    x: &crate::gpu::GpuTensor,
-    index: &crate::gpu::GpuIds,
-    shape: &[usize],
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{grid_1d, shaders, Kernel};
-    let out = be.alloc(shape)?;
-    let (m, n, row_len) = (shape[0], x.shape[0], numel(&x.shape[1..]));
-    let kernel = Kernel {
-        shader: &shaders::GATHER,
-        entry: "main",
-        constants: &[],
-    };
-    let params = [m as u32, n as u32, row_len as u32, 0];
-    let args = [x.f32("gather_batch")?.arg(), index.arg(), out.arg()];
-    be.ctx()
-        .dispatch(&kernel, &params, &args, grid_1d(m * row_len, 64))?;
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -77,25 +73,34 @@ mod tests {
     use alloc::vec;
 
     #[test]
-    fn picks_rows_in_index_order() {
+    fn picks_rows_in_id_order() {
         let x: Vec<f32> = (0..6).map(|v| v as f32).collect(); // [3, 2]
-        assert_eq!(check(&[3, 2], &[2, 2]).unwrap(), vec![4, 2]);
         assert_eq!(
             cpu(&x, 2, &[2, 0, 0, 1]),
             [4.0, 5.0, 0.0, 1.0, 0.0, 1.0, 2.0, 3.0]
         );
-        assert_eq!(check(&[3, 4, 5], &[1]).unwrap(), vec![1, 4, 5]);
-        assert_eq!(check(&[3], &[5]).unwrap(), vec![5]);
     }
 
     #[test]
-    fn rejects_bad_arguments() {
+    fn shape_rules() {
+        // The ids' shape, then x's trailing axes.
+        let out = |x: &[usize], ids: &[usize]| check(x, ids).unwrap().out_shape.clone();
+        assert_eq!(out(&[3, 2], &[2, 2]), vec![2, 2, 2]);
+        assert_eq!(out(&[3, 4, 5], &[1]), vec![1, 4, 5]);
+        assert_eq!(out(&[3], &[5]), vec![5]);
+        assert_eq!(out(&[3, 4], &[0]), vec![0, 4]);
+        assert_eq!(out(&[0, 4], &[2, 0]), vec![2, 0, 4]);
+        let d = check(&[7, 2, 3], &[4, 5]).unwrap();
+        assert_eq!((d.rows, d.row_len, d.ids), (7, 6, 20));
         assert!(check(&[], &[1]).is_err());
         assert!(check(&[0, 2], &[1]).is_err());
-        assert!(check(&[3, 2], &[0]).is_err());
-        assert!(check_index(&[0, 2], 3).is_ok());
+    }
+
+    #[test]
+    fn ids_must_be_rows() {
+        assert!(check_ids(&[0, 2], 3).is_ok());
         assert!(matches!(
-            check_index(&[0, 3], 3),
+            check_ids(&[0, 3], 3),
             Err(Error::InvalidInput(m)) if m.contains("position 1")
         ));
     }

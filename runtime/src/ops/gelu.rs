@@ -2,6 +2,23 @@
 
 use crate::math;
 
+/// The sizes of the standalone GELU (the trainer's op; inference fuses GELU into the matmul):
+/// any shape is valid.
+#[cfg(feature = "train")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Elements.
+    pub len: usize,
+}
+
+/// The sizes of `x` (GELU takes every shape).
+#[cfg(feature = "train")]
+pub fn check(x: &[usize]) -> super::Checked<Dims> {
+    super::Checked::new(Dims {
+        len: crate::tensor::numel(x),
+    })
+}
+
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 
 /// `0.5 x (1 + tanh(u))` with `u = √(2/π) (x + 0.044715 x³)`, computed as the equal
@@ -20,15 +37,6 @@ pub fn cpu(x: &mut [f32]) {
             *v = gelu(*v);
         }
     });
-}
-
-/// GPU dispatch (`wgsl/elementwise.wgsl`, `OP = 1`).
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    x: &crate::gpu::GpuTensor,
-) -> crate::error::Result<crate::gpu::GpuTensor> {
-    super::add::gpu_elementwise(be, 1, x, None)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use super::shape_error;
+use super::{shape_error, Checked};
 use crate::error::Result;
 use crate::math;
 
@@ -17,45 +17,29 @@ pub fn gelu_grad(x: f32) -> f32 {
     0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x)
 }
 
+/// The sizes of one GELU backward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Elements.
+    pub len: usize,
+}
+
 /// Checks `x` and `dy` have one shape.
-pub fn check(x: &[usize], dy: &[usize]) -> Result<()> {
+pub fn check(x: &[usize], dy: &[usize]) -> Result<Checked<Dims>> {
     if x != dy {
         return Err(shape_error(
             "gelu_backward",
             format!("x {x:?} and dy {dy:?} differ"),
         ));
     }
-    Ok(())
+    Ok(Checked::new(Dims {
+        len: crate::tensor::numel(x),
+    }))
 }
 
 /// CPU reference.
 pub fn cpu(x: &[f32], dy: &[f32]) -> Vec<f32> {
     x.iter().zip(dy).map(|(&x, &g)| g * gelu_grad(x)).collect()
-}
-
-/// GPU dispatch (`wgsl/gelu_backward.wgsl`).
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    x: &crate::gpu::GpuTensor,
-    dy: &crate::gpu::GpuTensor,
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{grid_1d, shaders, Kernel};
-    let out = be.alloc(&x.shape)?;
-    let n = x.numel();
-    let kernel = Kernel {
-        shader: &shaders::GELU_BACKWARD,
-        entry: "main",
-        constants: &[],
-    };
-    let args = [
-        x.f32("gelu_backward")?.arg(),
-        dy.f32("gelu_backward")?.arg(),
-        out.arg(),
-    ];
-    be.ctx()
-        .dispatch(&kernel, &[n as u32, 0, 0, 0], &args, grid_1d(n, 64))?;
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -5,21 +5,30 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{rows_and_last, shape_error};
+use super::{rows_and_last, shape_error, Checked};
 use crate::error::Result;
 use crate::lanes::sum_lanes;
 use crate::math;
 
+/// The sizes of one LayerNorm: `rows` rows of `d` features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Rows (every axis of `x` but the last).
+    pub rows: usize,
+    /// Features (the last axis).
+    pub d: usize,
+}
+
 /// Checks `scale` and `bias` have the width of `x`'s last axis.
-pub fn check(x: &[usize], scale: &[usize], bias: Option<&[usize]>) -> Result<()> {
-    let (_, d) = rows_and_last(x);
+pub fn check(x: &[usize], scale: &[usize], bias: Option<&[usize]>) -> Result<Checked<Dims>> {
+    let (rows, d) = rows_and_last(x);
     if scale != [d] || bias.is_some_and(|b| b != [d]) {
         return Err(shape_error(
             "layer_norm",
             format!("x {x:?} needs scale and bias of shape [{d}], got {scale:?} and {bias:?}"),
         ));
     }
-    Ok(())
+    Ok(Checked::new(Dims { rows, d }))
 }
 
 /// CPU reference; rows split over threads, each row's sums in vectorised lanes.
@@ -46,41 +55,4 @@ pub fn cpu(x: &[f32], scale: &[f32], bias: Option<&[f32]>, eps: f32) -> Vec<f32>
         }
     });
     out
-}
-
-/// GPU dispatch (`wgsl/layer_norm.wgsl`): one workgroup per row.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    x: &crate::gpu::GpuTensor,
-    scale: &crate::gpu::GpuTensor,
-    bias: Option<&crate::gpu::GpuTensor>,
-    eps: f32,
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{grid_rows, shaders, Kernel};
-    let (rows, d) = super::rows_and_last(&x.shape);
-    let out = be.alloc(&x.shape)?;
-    let ctx = be.ctx();
-    let bias_arg = match bias {
-        Some(b) => b.f32("layer_norm")?.arg(),
-        None => ctx.dummy(),
-    };
-    let constants = [
-        ("WG", 64.0),
-        ("HAS_BIAS", if bias.is_some() { 1.0 } else { 0.0 }),
-    ];
-    let kernel = Kernel {
-        shader: &shaders::LAYER_NORM,
-        entry: "main",
-        constants: &constants,
-    };
-    let params = [rows as u32, d as u32, eps.to_bits(), 0];
-    let args = [
-        x.f32("layer_norm")?.arg(),
-        scale.f32("layer_norm")?.arg(),
-        bias_arg,
-        out.arg(),
-    ];
-    ctx.dispatch(&kernel, &params, &args, grid_rows(rows))?;
-    Ok(out)
 }

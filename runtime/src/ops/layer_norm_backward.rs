@@ -8,20 +8,27 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::shape_error;
+use super::{shape_error, Checked};
 use crate::error::Result;
 use crate::math;
 
+/// The sizes of one LayerNorm backward (those of its forward).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// The forward's sizes.
+    pub forward: super::layer_norm::Dims,
+}
+
 /// Checks `x`, `scale` and `dy` (the shape of `x`).
-pub fn check(x: &[usize], scale: &[usize], dy: &[usize]) -> Result<()> {
-    super::layer_norm::check(x, scale, None)?;
+pub fn check(x: &[usize], scale: &[usize], dy: &[usize]) -> Result<Checked<Dims>> {
+    let forward = *super::layer_norm::check(x, scale, None)?;
     if x != dy {
         return Err(shape_error(
             "layer_norm_backward",
             format!("dy {dy:?} must have the shape of x {x:?}"),
         ));
     }
-    Ok(())
+    Ok(Checked::new(Dims { forward }))
 }
 
 /// Mean, `1/√(var + eps)` and whether the variance was clamped at 0, exactly as the forward.
@@ -68,48 +75,6 @@ pub fn cpu(x: &[f32], scale: &[f32], dy: &[f32], eps: f32) -> (Vec<f32>, Vec<f32
         }
     }
     (dx, dscale, dbias)
-}
-
-/// GPU dispatch (`wgsl/layer_norm_backward.wgsl`): `main_dx` (one workgroup per row, also
-/// writing each row's statistics), then `main_dparams` (one invocation per feature, summing the
-/// rows in order — no atomics).
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    x: &crate::gpu::GpuTensor,
-    scale: &crate::gpu::GpuTensor,
-    dy: &crate::gpu::GpuTensor,
-    eps: f32,
-) -> Result<(
-    crate::gpu::GpuTensor,
-    crate::gpu::GpuTensor,
-    crate::gpu::GpuTensor,
-)> {
-    use crate::gpu::{grid_1d, grid_rows, shaders, Kernel};
-    let (rows, d) = super::rows_and_last(&x.shape);
-    let dx = be.alloc(&x.shape)?;
-    let dscale = be.alloc(&[d])?;
-    let dbias = be.alloc(&[d])?;
-    let stats = be.alloc(&[rows.max(1), 2])?;
-    let ctx = be.ctx();
-    let params = [rows as u32, d as u32, eps.to_bits(), 0];
-    let args = [
-        x.f32("layer_norm_backward")?.arg(),
-        scale.f32("layer_norm_backward")?.arg(),
-        dy.f32("layer_norm_backward")?.arg(),
-        dx.arg(),
-        stats.arg(),
-        dscale.arg(),
-        dbias.arg(),
-    ];
-    let kernel = |entry| Kernel {
-        shader: &shaders::LAYER_NORM_BACKWARD,
-        entry,
-        constants: &[("WG", 64.0)],
-    };
-    ctx.dispatch(&kernel("main_dx"), &params, &args, grid_rows(rows))?;
-    ctx.dispatch(&kernel("main_dparams"), &params, &args, grid_1d(d, 64))?;
-    Ok((dx, dscale, dbias))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Matrix multiplication `act(op(a) · op(b) + bias)`.
 //!
-//! Shape rules (checked by [`dims`]):
+//! Shape rules (checked by [`check`]):
 //! * unbatched: `b` is 2-D; `a` is viewed as a matrix `[rows, cols]` whose rows are all its
 //!   leading axes. `op(a)` is `[M, K]` (or `aᵀ` with `trans_a`), `op(b)` is `[K, N]`. The output
 //!   keeps `a`'s leading axes (`[.., N]`), or is `[M, N]` with `trans_a`.
@@ -14,7 +14,7 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::shape_error;
+use super::{shape_error, Checked};
 use crate::backend::Activation;
 use crate::error::Result;
 
@@ -43,14 +43,14 @@ fn as_matrix(s: &[usize]) -> (usize, usize) {
 }
 
 /// Applies the shape rules.
-pub fn dims(
+pub fn check(
     a: &[usize],
     b: &[usize],
     trans_a: bool,
     trans_b: bool,
     batched: bool,
     bias: Option<&[usize]>,
-) -> Result<Dims> {
+) -> Result<Checked<Dims>> {
     let err = |m: &str| shape_error("matmul", format!("{m} (a {a:?}, b {b:?})"));
     let (batch, (ra, ca), (rb, cb)) = if batched {
         match (a, b) {
@@ -86,7 +86,7 @@ pub fn dims(
         s.push(n);
         s
     };
-    Ok(Dims {
+    Ok(Checked::new(Dims {
         batch,
         m,
         n,
@@ -94,7 +94,7 @@ pub fn dims(
         trans_a,
         trans_b,
         out_shape,
-    })
+    }))
 }
 
 /// Which CPU GEMM to run.
@@ -427,171 +427,6 @@ fn few_rows_dots(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut
     }
 }
 
-/// GPU dispatch (`wgsl/matmul.wgsl`). Operands larger than one storage binding are bound as
-/// windows: A and C by row blocks, B (not transposed) by K blocks whose partial products
-/// accumulate in C, with the bias and activation applied by the last.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    a: &crate::gpu::GpuTensor,
-    b: &crate::gpu::GpuTensor,
-    bias: Option<&crate::gpu::GpuTensor>,
-    act: Activation,
-    d: &Dims,
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{shaders, Kernel, MatmulKernel};
-    a.f32("matmul")?;
-    if let Some(bias) = bias {
-        bias.f32("matmul bias")?;
-    }
-    let ctx = be.ctx();
-    let out = be.alloc(&d.out_shape)?;
-    let (m, n, k) = (d.m, d.n, d.k);
-    if m == 0 || n == 0 || d.batch == 0 {
-        return Ok(out);
-    }
-    // Room in one binding, leaving slack for the 256-byte alignment of window offsets.
-    let room = (ctx.max_binding.saturating_sub(256) / 4) as usize;
-    let b_room = (ctx.max_binding.saturating_sub(256) / b.format.size()) as usize;
-    let too_big = |what: &str| {
-        crate::error::Error::InvalidInput(format!(
-            "matmul {what} is larger than the device's storage binding limit ({} bytes)",
-            ctx.max_binding
-        ))
-    };
-    let (m_step, k_step) = if d.batch > 1 {
-        if d.batch * m * k > room || d.batch * m * n > room || d.batch * k * n > b_room {
-            return Err(too_big("batched operand"));
-        }
-        (m, k.max(1))
-    } else {
-        let m_step = if m * k <= room && m * n <= room {
-            m
-        } else if d.trans_a {
-            return Err(too_big("operand A (transposed)"));
-        } else {
-            room / k.max(n).max(1)
-        };
-        let k_step = if k * n <= b_room {
-            k.max(1)
-        } else if d.trans_b {
-            return Err(too_big("operand B (transposed)"));
-        } else {
-            // Whole groups of 8 rows keep the K windows aligned for the vector loads.
-            let rows = b_room / n;
-            if rows >= 8 {
-                rows / 8 * 8
-            } else {
-                rows
-            }
-        };
-        if m_step == 0 || k_step == 0 {
-            return Err(too_big("row"));
-        }
-        (m_step, k_step)
-    };
-    let register = ctx.matmul == MatmulKernel::Register;
-    let entry = if register { "main_reg" } else { "main_tiled" };
-    // Rows per invocation of the register kernel: big blocks amortise loads, but a GEMV-like
-    // product (a decoding step) would waste most of a big block.
-    let rows_per = match m_step.min(m) {
-        m if m >= 128 => 16,
-        m if m >= 16 => 4,
-        _ => 1,
-    };
-    // Vector loads need K and N rows aligned to whole 16-byte units.
-    let align_b = if b.format == crate::gpu::Format::F32 {
-        4
-    } else {
-        8
-    };
-    let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    for m0 in (0..m).step_by(m_step) {
-        let m1 = (m0 + m_step).min(m);
-        let mut k0 = 0;
-        loop {
-            let k1 = (k0 + k_step).min(k);
-            let whole = d.batch > 1;
-            let (a_lo, a_hi) = match (whole, d.trans_a) {
-                (true, _) => (0, d.batch * m * k),
-                (false, false) => (m0 * k + k0, (m1 - 1) * k + k1),
-                (false, true) => (k0 * m + m0, (k1.max(k0 + 1) - 1) * m + m1),
-            };
-            let (b_lo, b_hi) = match (whole, d.trans_b) {
-                (true, _) => (0, d.batch * k * n),
-                (false, false) => (k0 * n, k1 * n),
-                (false, true) => (k0, (n - 1) * k + k1),
-            };
-            let (c_lo, c_hi) = if whole {
-                (0, d.batch * m * n)
-            } else {
-                (m0 * n, m1 * n)
-            };
-            let (a_arg, a_off) = a.window(a_lo, a_hi);
-            let (b_arg, b_off) = b.window(b_lo, b_hi);
-            let (c_arg, c_off) = out.window(c_lo, c_hi);
-            let bias_arg = match bias {
-                Some(t) => t.arg(),
-                None => ctx.dummy(),
-            };
-            let params = [
-                (m1 - m0) as u32,
-                n as u32,
-                (k1 - k0) as u32,
-                d.batch as u32,
-                a_off,
-                b_off,
-                c_off,
-                0,
-                (m * k) as u32,
-                (k * n) as u32,
-                (m * n) as u32,
-                if d.trans_a { m as u32 } else { k as u32 },
-                if d.trans_b { k as u32 } else { n as u32 },
-                0,
-                0,
-                0,
-            ];
-            let vec4 = register
-                && !d.trans_a
-                && !d.trans_b
-                && (k1 - k0).is_multiple_of(4)
-                && k.is_multiple_of(4)
-                && a_off.is_multiple_of(4)
-                && n.is_multiple_of(align_b)
-                && (b_off as usize).is_multiple_of(align_b);
-            let constants = [
-                ("TRANS_A", flag(d.trans_a)),
-                ("TRANS_B", flag(d.trans_b)),
-                ("B_FORMAT", b.format.code()),
-                ("HAS_BIAS", flag(bias.is_some())),
-                ("ACT", flag(act == Activation::Gelu)),
-                ("ACCUMULATE", flag(k0 > 0)),
-                ("EPILOGUE", flag(k1 == k)),
-                ("VEC4", flag(vec4)),
-                ("ROWS", if register { rows_per as f64 } else { 16.0 }),
-            ];
-            let kernel = Kernel {
-                shader: &shaders::MATMUL,
-                entry,
-                constants: &constants,
-            };
-            let tile_rows = if register { 8 * rows_per } else { 64 };
-            let groups = [
-                n.div_ceil(64) as u32,
-                (m1 - m0).div_ceil(tile_rows) as u32,
-                d.batch as u32,
-            ];
-            ctx.dispatch(&kernel, &params, &[a_arg, b_arg, bias_arg, c_arg], groups)?;
-            k0 = k1;
-            if k0 >= k {
-                break;
-            }
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,7 +481,7 @@ mod tests {
                 for tb in [false, true] {
                     let a_shape = if ta { [batch, k, m] } else { [batch, m, k] };
                     let b_shape = if tb { [batch, n, k] } else { [batch, k, n] };
-                    let d = dims(&a_shape, &b_shape, ta, tb, true, None).unwrap();
+                    let d = check(&a_shape, &b_shape, ta, tb, true, None).unwrap();
                     let a: Vec<f32> = (0..batch * m * k).map(|_| rng.normal()).collect();
                     let b: Vec<f32> = (0..batch * k * n).map(|_| rng.normal()).collect();
                     let want = naive(&a, &b, &d);
@@ -663,16 +498,16 @@ mod tests {
 
     #[test]
     fn shape_rules() {
-        let d = dims(&[2, 3, 4], &[4, 5], false, false, false, Some(&[5])).unwrap();
+        let d = check(&[2, 3, 4], &[4, 5], false, false, false, Some(&[5])).unwrap();
         assert_eq!(
             (d.m, d.n, d.k, d.out_shape.clone()),
             (6, 5, 4, vec![2, 3, 5])
         );
-        let d = dims(&[2, 3, 4], &[2, 3, 5], true, false, false, None);
+        let d = check(&[2, 3, 4], &[2, 3, 5], true, false, false, None);
         assert!(d.is_err(), "b must be 2-D when unbatched");
-        let d = dims(&[6, 4], &[6, 5], true, false, false, None).unwrap();
+        let d = check(&[6, 4], &[6, 5], true, false, false, None).unwrap();
         assert_eq!(d.out_shape, vec![4, 5]);
-        assert!(dims(&[2, 4], &[5, 3], false, false, false, None).is_err());
-        assert!(dims(&[2, 4], &[4, 3], false, false, false, Some(&[4])).is_err());
+        assert!(check(&[2, 4], &[5, 3], false, false, false, None).is_err());
+        assert!(check(&[2, 4], &[4, 3], false, false, false, Some(&[4])).is_err());
     }
 }

@@ -1,33 +1,70 @@
 //! One module per op: its shape rules (checked once, shared by every backend) and its CPU
-//! reference implementation, with tests beside them. The WGSL kernel of an op lives in
-//! `wgsl/<op>.wgsl` at the repository root. The trainer's backward ops have modules of their own
+//! reference implementation, with tests beside them. Nothing here knows of the GPU: the WGSL
+//! kernel of an op is `wgsl/<op>.wgsl` at the repository root and its launcher is in
+//! `crate::gpu::kernels` (feature `gpu`). The trainer's backward ops have modules of their own
 //! (`<op>_backward`, `sums`, `adamw`) beside their forwards, with kernels of the same names.
+//!
+//! An op's rules are a `check` function that returns the op's sizes wrapped in [`Checked`]; the
+//! kernel methods of [`crate::Backend`] take that value, and only the `check` functions here can
+//! make one, so no kernel runs on shapes its op's rules have not accepted (see
+//! [`crate::backend`]).
 
-pub mod adamw;
 pub mod add;
 pub mod attention;
-pub mod attention_backward;
 pub mod beam;
 pub mod cross_entropy;
-pub mod cross_entropy_backward;
-pub mod embed;
-pub mod embed_backward;
 pub mod gather;
 pub mod gelu;
-pub mod gelu_backward;
 pub mod layer_norm;
-pub mod layer_norm_backward;
 pub mod matmul;
 pub mod patchify;
 pub mod rows;
 pub mod sample;
 pub mod softmax;
+
+// The trainer's ops (feature `train`).
+#[cfg(feature = "train")]
+pub mod adamw;
+#[cfg(feature = "train")]
+pub mod attention_backward;
+#[cfg(feature = "train")]
+pub mod cross_entropy_backward;
+#[cfg(feature = "train")]
+pub mod gather_backward;
+#[cfg(feature = "train")]
+pub mod gelu_backward;
+#[cfg(feature = "train")]
+pub mod layer_norm_backward;
+#[cfg(feature = "train")]
 pub mod sums;
 
 use alloc::format;
 use alloc::string::String;
+use core::ops::Deref;
 
 use crate::error::Error;
+
+/// An op's sizes, accepted by its shape rules. Only the `check` functions of this module's op
+/// modules construct one; it is read through `Deref` and never changed, so a backend's kernel
+/// method, which takes one, runs only on checked shapes. Each op has its own sizes type (the
+/// backward ops too), so one op's checked value cannot stand in for another's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked<T>(T);
+
+impl<T> Checked<T> {
+    /// Marks `sizes` as accepted by an op's rules (for the `check` functions of `ops`).
+    pub(in crate::ops) fn new(sizes: T) -> Self {
+        Checked(sizes)
+    }
+}
+
+impl<T> Deref for Checked<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 /// A shape error for op `op`.
 pub(crate) fn shape_error(op: &str, msg: String) -> Error {
@@ -42,7 +79,7 @@ pub(crate) fn rows_and_last(shape: &[usize]) -> (usize, usize) {
 }
 
 /// Finite-difference checks of the backward ops' CPU references.
-#[cfg(test)]
+#[cfg(all(test, feature = "train"))]
 pub(crate) mod fd {
     use alloc::vec::Vec;
 

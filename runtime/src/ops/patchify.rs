@@ -7,15 +7,28 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::shape_error;
+use super::{shape_error, Checked};
 use crate::error::Result;
 
-/// Checks the layout and returns the output shape.
-pub fn check(images: &[usize], p: usize) -> Result<Vec<usize>> {
+/// The sizes of one patch extraction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dims {
+    /// The images' shape, `[B, H, W, C]`.
+    pub images: [usize; 4],
+    /// The patch size `p`.
+    pub patch: usize,
+    /// The output's shape, `[B, (H/p)·(W/p), p·p·C]`.
+    pub out_shape: Vec<usize>,
+}
+
+/// Checks the layout.
+pub fn check(images: &[usize], p: usize) -> Result<Checked<Dims>> {
     match images {
-        [b, h, w, c] if p > 0 && h % p == 0 && w % p == 0 => {
-            Ok(vec![*b, (h / p) * (w / p), p * p * c])
-        }
+        [b, h, w, c] if p > 0 && h % p == 0 && w % p == 0 => Ok(Checked::new(Dims {
+            images: [*b, *h, *w, *c],
+            patch: p,
+            out_shape: vec![*b, (h / p) * (w / p), p * p * c],
+        })),
         _ => Err(shape_error(
             "patchify",
             format!("images must be [B, H, W, C] with H and W multiples of {p}, got {images:?}"),
@@ -39,38 +52,6 @@ pub fn cpu(images: &[f32], shape: &[usize], p: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-/// GPU dispatch (`wgsl/patchify.wgsl`).
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    images: &crate::gpu::GpuTensor,
-    p: usize,
-    shape: &[usize],
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{grid_1d, shaders, Kernel};
-    let out = be.alloc(shape)?;
-    let s = &images.shape;
-    let kernel = Kernel {
-        shader: &shaders::PATCHIFY,
-        entry: "main",
-        constants: &[],
-    };
-    let params = [
-        s[0] as u32,
-        s[1] as u32,
-        s[2] as u32,
-        s[3] as u32,
-        p as u32,
-        0,
-        0,
-        0,
-    ];
-    let args = [images.f32("patchify")?.arg(), out.arg()];
-    be.ctx()
-        .dispatch(&kernel, &params, &args, grid_1d(images.numel(), 64))?;
-    Ok(out)
 }
 
 #[cfg(test)]

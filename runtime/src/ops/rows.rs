@@ -5,7 +5,7 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::shape_error;
+use super::{shape_error, Checked};
 use crate::error::Result;
 
 fn three(op: &str, s: &[usize]) -> Result<(usize, usize, usize)> {
@@ -15,13 +15,40 @@ fn three(op: &str, s: &[usize]) -> Result<(usize, usize, usize)> {
     }
 }
 
-/// Output shape of `mean_rows`.
-pub fn check_mean(x: &[usize]) -> Result<Vec<usize>> {
+/// The sizes of a `[B, L, D]` tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rows {
+    /// Batch.
+    pub b: usize,
+    /// Rows per batch entry.
+    pub l: usize,
+    /// Features per row.
+    pub d: usize,
+}
+
+/// The sizes of one `mean_rows`: `[B, L, D]` → `[B, D]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mean {
+    /// The input's sizes.
+    pub x: Rows,
+}
+
+impl Mean {
+    /// The output's shape.
+    pub fn out_shape(&self) -> Vec<usize> {
+        vec![self.x.b, self.x.d]
+    }
+}
+
+/// Checks `mean_rows`: `x` is `[B, L, D]` with `L ≥ 1`.
+pub fn check_mean(x: &[usize]) -> Result<Checked<Mean>> {
     let (b, l, d) = three("mean_rows", x)?;
     if l == 0 {
         return Err(shape_error("mean_rows", "no rows to average".into()));
     }
-    Ok(vec![b, d])
+    Ok(Checked::new(Mean {
+        x: Rows { b, l, d },
+    }))
 }
 
 /// Mean over the middle axis.
@@ -43,16 +70,38 @@ pub fn cpu_mean(x: &[f32], shape: &[usize]) -> Vec<f32> {
     out
 }
 
-/// Output shape of `slice_rows`.
-pub fn check_slice(x: &[usize], start: usize, len: usize) -> Result<Vec<usize>> {
+/// The sizes of one `slice_rows`: rows `start..start + len` of `[B, L, D]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slice {
+    /// The input's sizes.
+    pub x: Rows,
+    /// First row taken.
+    pub start: usize,
+    /// Rows taken.
+    pub len: usize,
+}
+
+impl Slice {
+    /// The output's shape.
+    pub fn out_shape(&self) -> Vec<usize> {
+        vec![self.x.b, self.len, self.x.d]
+    }
+}
+
+/// Checks `slice_rows`: `x` is `[B, L, D]` and `start..start + len` a non-empty range of rows.
+pub fn check_slice(x: &[usize], start: usize, len: usize) -> Result<Checked<Slice>> {
     let (b, l, d) = three("slice_rows", x)?;
-    if len == 0 || start + len > l {
+    if len == 0 || start.checked_add(len).is_none_or(|end| end > l) {
         return Err(shape_error(
             "slice_rows",
-            format!("rows {start}..{} outside 0..{l}", start + len),
+            format!("rows {start}..{} outside 0..{l}", start.saturating_add(len)),
         ));
     }
-    Ok(vec![b, len, d])
+    Ok(Checked::new(Slice {
+        x: Rows { b, l, d },
+        start,
+        len,
+    }))
 }
 
 /// Copies rows `start..start+len` of every batch entry.
@@ -65,17 +114,41 @@ pub fn cpu_slice(x: &[f32], shape: &[usize], start: usize, len: usize) -> Vec<f3
     out
 }
 
+/// The sizes of one `write_rows`: `src [B, Ls, D]` into rows `start..start + Ls` of
+/// `dst [B, Ld, D]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Write {
+    /// The destination's sizes.
+    pub dst: Rows,
+    /// The source's sizes.
+    pub src: Rows,
+    /// First row written.
+    pub start: usize,
+}
+
 /// Checks `src` fits into `dst` at `start`.
-pub fn check_write(dst: &[usize], src: &[usize], start: usize) -> Result<()> {
+pub fn check_write(dst: &[usize], src: &[usize], start: usize) -> Result<Checked<Write>> {
     let (bd, ld, dd) = three("write_rows", dst)?;
     let (bs, ls, ds) = three("write_rows", src)?;
-    if bd != bs || dd != ds || start + ls > ld {
+    if bd != bs || dd != ds || start.checked_add(ls).is_none_or(|end| end > ld) {
         return Err(shape_error(
             "write_rows",
             format!("cannot write {src:?} into {dst:?} at row {start}"),
         ));
     }
-    Ok(())
+    Ok(Checked::new(Write {
+        dst: Rows {
+            b: bd,
+            l: ld,
+            d: dd,
+        },
+        src: Rows {
+            b: bs,
+            l: ls,
+            d: ds,
+        },
+        start,
+    }))
 }
 
 /// Writes `src` rows into `dst` at `start`.
@@ -85,63 +158,4 @@ pub fn cpu_write(dst: &mut [f32], dst_shape: &[usize], src: &[f32], src_len: usi
         dst[(n * l + start) * d..(n * l + start + src_len) * d]
             .copy_from_slice(&src[n * src_len * d..(n + 1) * src_len * d]);
     }
-}
-
-/// GPU `mean_rows` (`wgsl/rows.wgsl`, `main_mean`).
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu_mean(
-    be: &crate::gpu::GpuBackend,
-    x: &crate::gpu::GpuTensor,
-    shape: &[usize],
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{grid_1d, shaders, Kernel};
-    let out = be.alloc(shape)?;
-    let (b, l, d) = (x.shape[0], x.shape[1], x.shape[2]);
-    let kernel = Kernel {
-        shader: &shaders::ROWS,
-        entry: "main_mean",
-        constants: &[],
-    };
-    let params = [b as u32, d as u32, l as u32, 1, 0, 0, 1, 0];
-    be.ctx().dispatch(
-        &kernel,
-        &params,
-        &[x.f32("mean_rows")?.arg(), out.arg()],
-        grid_1d(b * d, 64),
-    )?;
-    Ok(out)
-}
-
-/// GPU row copy (`wgsl/rows.wgsl`, `main_copy`): all of `src`'s rows from `src_start` (as many
-/// as `dst` takes, or as `src` has from there) into `dst` from `dst_start`.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu_copy(
-    be: &crate::gpu::GpuBackend,
-    src: &crate::gpu::GpuTensor,
-    src_start: usize,
-    dst: &mut crate::gpu::GpuTensor,
-    dst_start: usize,
-) -> Result<()> {
-    use crate::gpu::{grid_1d, shaders, Kernel};
-    let (b, ls, d) = (src.shape[0], src.shape[1], src.shape[2]);
-    let ld = dst.shape[1];
-    let len = (ls - src_start).min(ld - dst_start);
-    let kernel = Kernel {
-        shader: &shaders::ROWS,
-        entry: "main_copy",
-        constants: &[],
-    };
-    let params = [
-        b as u32,
-        d as u32,
-        ls as u32,
-        ld as u32,
-        src_start as u32,
-        dst_start as u32,
-        len as u32,
-        0,
-    ];
-    let args = [src.f32("rows")?.arg(), dst.arg()];
-    be.ctx()
-        .dispatch(&kernel, &params, &args, grid_1d(b * len * d, 64))
 }

@@ -29,7 +29,7 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use super::shape_error;
+use super::{shape_error, Checked};
 use crate::backend::Sampling;
 use crate::error::{Error, Result};
 use crate::math;
@@ -70,9 +70,22 @@ pub fn check_op(op: &Sampling) -> Result<()> {
     Ok(())
 }
 
+/// The sizes and options of one sampling call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dims {
+    /// Rows (`N`).
+    pub rows: usize,
+    /// Classes (`V`).
+    pub vocab: usize,
+    /// The ids' shape (`[N]` or `[N, 1]`).
+    pub out_shape: Vec<usize>,
+    /// The options, checked by [`check_op`].
+    pub sampling: Sampling,
+}
+
 /// Checks the logits are `[N, V]` or `[N, 1, V]` with `N, V ≥ 1` and `N` rows addressable by a
-/// `u32`; returns `(N, V, output shape)`.
-pub fn check(logits: &[usize]) -> Result<(usize, usize, Vec<usize>)> {
+/// `u32`, and the options ([`check_op`]).
+pub fn check(logits: &[usize], sampling: &Sampling) -> Result<Checked<Dims>> {
     let ok = match logits {
         [n, v] | [n, 1, v] => *n > 0 && *v > 0 && *n as u64 <= u32::MAX as u64 + 1,
         _ => false,
@@ -83,8 +96,13 @@ pub fn check(logits: &[usize]) -> Result<(usize, usize, Vec<usize>)> {
             format!("logits must be [N, V] or [N, 1, V] with N, V >= 1, got {logits:?}"),
         ));
     }
-    let v = logits[logits.len() - 1];
-    Ok((logits[0], v, logits[..logits.len() - 1].to_vec()))
+    check_op(sampling)?;
+    Ok(Checked::new(Dims {
+        rows: logits[0],
+        vocab: logits[logits.len() - 1],
+        out_shape: logits[..logits.len() - 1].to_vec(),
+        sampling: *sampling,
+    }))
 }
 
 /// CPU reference: one token per row of width `v` (options already checked).
@@ -193,39 +211,6 @@ fn sample_row(x: &[f32], op: &Sampling, u: f32, sc: &mut Scratch) -> u32 {
         last = i;
     }
     last as u32
-}
-
-/// GPU dispatch (`wgsl/sample.wgsl`): one workgroup per row.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu(
-    be: &crate::gpu::GpuBackend,
-    logits: &crate::gpu::GpuTensor,
-    op: &Sampling,
-    seed: u64,
-    step: u32,
-) -> Result<crate::gpu::GpuIds> {
-    use crate::gpu::{grid_rows, shaders, Kernel};
-    let (n, v, shape) = check(&logits.shape)?;
-    check_op(op)?;
-    let ids = be.alloc_ids(&shape)?;
-    let kernel = Kernel {
-        shader: &shaders::SAMPLE,
-        entry: "main",
-        constants: &[("WG", 256.0)],
-    };
-    let params = [
-        n as u32,
-        v as u32,
-        op.temperature.to_bits(),
-        op.top_k.min(u32::MAX as usize) as u32,
-        op.top_p.to_bits(),
-        seed as u32,
-        (seed >> 32) as u32,
-        step,
-    ];
-    let args = [logits.f32("sample")?.arg(), ids.arg()];
-    be.ctx().dispatch(&kernel, &params, &args, grid_rows(n))?;
-    Ok(ids)
 }
 
 #[cfg(test)]
@@ -341,11 +326,20 @@ mod tests {
 
     #[test]
     fn shape_and_option_rules() {
-        assert_eq!(check(&[3, 7]).unwrap(), (3, 7, vec![3]));
-        assert_eq!(check(&[3, 1, 7]).unwrap(), (3, 7, vec![3, 1]));
+        let plain = op(1.0, 0, 1.0);
+        let sizes = |s: &[usize]| {
+            let d = check(s, &plain).unwrap();
+            (d.rows, d.vocab, d.out_shape.clone())
+        };
+        assert_eq!(sizes(&[3, 7]), (3, 7, vec![3]));
+        assert_eq!(sizes(&[3, 1, 7]), (3, 7, vec![3, 1]));
         for bad in [&[7][..], &[3, 2, 7], &[0, 7], &[3, 0], &[]] {
-            assert!(check(bad).is_err(), "{bad:?}");
+            assert!(check(bad, &plain).is_err(), "{bad:?}");
         }
+        assert!(
+            check(&[3, 7], &op(-1.0, 0, 1.0)).is_err(),
+            "the options are checked too"
+        );
         assert!(check_op(&op(0.0, 0, 1.0)).is_ok());
         assert!(check_op(&op(2.0, 7, 0.1)).is_ok());
         for bad in [

@@ -1,9 +1,38 @@
-//! Log-softmax and argmax over the last axis.
+//! Log-softmax and argmax over the last axis. Argmax is an op ([`crate::Backend::argmax`]);
+//! the log-softmax helpers serve the CPU references of the ops that use one (beam candidates,
+//! cross-entropy) and host-side scoring.
 
+use alloc::format;
 use alloc::vec::Vec;
 
+use super::{rows_and_last, shape_error, Checked};
+use crate::error::Result;
 use crate::lanes::{max_lanes, sum_lanes};
 use crate::math;
+
+/// The sizes of one argmax: `rows` rows of `classes` values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Argmax {
+    /// Rows (every axis but the last).
+    pub rows: usize,
+    /// Values per row (the last axis).
+    pub classes: usize,
+    /// The ids' shape: the input's without its last axis.
+    pub out_shape: Vec<usize>,
+}
+
+/// Checks `x` has a last axis with at least one value.
+pub fn check_argmax(x: &[usize]) -> Result<Checked<Argmax>> {
+    let (rows, classes) = rows_and_last(x);
+    if x.is_empty() || classes == 0 {
+        return Err(shape_error("argmax", format!("no classes in {x:?}")));
+    }
+    Ok(Checked::new(Argmax {
+        rows,
+        classes,
+        out_shape: x[..x.len() - 1].to_vec(),
+    }))
+}
 
 /// `ln Σ exp(x)` of one row, computed stably as `max + ln Σ exp(x − max)`.
 pub fn log_sum_exp(row: &[f32]) -> f32 {
@@ -40,64 +69,20 @@ pub fn cpu_argmax(x: &[f32], v: usize) -> Vec<u32> {
         .collect()
 }
 
-/// The row kernels of `wgsl/softmax.wgsl`: `entry` over `x [rows, V]`, optional targets,
-/// writing `out` (f32 per element or per row) or `ids`.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu_rows(
-    be: &crate::gpu::GpuBackend,
-    entry: &'static str,
-    x: &crate::gpu::GpuTensor,
-    targets: Option<&crate::gpu::GpuIds>,
-    out: Option<&crate::gpu::GpuTensor>,
-    ids: Option<&crate::gpu::GpuIds>,
-    ls: f32,
-) -> crate::error::Result<()> {
-    use crate::gpu::{grid_rows, shaders, Kernel};
-    let ctx = be.ctx();
-    let (rows, v) = super::rows_and_last(&x.shape);
-    let kernel = Kernel {
-        shader: &shaders::SOFTMAX,
-        entry,
-        constants: &[("WG", 256.0)],
-    };
-    let args = [
-        x.f32(entry)?.arg(),
-        targets.map_or_else(|| ctx.dummy(), |t| t.arg()),
-        out.map_or_else(|| ctx.dummy_rw(), |t| t.arg()),
-        ids.map_or_else(|| ctx.dummy_rw(), |t| t.arg()),
-    ];
-    ctx.dispatch(
-        &kernel,
-        &[rows as u32, v as u32, ls.to_bits(), 0],
-        &args,
-        grid_rows(rows),
-    )
-}
-
-/// GPU log-softmax.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu_log_softmax(
-    be: &crate::gpu::GpuBackend,
-    x: &crate::gpu::GpuTensor,
-) -> crate::error::Result<crate::gpu::GpuTensor> {
-    let out = be.alloc(&x.shape)?;
-    gpu_rows(be, "main_log_softmax", x, None, Some(&out), None, 0.0)?;
-    Ok(out)
-}
-
-/// GPU argmax.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu_argmax(
-    be: &crate::gpu::GpuBackend,
-    x: &crate::gpu::GpuTensor,
-) -> crate::error::Result<crate::gpu::GpuIds> {
-    let ids = be.alloc_ids(&x.shape[..x.shape.len() - 1])?;
-    gpu_rows(be, "main_argmax", x, None, None, Some(&ids), 0.0)?;
-    Ok(ids)
-}
-
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn argmax_shape_rules() {
+        let d = super::check_argmax(&[2, 3, 5]).unwrap();
+        assert_eq!(
+            (d.rows, d.classes, d.out_shape.as_slice()),
+            (6, 5, &[2, 3][..])
+        );
+        assert!(super::check_argmax(&[4]).unwrap().out_shape.is_empty());
+        assert!(super::check_argmax(&[]).is_err());
+        assert!(super::check_argmax(&[3, 0]).is_err());
+    }
+
     #[test]
     fn argmax_takes_first_of_ties() {
         assert_eq!(super::cpu_argmax(&[1., 3., 3., 0., 5., 5.], 3), [1, 1]);

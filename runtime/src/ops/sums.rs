@@ -9,21 +9,50 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::shape_error;
+use super::{shape_error, Checked};
 use crate::error::Result;
 
 /// Lanes of the sum of squares (the GPU workgroup size).
 pub const LANES: usize = 256;
 
-/// Checks `x` has at least two axes and returns the shape without the first.
-pub fn check_axis0(x: &[usize]) -> Result<Vec<usize>> {
+/// The sizes of one sum over the first axis: `[n, ..]` → `[..]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Axis0 {
+    /// Rows summed (the first axis).
+    pub n: usize,
+    /// Elements per row.
+    pub m: usize,
+    /// The sum's shape: the input's without the first axis.
+    pub out_shape: Vec<usize>,
+}
+
+/// Checks `x` has at least two axes.
+pub fn check_axis0(x: &[usize]) -> Result<Checked<Axis0>> {
     if x.len() < 2 {
         return Err(shape_error(
             "sum_axis0",
             format!("needs at least two axes, got {x:?}"),
         ));
     }
-    Ok(x[1..].to_vec())
+    Ok(Checked::new(Axis0 {
+        n: x[0],
+        m: crate::tensor::numel(&x[1..]),
+        out_shape: x[1..].to_vec(),
+    }))
+}
+
+/// The sizes of one `sum_squares` call: any tensors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Squares {
+    /// Elements of each tensor.
+    pub lens: Vec<usize>,
+}
+
+/// The sizes of the tensors `xs` (every shape is valid; the sum of each is one output element).
+pub fn check_squares<'a>(xs: impl Iterator<Item = &'a [usize]>) -> Checked<Squares> {
+    Checked::new(Squares {
+        lens: xs.map(crate::tensor::numel).collect(),
+    })
 }
 
 /// CPU reference of the sum over the first axis: `x [N, M]` (flattened) → `[M]`, rows in order.
@@ -56,54 +85,6 @@ pub fn cpu_squares(x: &[f32]) -> f32 {
     lanes[0]
 }
 
-/// GPU sum over the first axis (`wgsl/sums.wgsl`, `main_axis0`): one invocation per column.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu_axis0(
-    be: &crate::gpu::GpuBackend,
-    x: &crate::gpu::GpuTensor,
-    shape: &[usize],
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{grid_1d, shaders, Kernel};
-    let out = be.alloc(shape)?;
-    let m = crate::tensor::numel(shape);
-    let n = x.shape[0];
-    let kernel = Kernel {
-        shader: &shaders::SUMS,
-        entry: "main_axis0",
-        constants: &[("WG", LANES as f64)],
-    };
-    let args = [x.f32("sum_axis0")?.arg(), out.arg()];
-    be.ctx()
-        .dispatch(&kernel, &[n as u32, m as u32, 0, 0], &args, grid_1d(m, 64))?;
-    Ok(out)
-}
-
-/// GPU sums of squares (`wgsl/sums.wgsl`, `main_squares`): one workgroup per tensor, writing
-/// element `i` of the result.
-#[cfg(feature = "gpu")]
-pub(crate) fn gpu_squares(
-    be: &crate::gpu::GpuBackend,
-    xs: &[&crate::gpu::GpuTensor],
-) -> Result<crate::gpu::GpuTensor> {
-    use crate::gpu::{shaders, Kernel};
-    let out = crate::backend::Backend::zeros(be, &[xs.len()])?;
-    let kernel = Kernel {
-        shader: &shaders::SUMS,
-        entry: "main_squares",
-        constants: &[("WG", LANES as f64)],
-    };
-    for (i, x) in xs.iter().enumerate() {
-        let args = [x.f32("sum_squares")?.arg(), out.arg()];
-        be.ctx().dispatch(
-            &kernel,
-            &[x.numel() as u32, 0, i as u32, 0],
-            &args,
-            [1, 1, 1],
-        )?;
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,7 +97,8 @@ mod tests {
         let x = fd::normal(n * m, 13);
         let b = fd::normal(m, 14);
         let w = fd::normal(n * m, 15);
-        assert_eq!(check_axis0(&[n, 1, m]).unwrap(), [1, m]);
+        let d = check_axis0(&[n, 1, m]).unwrap();
+        assert_eq!((d.n, d.m, d.out_shape.as_slice()), (n, m, &[1, m][..]));
         assert!(check_axis0(&[m]).is_err());
         let grad = cpu_axis0(&w, m);
         fd::check("sum_axis0", &b, &grad, 1e-2, 1e-4, |b| {

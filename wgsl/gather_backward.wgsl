@@ -1,11 +1,11 @@
-// Backward of the embedding gather (embed.wgsl): OUT[id, :] = Σ DY[n, :] over the positions n
-// with IDS[n] = id, in position order. OUT starts zeroed. One invocation per (position n,
-// feature c); only the first position of each id does the work, so every row is written by one
+// Backward of the row gather (gather.wgsl): OUT[id, :] = Σ DY[n, :] over the positions n with
+// IDS[n] = id, in position order. OUT starts zeroed. One invocation per (position n, feature
+// c); only the first position of each id does the work, so every row is written by one
 // invocation and summed in a fixed order: the same bits every run, no float atomics.
 
 struct Params {
     n: u32,
-    d: u32,
+    row_len: u32,
     rows: u32,
     _pad: u32,
 }
@@ -22,11 +22,11 @@ fn main(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let e = flat_index(wg, nwg, lid, 64u);
-    if e >= p.n * p.d {
+    if e >= p.n * p.row_len {
         return;
     }
-    let n = e / p.d;
-    let c = e % p.d;
+    let n = e / p.row_len;
+    let c = e % p.row_len;
     let id = IDS[n];
     if id >= p.rows {
         return;
@@ -39,8 +39,8 @@ fn main(
     var s = 0.0;
     for (var m = n; m < p.n; m++) {
         if IDS[m] == id {
-            s += DY[m * p.d + c];
+            s += DY[m * p.row_len + c];
         }
     }
-    OUT[id * p.d + c] = s;
+    OUT[id * p.row_len + c] = s;
 }
