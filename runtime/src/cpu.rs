@@ -316,7 +316,7 @@ impl TrainBackend for CpuBackend {
         d: &Checked<ops::attention_backward::Dims>,
     ) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
         let (dq, dk, dv) = ops::attention_backward::cpu(
-            &q.data, &k.data, &v.data, &o.data, &d_o.data, d.forward, mask,
+            &q.data, &k.data, &v.data, &o.data, &d_o.data, d.forward, mask, self.gemm,
         );
         Ok((
             CpuTensor::new(q.shape.clone(), dq),
@@ -333,7 +333,7 @@ impl TrainBackend for CpuBackend {
     ) -> Result<CpuTensor> {
         Ok(CpuTensor::new(
             x.shape.clone(),
-            ops::gelu_backward::cpu(&x.data, &dy.data),
+            ops::gelu_backward::cpu(&x.data, &dy.data, self.gemm),
         ))
     }
 
