@@ -69,11 +69,31 @@ struct Line {
     caption: String,
 }
 
+/// A file that marks a folder as a check set, which [`Dataset::open`] refuses to read.
+pub const NOT_FOR_TRAINING: &str = "NOT-FOR-TRAINING";
+
 const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
 
 impl Dataset {
-    /// A JSONL file or a folder (see the module docs).
+    /// A JSONL file or a folder (see the module docs). A folder marked [`NOT_FOR_TRAINING`]
+    /// (a check set), or a file in one, is refused.
     pub fn open(path: &Path) -> Result<Self> {
+        let folder = if path.is_dir() {
+            Some(path)
+        } else {
+            path.parent()
+        };
+        if let Some(marker) = folder
+            .map(|f| f.join(NOT_FOR_TRAINING))
+            .filter(|m| m.exists())
+        {
+            return Err(Error::Config(format!(
+                "{}: a check set ({}), never training or validation data; measure a model on it \
+                 with `cappa-train eval --checkset`",
+                path.display(),
+                marker.display()
+            )));
+        }
         if path.is_dir() {
             Self::from_folder(path)
         } else {
@@ -174,6 +194,18 @@ impl Dataset {
     }
 }
 
+/// Reads an image file (PNG or JPEG) and preprocesses it as the runtime does: resized to
+/// `size × size`, values in [-1, 1].
+pub fn load_image(path: &Path, size: usize) -> Result<HostTensor> {
+    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    let img = image::load_from_memory(&bytes)
+        .map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))?
+        .to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    preprocess(img.as_raw(), PixelLayout::rgb(w, h), size)
+        .map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))
+}
+
 /// How examples become model inputs.
 #[derive(Debug, Clone)]
 pub struct Prep {
@@ -208,15 +240,7 @@ impl Prep {
                 let rgb = scene.render(*pixels);
                 preprocess(&rgb, PixelLayout::rgb(*pixels, *pixels), self.image_size)?
             }
-            ImageSource::File(path) => {
-                let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
-                let img = image::load_from_memory(&bytes)
-                    .map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))?
-                    .to_rgb8();
-                let (w, h) = (img.width() as usize, img.height() as usize);
-                preprocess(img.as_raw(), PixelLayout::rgb(w, h), self.image_size)
-                    .map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))?
-            }
+            ImageSource::File(path) => load_image(path, self.image_size)?,
         };
         let ids =
             self.tokenizer

@@ -6,6 +6,7 @@
 //! cappa-train grads --model PATH --inputs INPUTS.safetensors --mode cap|pa|mixed \
 //!                   --out OUT.safetensors [--device cpu|gpu]
 //! cappa-train eval --model PATH [--scenes N] [--json]      # on the shapes world
+//! cappa-train eval --model PATH --checkset DIR [--json]    # on pictures drawn by another program
 //! cappa-train shapes --out DIR [--count N] [--size PX]      # scenes as PNG + captions.jsonl
 //! cappa-train plot --out curves.svg LABEL=RUN_DIR...        # training curves
 //! ```
@@ -84,11 +85,18 @@ enum Command {
         device: String,
     },
     /// Evaluate a model on the shapes world's test split: captioning (greedy, beam, parallel),
-    /// zero-shot shape and colour, word order, 10-shot linear probe.
+    /// zero-shot shape and colour, word order, 10-shot linear probe, and the words of its
+    /// captions. With `--checkset`, instead the words of its captions of a check set's pictures.
     Eval {
         /// Model file trained on the shapes world.
         #[arg(long)]
         model: PathBuf,
+        /// A folder of pictures with `captions.jsonl` (as `cappa-train shapes` writes; e.g.
+        /// `examples/checkset`): report, greedy and parallel, on one-object pictures the colour,
+        /// shape and size words and exact match, on two-object pictures both colours, both
+        /// shapes, both objects (colour + shape), both objects and the relation, and exact match.
+        #[arg(long)]
+        checkset: Option<PathBuf>,
         /// Test scenes of each kind (one object, two objects).
         #[arg(long, default_value_t = 500)]
         scenes: usize,
@@ -261,6 +269,7 @@ fn real_main() -> Result<ExitCode> {
         }
         Command::Eval {
             model,
+            checkset,
             scenes,
             seed,
             device,
@@ -273,6 +282,25 @@ fn real_main() -> Result<ExitCode> {
             let tokenizer = m.tokenizer().cloned().ok_or_else(|| {
                 Error::Config(format!("{}: the model has no tokenizer", model.display()))
             })?;
+            if let Some(dir) = checkset {
+                let set = eval::CheckSet::open(&dir, m.config().image_size)?;
+                let report = eval::check(&m, &tokenizer, &set)?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).expect("plain data")
+                    );
+                } else {
+                    println!(
+                        "{} on the check set {} ({} pictures):",
+                        model.display(),
+                        dir.display(),
+                        set.len()
+                    );
+                    print!("{}", report.table());
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             if scenes == 0 {
                 return Err(Error::InvalidInput("--scenes must be positive".into()));
             }

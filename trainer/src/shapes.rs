@@ -160,12 +160,16 @@ pub struct Object {
 impl Object {
     /// "large red circle"
     pub fn words(&self) -> String {
-        format!(
-            "{} {} {}",
-            self.size.word(),
-            self.colour.word(),
-            self.shape.word()
-        )
+        self.phrase().words()
+    }
+
+    /// Its words.
+    pub fn phrase(&self) -> Phrase {
+        Phrase {
+            size: self.size,
+            colour: self.colour,
+            shape: self.shape,
+        }
     }
 
     fn radius(&self) -> f32 {
@@ -191,10 +195,14 @@ impl Scene {
     /// The caption: "a large red circle", or "a large red circle to the left of a small blue
     /// square".
     pub fn caption(&self) -> String {
-        match (self.objects.as_slice(), self.relation) {
-            ([a], _) => format!("a {}", a.words()),
-            ([a, b], Some(r)) => format!("a {} {} a {}", a.words(), r.words(), b.words()),
-            _ => unreachable!("scenes have one object, or two and a relation"),
+        self.description().caption()
+    }
+
+    /// What the caption says.
+    pub fn description(&self) -> Description {
+        Description {
+            objects: self.objects.iter().map(Object::phrase).collect(),
+            relation: self.relation,
         }
     }
 
@@ -266,6 +274,98 @@ fn inside(shape: Shape, u: f32, v: f32) -> bool {
         Shape::Hexagon => {
             let (a, b) = (u.abs(), v.abs());
             b <= 0.87 && a * 0.87 + b * 0.5 <= 0.87
+        }
+    }
+}
+
+/// One object as a caption names it: "large red circle".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Phrase {
+    /// Its size word.
+    pub size: Size,
+    /// Its colour word.
+    pub colour: Colour,
+    /// Its shape word.
+    pub shape: Shape,
+}
+
+impl Phrase {
+    /// "large red circle"
+    pub fn words(&self) -> String {
+        format!(
+            "{} {} {}",
+            self.size.word(),
+            self.colour.word(),
+            self.shape.word()
+        )
+    }
+}
+
+/// What a caption of the shapes world says: one object, or two and where the first is relative
+/// to the second. [`Description::parse`] reads a caption back; [`Description::caption`] writes
+/// it, word for word as [`Scene::caption`] does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Description {
+    /// One or two objects, in caption order.
+    pub objects: Vec<Phrase>,
+    /// For two objects: where the first is relative to the second.
+    pub relation: Option<Relation>,
+}
+
+impl Description {
+    /// Parses a caption of the world's grammar — "a SIZE COLOUR SHAPE", optionally followed by
+    /// "RELATION a SIZE COLOUR SHAPE" — with words separated by white space, any case; `None`
+    /// for anything else (a word out of place or missing, an extra word).
+    pub fn parse(caption: &str) -> Option<Description> {
+        let lower = caption.to_lowercase();
+        let words: Vec<&str> = lower.split_whitespace().collect();
+        let find = |all: &[&'static str], w: &str| all.iter().position(|a| *a == w);
+        let phrase = |w: &[&str]| -> Option<Phrase> {
+            match w {
+                ["a", size, colour, shape] => Some(Phrase {
+                    size: Size::ALL[find(&Size::ALL.map(Size::word), size)?],
+                    colour: Colour::ALL[find(&Colour::ALL.map(Colour::word), colour)?],
+                    shape: Shape::ALL[find(&Shape::ALL.map(Shape::word), shape)?],
+                }),
+                _ => None,
+            }
+        };
+        if words.len() == 4 {
+            return Some(Description {
+                objects: vec![phrase(&words)?],
+                relation: None,
+            });
+        }
+        if words.len() < 9 {
+            return None;
+        }
+        let middle = words[4..words.len() - 4].join(" ");
+        let relation = *Relation::ALL.iter().find(|r| r.words() == middle)?;
+        Some(Description {
+            objects: vec![phrase(&words[..4])?, phrase(&words[words.len() - 4..])?],
+            relation: Some(relation),
+        })
+    }
+
+    /// The caption: "a large red circle", or "a large red circle to the left of a small blue
+    /// square".
+    pub fn caption(&self) -> String {
+        match (self.objects.as_slice(), self.relation) {
+            ([a], None) => format!("a {}", a.words()),
+            ([a, b], Some(r)) => format!("a {} {} a {}", a.words(), r.words(), b.words()),
+            _ => unreachable!("a description has one object, or two and a relation"),
+        }
+    }
+
+    /// The same scene said from the other object ("a Y to the right of a X" for "a X to the
+    /// left of a Y"); the description itself for one object.
+    pub fn other_way(&self) -> Description {
+        match (self.objects.as_slice(), self.relation) {
+            ([a, b], Some(r)) => Description {
+                objects: vec![*b, *a],
+                relation: Some(r.inverse()),
+            },
+            _ => self.clone(),
         }
     }
 }
@@ -515,6 +615,53 @@ mod tests {
             ones > 400 && twos > 400,
             "{ones} one-object, {twos} two-object scenes"
         );
+    }
+
+    #[test]
+    fn captions_parse_back_into_what_they_say() {
+        let w = ShapesWorld::new(4);
+        for split in [Split::Train, Split::HeldOut] {
+            for i in 0..300 {
+                let scene = w.scene(split, i);
+                let d = scene.description();
+                assert_eq!(Description::parse(&scene.caption()).as_ref(), Some(&d));
+                let all = scene.captions();
+                assert_eq!(Description::parse(&all[all.len() - 1]), Some(d.other_way()));
+                for c in &all {
+                    assert_eq!(Description::parse(c).unwrap().caption(), *c);
+                }
+            }
+        }
+        let other = Description::parse("a small red circle above a large blue square").unwrap();
+        assert_eq!(
+            other.other_way().caption(),
+            "a large blue square below a small red circle"
+        );
+        assert_eq!(other.other_way().other_way(), other);
+        assert_eq!(
+            Description::parse("  A Small RED circle\n")
+                .unwrap()
+                .caption(),
+            "a small red circle"
+        );
+        for bad in [
+            "",
+            "a",
+            "a red circle",
+            "small red circle",
+            "the small red circle",
+            "a huge red circle",
+            "a small red circle circle",
+            "a small red circle above",
+            "a small red circle above a",
+            "a small red circle near a small blue square",
+            "a small red circle to the left a small blue square",
+            "a small red circle above a small blue",
+            "a small red circle above a small blue square below a small red circle",
+            "a small circle red above a small blue square",
+        ] {
+            assert_eq!(Description::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
