@@ -9,6 +9,7 @@
 //! cappa-train eval --model PATH --checkset DIR [--json]    # on pictures drawn by another program
 //! cappa-train shapes --out DIR [--count N] [--size PX]      # scenes as PNG + captions.jsonl
 //! cappa-train plot --out curves.svg LABEL=RUN_DIR...        # training curves
+//! cappa-train data-cost [--image-size PX] [--batch N]      # CPU time to make shapes batches
 //! ```
 
 use std::io::IsTerminal;
@@ -131,6 +132,23 @@ enum Command {
         /// The first scene's index in the split.
         #[arg(long, default_value_t = 0)]
         start: u64,
+    },
+    /// Measure what making training batches of the shapes world costs on one thread: each
+    /// example rendered, resized to the model's size and tokenized, as the loader's threads do
+    /// (build with --release to measure).
+    DataCost {
+        /// The model's image size in pixels.
+        #[arg(long, default_value_t = 48)]
+        image_size: usize,
+        /// Examples per batch.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Batches to time.
+        #[arg(long, default_value_t = 50)]
+        batches: usize,
+        /// Seed of the shapes world.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Draw the training curves of runs (their `log.jsonl`) into an SVG file.
     Plot {
@@ -328,6 +346,15 @@ fn real_main() -> Result<ExitCode> {
             start,
         } => {
             write_scenes(&out, count, size, split.into(), seed, start)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DataCost {
+            image_size,
+            batch,
+            batches,
+            seed,
+        } => {
+            data_cost(image_size, batch, batches, seed)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plot { out, runs } => {
@@ -723,5 +750,46 @@ fn write_scenes(
     let path = out.join("captions.jsonl");
     std::fs::write(&path, lines).map_err(|e| io(&path, &e))?;
     eprintln!("{count} scenes written to {}", out.display());
+    Ok(())
+}
+
+/// Times `batches` batches of `batch` training examples of the shapes world made on one thread
+/// (see `Command::DataCost`), and prints the median and mean per batch.
+fn data_cost(image_size: usize, batch: usize, batches: usize, seed: u64) -> Result<()> {
+    if image_size == 0 || batch == 0 || batches == 0 {
+        return Err(Error::InvalidInput(
+            "--image-size, --batch and --batches must be positive".into(),
+        ));
+    }
+    let ids = SpecialIds {
+        pad: 0,
+        eos: 1,
+        unk: 2,
+    };
+    let prep = Prep {
+        image_size,
+        max_len: 16,
+        eos_id: ids.eos,
+        pad_id: ids.pad,
+        tokenizer: Arc::new(Tokenizer::words(shapes::vocabulary(), ids, true)?),
+    };
+    let world = ShapesWorld::new(seed);
+    let ds = Dataset::shapes(&world, Split::Train, batch * batches, image_size);
+    let mut times = Vec::with_capacity(batches);
+    for chunk in ds.examples.chunks(batch) {
+        let start = std::time::Instant::now();
+        for ex in chunk {
+            std::hint::black_box(prep.prepare(ex)?);
+        }
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    println!(
+        "{batches} batches of {batch} shapes-world examples for a {image_size}-px model, one \
+         thread: median {median:.2} ms, mean {mean:.2} ms per batch ({:.1} µs per example)",
+        1e3 * median / batch as f64
+    );
     Ok(())
 }
