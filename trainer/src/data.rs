@@ -160,9 +160,10 @@ impl Dataset {
         Ok(ds)
     }
 
-    /// The first `n` scenes of a split of the shapes world (see [`crate::shapes`]). Scene `i`
-    /// is drawn at 1, 2 or 3 times `image_size` (by `i % 3`) and resized to the model's size as
-    /// a user's image is, so a model trained on it captions images of any size.
+    /// The first `n` scenes of a split of the shapes world (see [`crate::shapes`]), for a
+    /// model of `image_size` pixels. Each scene is drawn at its own [`Scene::pixels`] — most at
+    /// the model's size, the rest at 0.75 to 3 times it — and resized to the model's size as a
+    /// user's picture is, so a model trained on it captions pictures of any size.
     pub fn shapes(world: &ShapesWorld, split: Split, n: usize, image_size: usize) -> Self {
         let examples = (0..n as u64)
             .map(|i| {
@@ -170,8 +171,8 @@ impl Dataset {
                 Example {
                     caption: scene.caption(),
                     image: ImageSource::Scene {
+                        pixels: scene.pixels(image_size),
                         scene: Box::new(scene),
-                        pixels: image_size * (1 + (i % 3) as usize),
                     },
                     origin: format!("shapes {split:?} #{i}"),
                 }
@@ -237,8 +238,12 @@ impl Prep {
                 t.clone()
             }
             ImageSource::Scene { scene, pixels } => {
-                let rgb = scene.render(*pixels);
-                preprocess(&rgb, PixelLayout::rgb(*pixels, *pixels), self.image_size)?
+                if *pixels == scene.pixels(self.image_size) {
+                    scene.image(self.image_size)?
+                } else {
+                    let rgb = scene.render(*pixels);
+                    preprocess(&rgb, PixelLayout::rgb(*pixels, *pixels), self.image_size)?
+                }
             }
             ImageSource::File(path) => load_image(path, self.image_size)?,
         };

@@ -16,10 +16,6 @@ use serde::Serialize;
 use crate::data::{load_image, Dataset, ImageSource};
 use crate::shapes::{Colour, Description, Phrase, Scene, Shape, ShapesWorld, Size, Split};
 
-/// Evaluation scenes are drawn at this multiple of the model's image size, as the sample images
-/// in `examples/images/` are, then resized like any user image.
-pub const RENDER_SCALE: usize = 3;
-
 /// Scenes of one kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Objects {
@@ -44,15 +40,15 @@ pub fn scenes(
         .collect()
 }
 
-/// Renders scenes at [`RENDER_SCALE`] times the model's size and preprocesses them (resizing, as
-/// any user image) into a `[B, S, S, 3]` batch for `model`.
+/// Draws scenes as training does (each at its own [`Scene::pixels`], resized as any user
+/// picture) into a `[B, S, S, 3]` batch for `model`.
 pub fn images<B: Backend>(model: &Model<B>, scenes: &[Scene]) -> Result<HostTensor> {
-    let s = model.config().image_size * RENDER_SCALE;
-    let imgs = scenes
-        .iter()
-        .map(|sc| model.preprocess_rgb8(&sc.render(s), s, s))
-        .collect::<Result<Vec<_>>>()?;
-    model.batch(&imgs)
+    let s = model.config().image_size;
+    let mut data = Vec::with_capacity(scenes.len() * s * s * 3);
+    for sc in scenes {
+        data.extend_from_slice(sc.image(s)?.data());
+    }
+    HostTensor::new(&[scenes.len(), s, s, 3], data)
 }
 
 /// Captioning quality of one decoding mode.
