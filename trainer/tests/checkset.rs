@@ -1,6 +1,7 @@
 //! The check set in `examples/checkset/` (pictures drawn by `make_checkset.py`, a renderer that
 //! shares no code with the trainer's): its captions have the shapes world's grammar and words,
-//! what it says it drew is what its pictures show, and `cappa-train eval --checkset` scores a
+//! what it says it drew is what its pictures show (each shade within its word's range as the
+//! trainer defines it), and `cappa-train eval --checkset` scores a
 //! model on every one of its pictures.
 
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use cappa::tokenizer::SpecialIds;
 use cappa::{Config, CpuBackend, Model, Tokenizer};
 use cappa_trainer::data::Dataset;
 use cappa_trainer::eval::CheckSet;
-use cappa_trainer::shapes::{self, Description, Relation, Size, HELD_OUT};
+use cappa_trainer::shapes::{self, Colour, Description, Relation, Size, HELD_OUT};
 use serde_json::Value;
 
 fn checkset() -> PathBuf {
@@ -71,6 +72,9 @@ fn the_check_set_speaks_the_worlds_grammar_and_shows_what_it_says() {
                 .iter()
                 .map(|v| v.as_u64().unwrap() as u8)
                 .collect();
+            // Its shade is in its colour word's range, as the trainer's renderer defines it.
+            let shade = [0, 1, 2].map(|k| f32::from(rgb[k]));
+            assert_eq!(Colour::of_rgb(shade), Some(p.colour), "{caption}: {rgb:?}");
             let px = img
                 .get_pixel((x * w as f32) as u32, (y * w as f32) as u32)
                 .0;
