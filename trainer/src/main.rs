@@ -303,38 +303,24 @@ fn real_main() -> Result<ExitCode> {
             if let Some(dir) = checkset {
                 let set = eval::CheckSet::open(&dir, m.config().image_size)?;
                 let report = eval::check(&m, &tokenizer, &set)?;
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&report).expect("plain data")
-                    );
-                } else {
-                    println!(
-                        "{} on the check set {} ({} pictures):",
-                        model.display(),
-                        dir.display(),
-                        set.len()
-                    );
-                    print!("{}", report.table());
-                }
+                let title = format!(
+                    "{} on the check set {} ({} pictures):",
+                    model.display(),
+                    dir.display(),
+                    set.len()
+                );
+                print_eval(json, &report, &title, &report.table());
                 return Ok(ExitCode::SUCCESS);
             }
             if scenes == 0 {
                 return Err(Error::InvalidInput("--scenes must be positive".into()));
             }
             let report = eval::report(&m, &tokenizer, &ShapesWorld::new(seed), scenes)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("plain data")
-                );
-            } else {
-                println!(
-                    "{} on {scenes} + {scenes} test scenes of the shapes world (seed {seed}):",
-                    model.display()
-                );
-                print!("{}", report.table());
-            }
+            let title = format!(
+                "{} on {scenes} + {scenes} test scenes of the shapes world (seed {seed}):",
+                model.display()
+            );
+            print_eval(json, &report, &title, &report.table());
             Ok(ExitCode::SUCCESS)
         }
         Command::Shapes {
@@ -374,6 +360,19 @@ fn real_main() -> Result<ExitCode> {
             eprintln!("curves of {} runs written to {}", runs.len(), out.display());
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Prints an evaluation as JSON, or as a title line and its table.
+fn print_eval(json: bool, report: &impl serde::Serialize, title: &str, table: &str) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("plain data")
+        );
+    } else {
+        println!("{title}");
+        print!("{table}");
     }
 }
 
