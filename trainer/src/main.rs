@@ -240,6 +240,9 @@ struct DataSection {
     shapes_valid: Option<usize>,
     #[serde(default)]
     shapes_seed: u64,
+    /// Shapes captions in canonical object order (see `ShapesWorld::canonical_order`).
+    #[serde(default = "yes")]
+    shapes_canonical: bool,
     /// With shapes data: evaluate every checkpoint on this many test scenes of each kind
     /// (captioning, zero-shot, word order, probe), logged to `log.jsonl`.
     #[serde(default)]
@@ -555,7 +558,10 @@ fn train(path: &Path, resume: bool, device: Option<String>) -> Result<ExitCode> 
                 .transpose()?,
         ),
         (None, Some(n)) => {
-            let world = ShapesWorld::new(d.shapes_seed);
+            let world = ShapesWorld {
+                canonical_order: d.shapes_canonical,
+                ..ShapesWorld::new(d.shapes_seed)
+            };
             (
                 Dataset::shapes(&world, Split::Train, n, config.image_size),
                 d.shapes_valid

@@ -820,14 +820,20 @@ pub struct ShapesWorld {
     pub seed: u64,
     /// Probability that a scene has two objects.
     pub two_object_prob: f32,
+    /// Two-object captions name the left object first (left/right relations) or the upper one
+    /// (above/below), so they say "to the left of" or "above" and each scene has one caption to
+    /// learn; otherwise the first object is drawn at random and both phrasings occur. The
+    /// pictures are the same either way; [`Scene::captions`] lists both phrasings.
+    pub canonical_order: bool,
 }
 
 impl ShapesWorld {
-    /// A world with a seed (half the scenes have two objects).
+    /// A world with a seed (half the scenes have two objects, captions in canonical order).
     pub fn new(seed: u64) -> Self {
         ShapesWorld {
             seed,
             two_object_prob: 0.5,
+            canonical_order: true,
         }
     }
 
@@ -866,7 +872,12 @@ impl ShapesWorld {
             let mut b = pick_object(&mut rng);
             let r = Relation::ALL[(rng.next_u64() % 4) as usize];
             place_pair(&mut a, &mut b, r, &mut rng);
-            (vec![a, b], Some(r))
+            if self.canonical_order && matches!(r, Relation::RightOf | Relation::Below) {
+                // The same picture, said from the other object.
+                (vec![b, a], Some(r.inverse()))
+            } else {
+                (vec![a, b], Some(r))
+            }
         } else {
             // Anywhere, the whole object inside.
             let [l, r, t, b] = offsets(&a);
@@ -1029,6 +1040,46 @@ mod tests {
         let colour = *Colour::ALL.iter().find(|c| c.word() == words[1]).unwrap();
         let shape = *Shape::ALL.iter().find(|s| s.word() == words[2]).unwrap();
         (size, colour, shape)
+    }
+
+    #[test]
+    fn canonical_captions_name_the_left_or_upper_object_first() {
+        let canonical = ShapesWorld::new(4);
+        let random = ShapesWorld {
+            canonical_order: false,
+            ..canonical
+        };
+        let mut seen_other_way = 0;
+        for i in 0..400 {
+            let (c, r) = (
+                canonical.scene(Split::Train, i),
+                random.scene(Split::Train, i),
+            );
+            // The same picture, and the same set of right captions.
+            assert_eq!(c.render(24), r.render(24), "scene {i}");
+            let mut both = r.captions();
+            both.sort();
+            let mut same = c.captions();
+            same.sort();
+            assert_eq!(both, same, "scene {i}");
+            if let Some(rel) = c.relation {
+                assert!(
+                    matches!(rel, Relation::LeftOf | Relation::Above),
+                    "{}",
+                    c.caption()
+                );
+                let (a, b) = (c.objects[0], c.objects[1]);
+                match rel {
+                    Relation::LeftOf => assert!(a.x < b.x, "{}", c.caption()),
+                    _ => assert!(a.y < b.y, "{}", c.caption()),
+                }
+                seen_other_way += usize::from(r.caption() != c.caption());
+            }
+        }
+        assert!(
+            seen_other_way > 50,
+            "the random order says it the other way often"
+        );
     }
 
     #[test]
