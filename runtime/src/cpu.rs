@@ -1,5 +1,5 @@
 //! The CPU backend: exact `f32`, `no_std`, the oracle every other backend is tested against.
-//! With `std` its matmuls use `matrixmultiply` and all cores; without, a blocked loop.
+//! With `std` its matmuls use the `gemm` crate's SIMD kernels and all cores; without, a blocked loop.
 
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
