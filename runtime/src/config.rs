@@ -190,7 +190,6 @@ impl Config {
             ("dec_depth", self.dec_depth, 1 << 10),
             ("dec_mlp", self.dec_mlp, 1 << 18),
             ("vocab_size", self.vocab_size, 1 << 24),
-            ("max_len", self.max_len, 1 << 16),
         ];
         for (name, v, max) in limits {
             if v > max {
@@ -268,11 +267,12 @@ impl Config {
                 }
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Config(problems.join("; ")))
+        if !problems.is_empty() {
+            return Err(Error::Config(problems.join("; ")));
         }
+        // What the sizes imply for one image and one caption (attention scores, activations,
+        // parameter tensors): checked here, so that no model over a limit loads.
+        crate::limits::check_config(self)
     }
 
     /// Patches per image side.

@@ -100,6 +100,7 @@ impl<B: Backend> Model<B> {
                 found: s.to_vec(),
             });
         }
+        crate::limits::check_images(c, s[0])?;
         self.backend.upload(images)
     }
 
@@ -182,6 +183,7 @@ impl<B: Backend> Model<B> {
     ) -> Result<B::Tensor> {
         self.check_encoded(encoded, Some(targets.batch()))?;
         self.check_targets(targets)?;
+        crate::limits::check_decode(&self.config, targets.batch(), targets.len(), targets.len())?;
         if modes.len() != targets.batch() {
             return Err(Error::InvalidInput(format!(
                 "{} modes for {} captions",

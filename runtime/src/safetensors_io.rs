@@ -134,6 +134,30 @@ impl Entry<'_> {
     }
 }
 
+/// What a file's first bytes say it is, when it is something people mistake for a model
+/// (an `.npz`, an `.npy`, an image).
+pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
+    const KINDS: [(&[u8], &str); 6] = [
+        (
+            b"PK\x03\x04",
+            "a zip archive (a big_vision .npz?), not a safetensors model: convert it with \
+             `cappa convert IN.npz OUT.safetensors`",
+        ),
+        (
+            b"PK\x05\x06",
+            "an empty zip archive (.npz), not a safetensors model",
+        ),
+        (b"\x93NUMPY", "a numpy .npy array, not a safetensors model"),
+        (b"\x89PNG", "a PNG image, not a model"),
+        (b"\xff\xd8\xff", "a JPEG image, not a model"),
+        (b"RIFF", "a RIFF file (WebP?), not a model"),
+    ];
+    KINDS
+        .iter()
+        .find(|(magic, _)| bytes.starts_with(magic))
+        .map(|(_, what)| *what)
+}
+
 /// A parsed safetensors file.
 #[derive(Debug, Clone)]
 pub struct SafetensorsFile<'a> {
@@ -144,6 +168,9 @@ pub struct SafetensorsFile<'a> {
 impl<'a> SafetensorsFile<'a> {
     /// Parses `bytes`; any structural problem is an [`Error::MalformedFile`].
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
+        if let Some(what) = sniff(bytes) {
+            return Err(Error::MalformedFile(format!("this is {what}")));
+        }
         if bytes.len() < 8 {
             return Err(Error::MalformedFile(format!(
                 "the file is {} bytes long, too short for the 8-byte header length",

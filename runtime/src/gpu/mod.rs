@@ -14,6 +14,7 @@
 //!
 //! Each op's dispatch lives beside its CPU reference in `crate::ops::<op>`.
 
+pub mod adapter;
 mod context;
 pub mod shaders;
 
@@ -23,6 +24,8 @@ use std::vec::Vec;
 
 pub(crate) use context::{Arg, Buf, Ctx, Kernel};
 pub use context::{GpuOptions, GpuStats, MatmulKernel};
+/// The wgpu version this backend is built on (for [`GpuOptions::backends`] and adapter infos).
+pub use wgpu;
 
 use crate::backend::{AdamW, Attention, Backend, Matmul, Sampling};
 use crate::error::{Error, Result};
@@ -172,6 +175,34 @@ impl GpuBackend {
         })
     }
 
+    /// The GPU backend on the best *hardware* adapter of the backends `options` allows, or
+    /// `None` where there is none (no adapter, or only software ones such as lavapipe): the
+    /// choice [`DeviceKind::Auto`](crate::DeviceKind::Auto) makes. Blocking; see
+    /// [`GpuBackend::hardware_async`].
+    pub fn hardware(options: GpuOptions) -> Result<Option<Self>> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = options;
+            Err(Error::Backend(
+                "opening a GPU device cannot block in a web page; use GpuBackend::hardware_async"
+                    .into(),
+            ))
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        pollster::block_on(Self::hardware_async(options))
+    }
+
+    /// [`GpuBackend::hardware`] without blocking.
+    pub async fn hardware_async(options: GpuOptions) -> Result<Option<Self>> {
+        let backends = adapter::backends(options.backends)?;
+        match adapter::pick(backends, true).await? {
+            Some(a) => Ok(Some(GpuBackend {
+                ctx: Ctx::on_adapter(a, options).await?,
+            })),
+            None => Ok(None),
+        }
+    }
+
     /// The adapter, as wgpu describes it.
     pub fn adapter_info(&self) -> wgpu::AdapterInfo {
         self.ctx.info.clone()
@@ -179,7 +210,7 @@ impl GpuBackend {
 
     /// Whether the adapter is a CPU implementation (lavapipe, SwiftShader, WARP).
     pub fn is_cpu_adapter(&self) -> bool {
-        self.ctx.info.device_type == wgpu::DeviceType::Cpu
+        adapter::is_software(&self.ctx.info)
     }
 
     /// The matmul kernel in use.
