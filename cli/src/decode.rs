@@ -29,5 +29,11 @@ pub fn decode_image(bytes: &[u8]) -> Result<(Vec<u8>, usize, usize)> {
     let img = reader.decode().map_err(|e| bad(&e))?;
     let rgb = img.into_rgb8();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    if w == 0 || h == 0 {
+        // A PPM (for one) may declare a height of 0 and decode to nothing.
+        return Err(Error::InvalidInput(format!(
+            "cannot read image: it has no pixels ({w}×{h})"
+        )));
+    }
     Ok((rgb.into_raw(), w, h))
 }
