@@ -193,42 +193,54 @@ pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
-/// File descriptor 2 pointed at `/dev/null` until dropped.
+/// File descriptor 2 pointed at `/dev/null` until dropped. Threads share one redirection:
+/// the first to silence saves the real descriptor, the last to finish restores it (two
+/// independent redirections could restore each other's `/dev/null`).
 #[cfg(target_os = "linux")]
-struct Silence {
-    saved: Option<libc::c_int>,
-}
+struct Silence;
+
+/// How many [`Silence`]s are alive, and the real stderr while any is.
+#[cfg(target_os = "linux")]
+static SILENCED: std::sync::Mutex<(usize, Option<libc::c_int>)> = std::sync::Mutex::new((0, None));
 
 #[cfg(target_os = "linux")]
 impl Silence {
     fn new() -> Self {
         use std::os::fd::AsRawFd;
-        let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
-            return Silence { saved: None };
-        };
-        // SAFETY: dup and dup2 on descriptors this process owns; failures leave fd 2 as it was.
-        unsafe {
-            let saved = libc::dup(2);
-            if saved < 0 {
-                return Silence { saved: None };
+        let mut state = SILENCED.lock().unwrap_or_else(|e| e.into_inner());
+        if state.0 == 0 {
+            if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+                // SAFETY: dup and dup2 on descriptors this process owns; on failure fd 2 stays
+                // as it was.
+                unsafe {
+                    let saved = libc::dup(2);
+                    if saved >= 0 {
+                        if libc::dup2(null.as_raw_fd(), 2) >= 0 {
+                            state.1 = Some(saved);
+                        } else {
+                            libc::close(saved);
+                        }
+                    }
+                }
             }
-            if libc::dup2(null.as_raw_fd(), 2) < 0 {
-                libc::close(saved);
-                return Silence { saved: None };
-            }
-            Silence { saved: Some(saved) }
         }
+        state.0 += 1;
+        Silence
     }
 }
 
 #[cfg(target_os = "linux")]
 impl Drop for Silence {
     fn drop(&mut self) {
-        if let Some(saved) = self.saved {
-            // SAFETY: `saved` is the descriptor dup'ed in `new`, still open.
-            unsafe {
-                libc::dup2(saved, 2);
-                libc::close(saved);
+        let mut state = SILENCED.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 -= 1;
+        if state.0 == 0 {
+            if let Some(saved) = state.1.take() {
+                // SAFETY: `saved` is the descriptor dup'ed by the first Silence, still open.
+                unsafe {
+                    libc::dup2(saved, 2);
+                    libc::close(saved);
+                }
             }
         }
     }
@@ -254,6 +266,28 @@ mod tests {
             backends(Some(wgpu::Backends::METAL)).unwrap(),
             wgpu::Backends::METAL
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn threads_silencing_at_once_leave_stderr_as_it_was() {
+        use std::os::fd::AsRawFd;
+        let before = std::fs::read_link("/proc/self/fd/2").ok();
+        let threads: std::vec::Vec<_> = (0..8)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        let _s = Silence::new();
+                        std::thread::sleep(std::time::Duration::from_micros(10 * i));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(std::fs::read_link("/proc/self/fd/2").ok(), before);
+        assert!(std::io::stderr().as_raw_fd() == 2);
     }
 
     #[test]
