@@ -320,6 +320,18 @@ fn converting_to_npz_says_which_config_values_a_round_trip_needs() {
         err.contains("note") && err.contains("image_size 16") && err.contains("--config-out"),
         "{err}"
     );
+    // A model whose tensors say everything (learned position tables) needs no such note.
+    let learned = s.model();
+    let out = run(cappa()
+        .arg("convert")
+        .arg(&learned)
+        .arg(s.0.join("learned.npz")));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("--config-out"),
+        "{}",
+        text(&out.stderr)
+    );
     // With the config kept, the round trip works, and nothing is said about it.
     let cfg = s.0.join("config.json");
     let out = run(cappa()
