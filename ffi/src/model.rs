@@ -2,17 +2,11 @@
 
 use std::ffi::{c_char, c_void};
 
-use cappa_rt::{Backend, Checkpoint, DType, Device, Model};
+use cappa_rt::{Backend, Checkpoint, DType, Device, DeviceKind, DeviceOptions, Model};
 
 use crate::error::{arg, guard, out, slice, Checked, Fail};
-use crate::handles;
+use crate::handles::{self, Loaded};
 use crate::types::*;
-
-/// A loaded model and its precomputed information.
-pub(crate) struct Loaded {
-    pub model: Model<Device>,
-    pub info: cappa_model_info,
-}
 
 /// The defaults of cappa_model_params: CAPPA_DEVICE_AUTO, CAPPA_PRECISION_AUTO.
 #[no_mangle]
@@ -46,9 +40,10 @@ pub unsafe extern "C" fn cappa_model_load_file(
         let out_model = out(out_model, "out_model")?;
         *out_model = std::ptr::null_mut();
         let path = path_arg(path)?;
-        let params = model_params(params)?;
-        let checkpoint = Checkpoint::load(&path)?;
-        *out_model = handles::add_model(load(checkpoint, &params)?);
+        // The options first: a bad one is reported before the file is read.
+        let options = Options::of(&model_params(params)?)?;
+        let checkpoint = Checkpoint::load(&path).map_err(model_error)?;
+        *out_model = handles::add_model(load(checkpoint, &options)?);
         Ok(())
     })
 }
@@ -77,9 +72,9 @@ pub unsafe extern "C" fn cappa_model_load_memory(
             return Err(Fail::invalid("`size` is 0"));
         }
         let bytes = slice(data.cast::<u8>(), size, "data")?;
-        let params = model_params(params)?;
-        let checkpoint = Checkpoint::from_bytes(bytes)?;
-        *out_model = handles::add_model(load(checkpoint, &params)?);
+        let options = Options::of(&model_params(params)?)?;
+        let checkpoint = Checkpoint::from_bytes(bytes).map_err(model_error)?;
+        *out_model = handles::add_model(load(checkpoint, &options)?);
         Ok(())
     })
 }
@@ -137,29 +132,70 @@ unsafe fn model_params(p: *const cappa_model_params) -> Checked<cappa_model_para
     Ok(*arg(p, "params")?)
 }
 
-/// Builds the model on the device `params` asks for.
-fn load(checkpoint: Checkpoint<'_>, params: &cappa_model_params) -> Checked<Loaded> {
-    let (stored, keep_16bit) = match params.precision {
-        CAPPA_PRECISION_AUTO => (None, true),
-        CAPPA_PRECISION_F32 => (None, false),
-        CAPPA_PRECISION_F16 => (Some(DType::F16), true),
-        CAPPA_PRECISION_BF16 => (Some(DType::BF16), true),
-        other => {
-            return Err(Fail::invalid(format!(
-                "unknown precision {other} in `params` (CAPPA_PRECISION_AUTO, _F32, _F16 or _BF16)"
-            )))
-        }
-    };
-    let device = device(params.device, keep_16bit)?;
+/// The loading options of `params`, checked.
+struct Options {
+    device: DeviceKind,
+    /// Round the weights to this type once loaded.
+    stored: Option<DType>,
+    /// Keep 16-bit weights 16-bit on a GPU.
+    keep_16bit: bool,
+}
+
+impl Options {
+    fn of(params: &cappa_model_params) -> Checked<Self> {
+        let (stored, keep_16bit) = match params.precision {
+            CAPPA_PRECISION_AUTO => (None, true),
+            CAPPA_PRECISION_F32 => (None, false),
+            CAPPA_PRECISION_F16 => (Some(DType::F16), true),
+            CAPPA_PRECISION_BF16 => (Some(DType::BF16), true),
+            other => {
+                return Err(Fail::invalid(format!(
+                    "unknown precision {other} in `params` (CAPPA_PRECISION_AUTO, _F32, _F16 or \
+                     _BF16)"
+                )))
+            }
+        };
+        let device = match params.device {
+            CAPPA_DEVICE_AUTO => DeviceKind::Auto,
+            CAPPA_DEVICE_CPU => DeviceKind::Cpu,
+            CAPPA_DEVICE_GPU => DeviceKind::Gpu,
+            other => {
+                return Err(Fail::invalid(format!(
+                    "unknown device {other} in `params` (CAPPA_DEVICE_AUTO, _CPU or _GPU)"
+                )))
+            }
+        };
+        Ok(Options {
+            device,
+            stored,
+            keep_16bit,
+        })
+    }
+}
+
+/// A model that a file describes but that cappa cannot take (a size over a limit, a
+/// non-finite weight, ...) is CAPPA_ERR_MODEL, whatever the kind of error.
+fn model_error(e: cappa_rt::Error) -> Fail {
+    let mut fail = Fail::from(e);
+    if fail.status == CAPPA_ERR_INVALID_ARGUMENT {
+        fail.status = CAPPA_ERR_MODEL;
+    }
+    fail
+}
+
+/// Builds the model on the device `options` asks for.
+fn load(checkpoint: Checkpoint<'_>, options: &Options) -> Checked<Loaded> {
+    let device = device(options.device, options.keep_16bit)?;
     let (num_params, file_bytes) = (count_params(&checkpoint)?, checkpoint.byte_len());
-    let model = match stored {
+    let model = match options.stored {
         // Rounded once here; the backends then hold and widen them as they do for such files.
         Some(dtype) => {
             let rounded = Checkpoint::from_vec(checkpoint.to_single_file(Some(dtype))?)?;
-            Model::new(&rounded, device)?
+            Model::new(&rounded, device)
         }
-        None => Model::new(&checkpoint, device)?,
-    };
+        None => Model::new(&checkpoint, device),
+    }
+    .map_err(model_error)?;
     let info = info(&model, num_params, file_bytes as u64);
     Ok(Loaded { model, info })
 }
@@ -209,56 +245,27 @@ fn copy_text(dst: &mut [c_char], s: &str) {
     dst[end] = 0;
 }
 
-/// The device of `kind`. `keep_16bit`: f16 and bf16 weights stay 16-bit on a GPU.
-fn device(kind: cappa_device, keep_16bit: bool) -> Checked<Device> {
-    match kind {
-        CAPPA_DEVICE_CPU => Ok(Device::cpu()),
-        CAPPA_DEVICE_GPU => gpu(keep_16bit),
-        CAPPA_DEVICE_AUTO => match std::env::var("CAPPA_DEVICE").as_deref() {
-            Ok("cpu") => Ok(Device::cpu()),
-            Ok("gpu") => gpu(keep_16bit),
-            Ok("auto") | Ok("") | Err(_) => Ok(auto(keep_16bit)),
-            Ok(other) => Err(Fail::invalid(format!(
-                "the environment variable CAPPA_DEVICE is `{other}` (cpu, gpu or auto)"
-            ))),
-        },
-        other => Err(Fail::invalid(format!(
-            "unknown device {other} in `params` (CAPPA_DEVICE_AUTO, _CPU or _GPU)"
-        ))),
-    }
-}
-
-#[cfg(feature = "gpu")]
-fn gpu_backend(keep_16bit: bool) -> cappa_rt::Result<cappa_rt::GpuBackend> {
-    cappa_rt::GpuBackend::with_options(cappa_rt::GpuOptions {
-        keep_16bit_weights: keep_16bit,
-        ..Default::default()
-    })
-}
-
-#[cfg(feature = "gpu")]
-fn gpu(keep_16bit: bool) -> Checked<Device> {
-    Ok(Device::Gpu(gpu_backend(keep_16bit)?))
-}
-
-#[cfg(not(feature = "gpu"))]
-fn gpu(_keep_16bit: bool) -> Checked<Device> {
-    Err(Fail::new(
-        CAPPA_ERR_UNSUPPORTED,
-        "this build of libcappa has no GPU backend (cargo feature `gpu`)",
-    ))
-}
-
-/// A hardware GPU if there is one, else the CPU (the policy of `cappa::Device::best`).
-fn auto(keep_16bit: bool) -> Device {
+/// The device of `kind`, by the runtime's one policy (`cappa::device`: AUTO follows
+/// `CAPPA_DEVICE`, then takes a hardware GPU or the CPU). `keep_16bit`: f16 and bf16 weights
+/// stay 16-bit on a GPU.
+fn device(kind: DeviceKind, keep_16bit: bool) -> Checked<Device> {
+    #[allow(unused_mut)]
+    let mut options = DeviceOptions::default();
     #[cfg(feature = "gpu")]
-    if let Ok(g) = gpu_backend(keep_16bit) {
-        if !g.is_cpu_adapter() {
-            return Device::Gpu(g);
+    {
+        options.gpu.keep_16bit_weights = keep_16bit;
+    }
+    #[cfg(not(feature = "gpu"))]
+    {
+        let _ = keep_16bit;
+        if kind.resolve()? == DeviceKind::Gpu {
+            return Err(Fail::new(
+                CAPPA_ERR_UNSUPPORTED,
+                "this build of libcappa has no GPU backend (cargo feature `gpu`)",
+            ));
         }
     }
-    let _ = keep_16bit;
-    Device::cpu()
+    Ok(Device::open(kind, &options)?)
 }
 
 #[cfg(test)]

@@ -70,11 +70,14 @@ pub mod decoding;
 pub mod device;
 pub mod encoder;
 pub mod error;
+#[cfg(feature = "std")]
+pub mod files;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod image;
 mod lanes;
 pub mod layers;
+pub mod limits;
 pub mod loss;
 mod math;
 pub mod model;
@@ -99,7 +102,7 @@ pub use cpu::{CpuBackend, Gemm};
 pub use decoding::{
     Beam, Caption, Decode, DecodeOptions, Greedy, GreedyOutput, OnToken, Sample, TokenEvent,
 };
-pub use device::Device;
+pub use device::{Device, DeviceKind, DeviceOptions};
 pub use error::{Error, Result};
 #[cfg(feature = "gpu")]
 pub use gpu::{GpuBackend, GpuOptions};

@@ -180,6 +180,12 @@ impl ParamSource for FileParams<'_, '_> {
             });
         }
         let values = e.to_f32(path)?;
+        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFiniteWeight {
+                name: path.to_string(),
+                index,
+            });
+        }
         self.used.borrow_mut().insert(path.to_string());
         Ok((HostTensor::new(shape, values)?, e.float_dtype(path)?))
     }
