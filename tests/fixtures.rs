@@ -1,21 +1,36 @@
 //! The CPU oracle against the reference implementation's golden tensors: every non-gradient
 //! tensor of `expected.safetensors`, for every fixture folder found, through both CPU GEMMs,
-//! the single-file form, and copies of the weights rounded to bf16 and f16.
+//! the single-file form, and with the weights kept as bf16, f16 or q8 (in the file, or
+//! converted as the model loads).
 
 use cappa::{
-    Backend, Checkpoint, Classify, CpuBackend, DType, Gemm, Greedy, HostTensor, Mode, Model, Tokens,
+    Backend, Checkpoint, Classify, CpuBackend, Gemm, Greedy, HostTensor, Mode, Model, Precision,
+    Tokens,
 };
-use cappa_tests::{as_i32, assert_close, fixture_dirs, Fixture, Tol};
+use cappa_tests::{as_i32, assert_close, fixture_dirs, max_abs_diff, Fixture, Tol};
 
 /// Tolerances for one way of loading the model.
 #[derive(Clone, Copy, Debug)]
 struct Tolerances {
     activations: Tol,
     losses: Tol,
-    /// Unit roundoff of the weights' storage type when it is narrower than f32. Every output
-    /// may then move by a further `ROUNDING_STEPS` roundoffs of its tensor's largest magnitude
-    /// (measured on cappa-tiny: at most 6 for bf16 and 4.5 for f16, on the Cap logits).
+    /// Unit roundoff of the weights' storage format when it is narrower than f32 (see
+    /// [`roundoff`]). Every output may then move by a further `ROUNDING_STEPS` roundoffs of its
+    /// tensor's largest magnitude (measured on cappa-tiny, Cap logits: 6 for bf16 and 4.5 for
+    /// f16 with every tensor rounded; 5.0 for q8; the test prints each output's figure).
     weight_roundoff: Option<f32>,
+}
+
+/// The unit roundoff of a weight format: the largest error of one stored weight, relative to
+/// the weight (bf16, f16; the conventions of the measurements above) or, for q8, to the largest
+/// magnitude of its channel (half a step of `max / 127`).
+fn roundoff(p: Precision) -> Option<f32> {
+    match p {
+        Precision::F32 => None,
+        Precision::BF16 => Some(2f32.powi(-9)),
+        Precision::F16 => Some(2f32.powi(-12)),
+        Precision::Q8 => Some(1.0 / 254.0),
+    }
 }
 
 const ROUNDING_STEPS: f32 = 16.0;
@@ -81,6 +96,15 @@ fn check_all<B: Backend>(fix: &Fixture, model: &Model<B>, tol: Tolerances, label
     let what = |n: &str| format!("{label}: {n}");
     let close = |n: &str, got: &HostTensor, key: &str, base: Tol| {
         let want = fix.want(key);
+        if let Some(u) = tol.weight_roundoff {
+            let max = want.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let err = max_abs_diff(got.data(), want.data());
+            eprintln!(
+                "{}: {:.2} roundoffs of the largest value",
+                what(n),
+                err / (u * max)
+            );
+        }
         assert_close(&what(n), got, &want, tol.widen(base, &want));
     };
 
@@ -296,50 +320,113 @@ fn single_file_form_matches_reference() {
     }
 }
 
-/// Weights rounded to 16 bits perturb every output by a multiple of the storage type's unit
-/// roundoff (2⁻⁹ for bf16, 2⁻¹² for f16); see [`Tolerances::weight_roundoff`].
-fn check_rounded<B: Backend + Clone>(dtype: DType, backend: B) {
+/// How a checked model gets weights narrower than f32.
+#[derive(Debug, Clone, Copy)]
+enum Narrowed {
+    /// Every tensor of the file rounded (`Checkpoint::to_single_file`; 16-bit only).
+    EveryTensor,
+    /// The kernels and the token table in the file (`Model::convert`, as `cappa convert`).
+    InFile,
+    /// The kernels and the token table converted as the model loads (`Model::new_as`).
+    AtLoad,
+}
+
+/// Weights kept narrower than f32 perturb every output by a multiple of the format's unit
+/// roundoff; see [`Tolerances::weight_roundoff`].
+fn check_narrowed<B: Backend + Clone>(p: Precision, how: Narrowed, backend: B) {
     for dir in fixture_dirs() {
         let fix = Fixture::open(&dir);
-        let bytes = folder(&dir).to_single_file(Some(dtype)).unwrap();
-        let ckpt = Checkpoint::from_bytes(&bytes).unwrap();
-        let entry_dtypes: Vec<_> = ckpt
-            .file()
-            .unwrap()
-            .entries()
-            .map(|(_, e)| e.float_dtype("").unwrap())
-            .collect();
-        assert!(
-            entry_dtypes.iter().all(|&d| d == dtype),
-            "all tensors stored as {dtype:?}"
-        );
-        let model = Model::new(&ckpt, backend.clone()).unwrap();
-        let roundoff = match dtype {
-            DType::BF16 => 2f32.powi(-9),
-            DType::F16 => 2f32.powi(-12),
-            DType::F32 => unreachable!(),
+        let f32_file = folder(&dir);
+        let model = match how {
+            Narrowed::EveryTensor => {
+                let dtype = p.float().expect("a float format");
+                let bytes = f32_file.to_single_file(Some(dtype)).unwrap();
+                let ckpt = Checkpoint::from_bytes(&bytes).unwrap();
+                let entry_dtypes: Vec<_> = ckpt
+                    .file()
+                    .unwrap()
+                    .entries()
+                    .map(|(_, e)| e.float_dtype("").unwrap())
+                    .collect();
+                assert!(
+                    entry_dtypes.iter().all(|&d| d == dtype),
+                    "all tensors stored as {dtype:?}"
+                );
+                Model::new(&ckpt, backend.clone()).unwrap()
+            }
+            Narrowed::InFile => {
+                let bytes = Model::convert(&f32_file, p).unwrap();
+                Model::new(&Checkpoint::from_vec(bytes).unwrap(), backend.clone()).unwrap()
+            }
+            Narrowed::AtLoad => Model::new_as(&f32_file, backend.clone(), p).unwrap(),
         };
         let tol = Tolerances {
-            weight_roundoff: Some(roundoff),
+            weight_roundoff: roundoff(p),
             ..F32
         };
         check_all(
             &fix,
             &model,
             tol,
-            &format!("{} {dtype:?} on {}", dir.display(), backend.name()),
+            &format!("{} {p} {how:?} on {}", dir.display(), backend.name()),
         );
     }
 }
 
 #[test]
 fn bf16_weights_match_reference_within_rounding() {
-    check_rounded(DType::BF16, CpuBackend::new());
+    check_narrowed(Precision::BF16, Narrowed::EveryTensor, CpuBackend::new());
+    check_narrowed(Precision::BF16, Narrowed::AtLoad, CpuBackend::new());
 }
 
 #[test]
 fn f16_weights_match_reference_within_rounding() {
-    check_rounded(DType::F16, CpuBackend::new());
+    check_narrowed(Precision::F16, Narrowed::EveryTensor, CpuBackend::new());
+}
+
+#[test]
+fn q8_weights_match_reference_within_quantisation() {
+    check_narrowed(Precision::Q8, Narrowed::InFile, CpuBackend::new());
+    check_narrowed(
+        Precision::Q8,
+        Narrowed::InFile,
+        CpuBackend::with_gemm(Gemm::Blocked),
+    );
+}
+
+/// Converting as the model loads gives the model a converted file gives, to the bit (the same
+/// conversion, the same kernels), in every format.
+#[test]
+fn converting_at_load_equals_a_converted_file() {
+    for dir in fixture_dirs() {
+        let fix = Fixture::open(&dir);
+        let images = fix.images();
+        let tokens = fix.tokens("tokens");
+        let f32_file = folder(&dir);
+        for p in Precision::ALL {
+            let outputs = |m: &Model| {
+                let be = m.backend();
+                let encoded = m.encode(&images).unwrap();
+                let logits = m.logits(&encoded, &tokens, Mode::Cap).unwrap();
+                (
+                    be.download(&encoded).unwrap(),
+                    be.download(&logits).unwrap(),
+                )
+            };
+            let at_load = Model::new_as(&f32_file, CpuBackend::new(), p).unwrap();
+            let file = Checkpoint::from_vec(Model::convert(&f32_file, p).unwrap()).unwrap();
+            let in_file = Model::new(&file, CpuBackend::new()).unwrap();
+            assert_eq!(outputs(&at_load), outputs(&in_file), "{p}");
+            // Back to f32 at load: a q8 file's weights dequantised give the same outputs.
+            let back = Model::new_as(&file, CpuBackend::new(), Precision::F32).unwrap();
+            let (enc, logits) = outputs(&back);
+            let (want_enc, want_logits) = outputs(&in_file);
+            let tol = Tol::SAME_MATH;
+            cappa_tests::assert_close(&format!("{p} back to f32: encoder"), &enc, &want_enc, tol);
+            let what = format!("{p} back to f32: logits");
+            cappa_tests::assert_close(&what, &logits, &want_logits, tol);
+        }
+    }
 }
 
 /// The whole model on the wgpu backend (lavapipe in CI) at the CPU backend's tolerances.
@@ -382,14 +469,21 @@ mod gpu {
     #[test]
     fn gpu_bf16_weights_match_reference_within_rounding() {
         if let Some(g) = gpu() {
-            check_rounded(DType::BF16, g);
+            check_narrowed(Precision::BF16, Narrowed::EveryTensor, g);
         }
     }
 
     #[test]
     fn gpu_f16_weights_match_reference_within_rounding() {
         if let Some(g) = gpu() {
-            check_rounded(DType::F16, g);
+            check_narrowed(Precision::F16, Narrowed::EveryTensor, g);
+        }
+    }
+
+    #[test]
+    fn gpu_q8_weights_match_reference_within_quantisation() {
+        if let Some(g) = gpu() {
+            check_narrowed(Precision::Q8, Narrowed::InFile, g);
         }
     }
 }

@@ -43,6 +43,7 @@ impl From<Error> for Fail {
             | Error::ShapeMismatch { .. }
             | Error::UnexpectedTensor { .. }
             | Error::UnsupportedDtype { .. }
+            | Error::Quantization { .. }
             | Error::Config(_)
             | Error::Tokenizer(_) => CAPPA_ERR_MODEL,
             Error::InputShape { .. } | Error::TokenOutOfRange { .. } | Error::InvalidInput(_) => {

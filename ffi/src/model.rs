@@ -2,7 +2,8 @@
 
 use std::ffi::{c_char, c_void};
 
-use cappa_rt::{Backend, Checkpoint, DType, Device, Model};
+use cappa_rt::formats;
+use cappa_rt::{Backend, Checkpoint, Device, Model, Precision};
 
 use crate::error::{arg, guard, out, slice, Checked, Fail};
 use crate::handles;
@@ -137,37 +138,38 @@ unsafe fn model_params(p: *const cappa_model_params) -> Checked<cappa_model_para
     Ok(*arg(p, "params")?)
 }
 
-/// Builds the model on the device `params` asks for.
+/// Builds the model on the device `params` asks for, its weights converted as they load if
+/// `params` asks for a precision.
 fn load(checkpoint: Checkpoint<'_>, params: &cappa_model_params) -> Checked<Loaded> {
-    let (stored, keep_16bit) = match params.precision {
-        CAPPA_PRECISION_AUTO => (None, true),
-        CAPPA_PRECISION_F32 => (None, false),
-        CAPPA_PRECISION_F16 => (Some(DType::F16), true),
-        CAPPA_PRECISION_BF16 => (Some(DType::BF16), true),
+    let precision = match params.precision {
+        CAPPA_PRECISION_AUTO => None,
+        CAPPA_PRECISION_F32 => Some(Precision::F32),
+        CAPPA_PRECISION_F16 => Some(Precision::F16),
+        CAPPA_PRECISION_BF16 => Some(Precision::BF16),
+        CAPPA_PRECISION_Q8 => Some(Precision::Q8),
         other => {
             return Err(Fail::invalid(format!(
-                "unknown precision {other} in `params` (CAPPA_PRECISION_AUTO, _F32, _F16 or _BF16)"
+                "unknown precision {other} in `params` (CAPPA_PRECISION_AUTO, _F32, _F16, _BF16 \
+                 or _Q8)"
             )))
         }
     };
-    let device = device(params.device, keep_16bit)?;
+    let device = device(params.device)?;
     let (num_params, file_bytes) = (count_params(&checkpoint)?, checkpoint.byte_len());
-    let model = match stored {
-        // Rounded once here; the backends then hold and widen them as they do for such files.
-        Some(dtype) => {
-            let rounded = Checkpoint::from_vec(checkpoint.to_single_file(Some(dtype))?)?;
-            Model::new(&rounded, device)?
-        }
+    let model = match precision {
+        Some(p) => Model::new_as(&checkpoint, device, p)?,
         None => Model::new(&checkpoint, device)?,
     };
     let info = info(&model, num_params, file_bytes as u64);
     Ok(Loaded { model, info })
 }
 
+/// The model's parameters (a q8 tensor's scales are not counted).
 fn count_params(checkpoint: &Checkpoint<'_>) -> Checked<u64> {
-    Ok(checkpoint
-        .file()?
+    let file = checkpoint.file()?;
+    Ok(file
         .entries()
+        .filter(|(name, _)| !formats::is_scale(&file, name))
         .map(|(_, e)| e.shape.iter().product::<usize>() as u64)
         .sum())
 }
@@ -209,15 +211,15 @@ fn copy_text(dst: &mut [c_char], s: &str) {
     dst[end] = 0;
 }
 
-/// The device of `kind`. `keep_16bit`: f16 and bf16 weights stay 16-bit on a GPU.
-fn device(kind: cappa_device, keep_16bit: bool) -> Checked<Device> {
+/// The device of `kind`.
+fn device(kind: cappa_device) -> Checked<Device> {
     match kind {
         CAPPA_DEVICE_CPU => Ok(Device::cpu()),
-        CAPPA_DEVICE_GPU => gpu(keep_16bit),
+        CAPPA_DEVICE_GPU => gpu(),
         CAPPA_DEVICE_AUTO => match std::env::var("CAPPA_DEVICE").as_deref() {
             Ok("cpu") => Ok(Device::cpu()),
-            Ok("gpu") => gpu(keep_16bit),
-            Ok("auto") | Ok("") | Err(_) => Ok(auto(keep_16bit)),
+            Ok("gpu") => gpu(),
+            Ok("auto") | Ok("") | Err(_) => Ok(auto()),
             Ok(other) => Err(Fail::invalid(format!(
                 "the environment variable CAPPA_DEVICE is `{other}` (cpu, gpu or auto)"
             ))),
@@ -229,20 +231,12 @@ fn device(kind: cappa_device, keep_16bit: bool) -> Checked<Device> {
 }
 
 #[cfg(feature = "gpu")]
-fn gpu_backend(keep_16bit: bool) -> cappa_rt::Result<cappa_rt::GpuBackend> {
-    cappa_rt::GpuBackend::with_options(cappa_rt::GpuOptions {
-        keep_16bit_weights: keep_16bit,
-        ..Default::default()
-    })
-}
-
-#[cfg(feature = "gpu")]
-fn gpu(keep_16bit: bool) -> Checked<Device> {
-    Ok(Device::Gpu(gpu_backend(keep_16bit)?))
+fn gpu() -> Checked<Device> {
+    Ok(Device::Gpu(cappa_rt::GpuBackend::new()?))
 }
 
 #[cfg(not(feature = "gpu"))]
-fn gpu(_keep_16bit: bool) -> Checked<Device> {
+fn gpu() -> Checked<Device> {
     Err(Fail::new(
         CAPPA_ERR_UNSUPPORTED,
         "this build of libcappa has no GPU backend (cargo feature `gpu`)",
@@ -250,14 +244,13 @@ fn gpu(_keep_16bit: bool) -> Checked<Device> {
 }
 
 /// A hardware GPU if there is one, else the CPU (the policy of `cappa::Device::best`).
-fn auto(keep_16bit: bool) -> Device {
+fn auto() -> Device {
     #[cfg(feature = "gpu")]
-    if let Ok(g) = gpu_backend(keep_16bit) {
+    if let Ok(g) = cappa_rt::GpuBackend::new() {
         if !g.is_cpu_adapter() {
             return Device::Gpu(g);
         }
     }
-    let _ = keep_16bit;
     Device::cpu()
 }
 

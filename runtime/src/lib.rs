@@ -70,6 +70,7 @@ pub mod decoding;
 pub mod device;
 pub mod encoder;
 pub mod error;
+pub mod formats;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod image;
@@ -101,6 +102,7 @@ pub use decoding::{
 };
 pub use device::Device;
 pub use error::{Error, Result};
+pub use formats::{Precision, StoredTensor};
 #[cfg(feature = "gpu")]
 pub use gpu::{GpuBackend, GpuOptions};
 pub use loss::LossOutput;
