@@ -1,5 +1,5 @@
 //! The CPU backend: exact `f32`, `no_std`, the oracle every other backend is tested against.
-//! With `std` its matmuls use `matrixmultiply` and all cores; without, a blocked loop.
+//! With `std` its matmuls use the `gemm` crate's SIMD kernels and all cores; without, a blocked loop.
 
 use alloc::borrow::Cow;
 use alloc::string::{String, ToString};
@@ -400,6 +400,7 @@ impl TrainBackend for CpuBackend {
             &d_o.values(),
             d.forward,
             mask,
+            self.gemm,
         );
         Ok((
             CpuTensor::new(q.shape.clone(), dq),
@@ -416,7 +417,7 @@ impl TrainBackend for CpuBackend {
     ) -> Result<CpuTensor> {
         Ok(CpuTensor::new(
             x.shape.clone(),
-            ops::gelu_backward::cpu(&x.values(), &dy.values()),
+            ops::gelu_backward::cpu(&x.values(), &dy.values(), self.gemm),
         ))
     }
 

@@ -7,7 +7,6 @@ use alloc::vec::Vec;
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::model::{Mode, Model};
 use crate::tensor::Tokens;
 
 /// A loss and its per-caption parts.
@@ -64,42 +63,4 @@ pub fn caption_loss<B: Backend>(
         .collect();
     let mean = per_example.iter().sum::<f32>() / per_example.len() as f32;
     Ok(LossOutput { mean, per_example })
-}
-
-impl<B: Backend> Model<B> {
-    /// The training loss of `targets` with every caption in `mode`.
-    pub fn loss(
-        &self,
-        encoded: &B::Tensor,
-        targets: &Tokens,
-        mode: Mode,
-        label_smoothing: f32,
-    ) -> Result<LossOutput> {
-        let logits = self.logits(encoded, targets, mode)?;
-        caption_loss(
-            self.backend(),
-            &logits,
-            targets,
-            self.config().pad_id,
-            label_smoothing,
-        )
-    }
-
-    /// The training loss with a mode per caption (CapPa's mixed batch).
-    pub fn loss_per_row(
-        &self,
-        encoded: &B::Tensor,
-        targets: &Tokens,
-        modes: &[Mode],
-        label_smoothing: f32,
-    ) -> Result<LossOutput> {
-        let logits = self.logits_per_row(encoded, targets, modes)?;
-        caption_loss(
-            self.backend(),
-            &logits,
-            targets,
-            self.config().pad_id,
-            label_smoothing,
-        )
-    }
 }

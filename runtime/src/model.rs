@@ -14,6 +14,7 @@ use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 use crate::formats::{Precision, Role, StoredTensor, Q8_SCHEME, QUANTIZATION_KEY};
 use crate::layers::{Param, Parameters, Tap};
+use crate::loss::{caption_loss, LossOutput};
 use crate::safetensors_io::{serialize, OwnedTensor};
 use crate::tensor::{HostTensor, Tokens};
 use crate::tokenizer::Tokenizer;
@@ -265,6 +266,44 @@ impl<B: Backend> Model<B> {
     }
 }
 
+impl<B: Backend> Model<B> {
+    /// The training loss of `targets` with every caption in `mode`.
+    pub fn loss(
+        &self,
+        encoded: &B::Tensor,
+        targets: &Tokens,
+        mode: Mode,
+        label_smoothing: f32,
+    ) -> Result<LossOutput> {
+        let logits = self.logits(encoded, targets, mode)?;
+        caption_loss(
+            self.backend(),
+            &logits,
+            targets,
+            self.config().pad_id,
+            label_smoothing,
+        )
+    }
+
+    /// The training loss with a mode per caption (CapPa's mixed batch).
+    pub fn loss_per_row(
+        &self,
+        encoded: &B::Tensor,
+        targets: &Tokens,
+        modes: &[Mode],
+        label_smoothing: f32,
+    ) -> Result<LossOutput> {
+        let logits = self.logits_per_row(encoded, targets, modes)?;
+        caption_loss(
+            self.backend(),
+            &logits,
+            targets,
+            self.config().pad_id,
+            label_smoothing,
+        )
+    }
+}
+
 impl Model<CpuBackend> {
     /// [`Model::random`] as a model file (made on the CPU): a checkpoint for tests and demos.
     pub fn random_checkpoint(config: &Config, seed: u64) -> Result<Checkpoint<'static>> {
@@ -336,7 +375,6 @@ mod train {
     use crate::decoder::DecoderTape;
     use crate::encoder::EncoderTape;
     use crate::layers::Grads;
-    use crate::loss::{caption_loss, LossOutput};
 
     /// What [`Model::forward_train`] keeps for the reverse pass of one batch.
     #[derive(Debug, Clone)]

@@ -101,3 +101,38 @@ where
     }
     f(0, out);
 }
+
+/// Calls `f` on every item (disjoint pieces of the outputs, say), in parallel when the total
+/// `work_per_item × items` is large enough. Each item is handled exactly as on one thread, so
+/// results do not depend on the thread count (its user is the trainer's attention backward).
+#[cfg(feature = "train")]
+pub fn for_each<T, F>(items: alloc::vec::Vec<T>, work_per_item: usize, f: F)
+where
+    T: Send,
+    F: Fn(T) + Sync,
+{
+    let threads = num_threads()
+        .min(items.len())
+        .min((items.len() * work_per_item) / MIN_WORK_PER_THREAD)
+        .max(1);
+    #[cfg(all(feature = "std", not(target_family = "wasm")))]
+    if threads > 1 {
+        if let Some(pool) = pool() {
+            let per = items.len().div_ceil(threads);
+            let mut items = items.into_iter();
+            pool.scope(|s| {
+                let f = &f;
+                loop {
+                    let group: alloc::vec::Vec<T> = items.by_ref().take(per).collect();
+                    if group.is_empty() {
+                        break;
+                    }
+                    s.spawn(move |_| group.into_iter().for_each(f));
+                }
+            });
+            return;
+        }
+    }
+    let _ = threads;
+    items.into_iter().for_each(f);
+}

@@ -69,11 +69,31 @@ struct Line {
     caption: String,
 }
 
+/// A file that marks a folder as a check set, which [`Dataset::open`] refuses to read.
+pub const NOT_FOR_TRAINING: &str = "NOT-FOR-TRAINING";
+
 const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
 
 impl Dataset {
-    /// A JSONL file or a folder (see the module docs).
+    /// A JSONL file or a folder (see the module docs). A folder marked [`NOT_FOR_TRAINING`]
+    /// (a check set), or a file in one, is refused.
     pub fn open(path: &Path) -> Result<Self> {
+        let folder = if path.is_dir() {
+            Some(path)
+        } else {
+            path.parent()
+        };
+        if let Some(marker) = folder
+            .map(|f| f.join(NOT_FOR_TRAINING))
+            .filter(|m| m.exists())
+        {
+            return Err(Error::Config(format!(
+                "{}: a check set ({}), never training or validation data; measure a model on it \
+                 with `cappa-train eval --checkset`",
+                path.display(),
+                marker.display()
+            )));
+        }
         if path.is_dir() {
             Self::from_folder(path)
         } else {
@@ -140,9 +160,10 @@ impl Dataset {
         Ok(ds)
     }
 
-    /// The first `n` scenes of a split of the shapes world (see [`crate::shapes`]). Scene `i`
-    /// is drawn at 1, 2 or 3 times `image_size` (by `i % 3`) and resized to the model's size as
-    /// a user's image is, so a model trained on it captions images of any size.
+    /// The first `n` scenes of a split of the shapes world (see [`crate::shapes`]), for a
+    /// model of `image_size` pixels. Each scene is drawn at its own [`Scene::pixels`] — most at
+    /// the model's size, the rest at 0.75 to 3 times it — and resized to the model's size as a
+    /// user's picture is, so a model trained on it captions pictures of any size.
     pub fn shapes(world: &ShapesWorld, split: Split, n: usize, image_size: usize) -> Self {
         let examples = (0..n as u64)
             .map(|i| {
@@ -150,8 +171,8 @@ impl Dataset {
                 Example {
                     caption: scene.caption(),
                     image: ImageSource::Scene {
+                        pixels: scene.pixels(image_size),
                         scene: Box::new(scene),
-                        pixels: image_size * (1 + (i % 3) as usize),
                     },
                     origin: format!("shapes {split:?} #{i}"),
                 }
@@ -172,6 +193,18 @@ impl Dataset {
     pub fn is_empty(&self) -> bool {
         self.examples.is_empty()
     }
+}
+
+/// Reads an image file (PNG or JPEG) and preprocesses it as the runtime does: resized to
+/// `size × size`, values in [-1, 1].
+pub fn load_image(path: &Path, size: usize) -> Result<HostTensor> {
+    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    let img = image::load_from_memory(&bytes)
+        .map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))?
+        .to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    preprocess(img.as_raw(), PixelLayout::rgb(w, h), size)
+        .map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))
 }
 
 /// How examples become model inputs.
@@ -205,18 +238,14 @@ impl Prep {
                 t.clone()
             }
             ImageSource::Scene { scene, pixels } => {
-                let rgb = scene.render(*pixels);
-                preprocess(&rgb, PixelLayout::rgb(*pixels, *pixels), self.image_size)?
+                if *pixels == scene.pixels(self.image_size) {
+                    scene.image(self.image_size)?
+                } else {
+                    let rgb = scene.render(*pixels);
+                    preprocess(&rgb, PixelLayout::rgb(*pixels, *pixels), self.image_size)?
+                }
             }
-            ImageSource::File(path) => {
-                let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
-                let img = image::load_from_memory(&bytes)
-                    .map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))?
-                    .to_rgb8();
-                let (w, h) = (img.width() as usize, img.height() as usize);
-                preprocess(img.as_raw(), PixelLayout::rgb(w, h), self.image_size)
-                    .map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))?
-            }
+            ImageSource::File(path) => load_image(path, self.image_size)?,
         };
         let ids =
             self.tokenizer

@@ -4,17 +4,17 @@
 //! with the objects swapped, in the spirit of ARO), and a few-shot linear probe on the frozen
 //! encoder's GAP features.
 
+use std::path::Path;
+
 use cappa::{
-    Backend, Beam, Classify, Decode, DecodeOptions, HostTensor, Model, Result, Tokenizer, Tokens,
+    Backend, Beam, Classify, Decode, DecodeOptions, Error, HostTensor, Model, Result, Tokenizer,
+    Tokens,
 };
 
 use serde::Serialize;
 
-use crate::shapes::{Colour, Scene, Shape, ShapesWorld, Split};
-
-/// Evaluation scenes are drawn at this multiple of the model's image size, as the sample images
-/// in `examples/images/` are, then resized like any user image.
-pub const RENDER_SCALE: usize = 3;
+use crate::data::{load_image, Dataset, ImageSource};
+use crate::shapes::{Colour, Description, Phrase, Scene, Shape, ShapesWorld, Size, Split};
 
 /// Scenes of one kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,15 +40,15 @@ pub fn scenes(
         .collect()
 }
 
-/// Renders scenes at [`RENDER_SCALE`] times the model's size and preprocesses them (resizing, as
-/// any user image) into a `[B, S, S, 3]` batch for `model`.
+/// Draws scenes as training does (each at its own [`Scene::pixels`], resized as any user
+/// picture) into a `[B, S, S, 3]` batch for `model`.
 pub fn images<B: Backend>(model: &Model<B>, scenes: &[Scene]) -> Result<HostTensor> {
-    let s = model.config().image_size * RENDER_SCALE;
-    let imgs = scenes
-        .iter()
-        .map(|sc| model.preprocess_rgb8(&sc.render(s), s, s))
-        .collect::<Result<Vec<_>>>()?;
-    model.batch(&imgs)
+    let s = model.config().image_size;
+    let mut data = Vec::with_capacity(scenes.len() * s * s * 3);
+    for sc in scenes {
+        data.extend_from_slice(sc.image(s)?.data());
+    }
+    HostTensor::new(&[scenes.len(), s, s, 3], data)
 }
 
 /// Captioning quality of one decoding mode.
@@ -61,26 +61,47 @@ pub struct CaptionScore {
     pub token_accuracy: f32,
 }
 
-/// Exact match and token accuracy of `decode` on `scenes`, in batches of `batch`. A caption is
-/// measured against the closest of the scene's exact captions ([`Scene::captions`]: a
-/// two-object scene has two, one from each object).
+/// The captions `decode` gives for a batch of images `[B, S, S, 3]`: per image its tokens
+/// (EOS appended when the caption ended with one) and its text.
+pub fn decode_batch<B: Backend>(
+    model: &Model<B>,
+    tok: &Tokenizer,
+    images: &HostTensor,
+    decode: &Decode,
+) -> Result<Vec<(Vec<u32>, String)>> {
+    let eos = model.config().eos_id;
+    let enc = model.encode(images)?;
+    let out = model.caption_tokens(&enc, decode, &DecodeOptions::default(), None)?;
+    Ok(out
+        .into_iter()
+        .map(|mut caps| {
+            let c = caps.swap_remove(0);
+            let text = tok.decode(&c.tokens);
+            let mut tokens = c.tokens;
+            if c.eos {
+                tokens.push(eos);
+            }
+            (tokens, text)
+        })
+        .collect())
+}
+
+/// Exact match and token accuracy of `decode` on `scenes`, in batches of `batch`, and the
+/// captions' texts. A caption is measured against the closest of the scene's exact captions
+/// ([`Scene::captions`]: a two-object scene has two, one from each object).
 pub fn captioning<B: Backend>(
     model: &Model<B>,
     tok: &Tokenizer,
     scenes: &[Scene],
     decode: &Decode,
     batch: usize,
-) -> Result<CaptionScore> {
+) -> Result<(CaptionScore, Vec<String>)> {
     let cfg = model.config();
     let (mut exact, mut right, mut total) = (0usize, 0usize, 0usize);
+    let mut texts = Vec::with_capacity(scenes.len());
     for chunk in scenes.chunks(batch.max(1)) {
-        let enc = model.encode(&images(model, chunk)?)?;
-        let out = model.caption_tokens(&enc, decode, &DecodeOptions::default(), None)?;
-        for (scene, caps) in chunk.iter().zip(out) {
-            let mut got = caps[0].tokens.clone();
-            if caps[0].eos {
-                got.push(cfg.eos_id);
-            }
+        let out = decode_batch(model, tok, &images(model, chunk)?, decode)?;
+        for (scene, (got, text)) in chunk.iter().zip(out) {
             // (exact, tokens right, tokens) against each exact caption; the best one counts.
             let (e, r, n) = scene
                 .captions()
@@ -99,12 +120,171 @@ pub fn captioning<B: Backend>(
             exact += usize::from(e);
             right += r;
             total += n;
+            texts.push(text);
         }
     }
-    Ok(CaptionScore {
+    let score = CaptionScore {
         exact_match: exact as f32 / scenes.len().max(1) as f32,
         token_accuracy: right as f32 / total.max(1) as f32,
-    })
+    };
+    Ok((score, texts))
+}
+
+/// What a model's captions get right on one-object scenes, by word. Each is a fraction of the
+/// one-object scenes.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct OneObjectWords {
+    /// Number of one-object scenes.
+    pub scenes: usize,
+    /// The first colour word of the caption is the object's colour.
+    pub colour: f32,
+    /// The first shape word of the caption is the object's shape.
+    pub shape: f32,
+    /// Both of the above.
+    pub colour_and_shape: f32,
+    /// The first size word of the caption is the object's size.
+    pub size: f32,
+    /// The caption is the scene's caption, word for word.
+    pub exact: f32,
+}
+
+/// What a model's captions get right on two-object scenes, by word. A caption counts only if it
+/// has the world's grammar ([`Description::parse`]: "a S C S RELATION a S C S"); each is a
+/// fraction of the two-object scenes.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct TwoObjectWords {
+    /// Number of two-object scenes.
+    pub scenes: usize,
+    /// The caption's two colour words are the objects' two colours, in either order.
+    pub colours: f32,
+    /// Its two shape words are the objects' two shapes, in either order.
+    pub shapes: f32,
+    /// Its two objects are the scene's two objects by colour and shape (sizes aside), in either
+    /// order: both objects named.
+    pub objects: f32,
+    /// Both objects named, and the relation right: "X REL Y" with X, Y the scene's first and
+    /// second object and REL its relation, or the same said from the other object ("Y REL⁻¹ X").
+    pub objects_and_relation: f32,
+    /// The caption is one of the scene's two exact captions (either phrasing), sizes included.
+    pub exact: f32,
+}
+
+/// Word-level scores of one decoding mode on one- and two-object scenes.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct WordScores {
+    /// One-object scenes.
+    pub one: OneObjectWords,
+    /// Two-object scenes.
+    pub two: TwoObjectWords,
+}
+
+/// Scores captions (`got`) against what their scenes are (`truth`), pair by pair; see the
+/// fields of [`OneObjectWords`] and [`TwoObjectWords`] for what each measure counts.
+pub fn score_words<'a>(pairs: impl IntoIterator<Item = (&'a Description, &'a str)>) -> WordScores {
+    let (mut one, mut two) = ([0usize; 6], [0usize; 6]);
+    for (truth, got) in pairs {
+        let parsed = Description::parse(got);
+        match (truth.objects.as_slice(), truth.relation) {
+            ([t], None) => {
+                let lower = got.to_lowercase();
+                let words: Vec<&str> = lower.split_whitespace().collect();
+                let first =
+                    |all: &[&str]| words.iter().find_map(|w| all.iter().position(|a| a == w));
+                let colour = first(&Colour::ALL.map(Colour::word)) == Some(t.colour as usize);
+                let shape = first(&Shape::ALL.map(Shape::word)) == Some(t.shape as usize);
+                let size = first(&Size::ALL.map(Size::word)) == Some(t.size as usize);
+                let exact = parsed.as_ref() == Some(truth);
+                for (k, ok) in [true, colour, shape, colour && shape, size, exact]
+                    .into_iter()
+                    .enumerate()
+                {
+                    one[k] += usize::from(ok);
+                }
+            }
+            ([a, b], Some(r)) => {
+                let same = |p: &Phrase, q: &Phrase| (p.colour, p.shape) == (q.colour, q.shape);
+                let (colours, shapes, objects, related, exact) = match parsed {
+                    Some(Description {
+                        objects,
+                        relation: Some(rel),
+                    }) => {
+                        let (p, q) = (&objects[0], &objects[1]);
+                        let pair = |f: &dyn Fn(&Phrase) -> (usize, usize)| {
+                            let (mut x, mut y) = ([f(p), f(q)], [f(a), f(b)]);
+                            x.sort_unstable();
+                            y.sort_unstable();
+                            x == y
+                        };
+                        let related = (same(p, a) && same(q, b) && rel == r)
+                            || (same(p, b) && same(q, a) && rel == r.inverse());
+                        let d = Description {
+                            objects: objects.clone(),
+                            relation: Some(rel),
+                        };
+                        (
+                            pair(&|o| (o.colour as usize, 0)),
+                            pair(&|o| (o.shape as usize, 0)),
+                            pair(&|o| (o.colour as usize, o.shape as usize)),
+                            related,
+                            d == *truth || d == truth.other_way(),
+                        )
+                    }
+                    _ => (false, false, false, false, false),
+                };
+                for (k, ok) in [true, colours, shapes, objects, related, exact]
+                    .into_iter()
+                    .enumerate()
+                {
+                    two[k] += usize::from(ok);
+                }
+            }
+            _ => unreachable!("a description has one object, or two and a relation"),
+        }
+    }
+    let f = |n: usize, of: usize| n as f32 / of.max(1) as f32;
+    WordScores {
+        one: OneObjectWords {
+            scenes: one[0],
+            colour: f(one[1], one[0]),
+            shape: f(one[2], one[0]),
+            colour_and_shape: f(one[3], one[0]),
+            size: f(one[4], one[0]),
+            exact: f(one[5], one[0]),
+        },
+        two: TwoObjectWords {
+            scenes: two[0],
+            colours: f(two[1], two[0]),
+            shapes: f(two[2], two[0]),
+            objects: f(two[3], two[0]),
+            objects_and_relation: f(two[4], two[0]),
+            exact: f(two[5], two[0]),
+        },
+    }
+}
+
+impl WordScores {
+    /// Two lines of percentages (one-object, two-object scenes), each starting with `name`.
+    pub fn table(&self, name: &str) -> String {
+        let pct = |v: f32| format!("{:5.1}%", 100.0 * v);
+        let (o, t) = (&self.one, &self.two);
+        format!(
+            "{name:<12} one object ({:>3}):  colour {}  shape {}  both {}  size {}  exact {}\n\
+             {:<12} two objects ({:>3}): colours {}  shapes {}  objects {}  + relation {}  exact {}\n",
+            o.scenes,
+            pct(o.colour),
+            pct(o.shape),
+            pct(o.colour_and_shape),
+            pct(o.size),
+            pct(o.exact),
+            "",
+            t.scenes,
+            pct(t.colours),
+            pct(t.shapes),
+            pct(t.objects),
+            pct(t.objects_and_relation),
+            pct(t.exact),
+        )
+    }
 }
 
 fn argmax(row: &[f32]) -> usize {
@@ -313,6 +493,10 @@ pub struct Report {
     pub beam: (CaptionScore, CaptionScore),
     /// Parallel decoding, one- and two-object scenes (None for Cap-only models).
     pub parallel: Option<(CaptionScore, CaptionScore)>,
+    /// Word-level scores of the greedy captions of the same scenes.
+    pub greedy_words: WordScores,
+    /// Word-level scores of the parallel captions (None for Cap-only models).
+    pub parallel_words: Option<WordScores>,
     /// Greedy exact match on held-out colour+shape pairs.
     pub held_out_greedy: CaptionScore,
     /// Zero-shot shape and colour accuracy.
@@ -332,22 +516,29 @@ pub fn report<B: Backend>(
 ) -> Result<Report> {
     let one = scenes(world, Split::Test, Objects::One, n, 0);
     let two = scenes(world, Split::Test, Objects::Two, n, 0);
-    let both = |d: &Decode| -> Result<(CaptionScore, CaptionScore)> {
-        Ok((
-            captioning(model, tok, &one, d, 32)?,
-            captioning(model, tok, &two, d, 32)?,
-        ))
+    let truths: Vec<Description> = one.iter().chain(&two).map(Scene::description).collect();
+    let both = |d: &Decode| -> Result<((CaptionScore, CaptionScore), WordScores)> {
+        let (s1, t1) = captioning(model, tok, &one, d, 32)?;
+        let (s2, t2) = captioning(model, tok, &two, d, 32)?;
+        let texts: Vec<String> = t1.into_iter().chain(t2).collect();
+        let words = score_words(truths.iter().zip(texts.iter().map(String::as_str)));
+        Ok(((s1, s2), words))
     };
     let held = scenes(world, Split::HeldOut, Objects::One, n, 0);
+    let (greedy, greedy_words) = both(&Decode::Greedy)?;
+    let (beam, _) = both(&Decode::Beam(Beam::default()))?;
+    let parallel = if model.config().has_mask_token() {
+        Some(both(&Decode::Parallel)?)
+    } else {
+        None
+    };
     Ok(Report {
-        greedy: both(&Decode::Greedy)?,
-        beam: both(&Decode::Beam(Beam::default()))?,
-        parallel: if model.config().has_mask_token() {
-            Some(both(&Decode::Parallel)?)
-        } else {
-            None
-        },
-        held_out_greedy: captioning(model, tok, &held, &Decode::Greedy, 32)?,
+        greedy,
+        beam,
+        parallel: parallel.map(|p| p.0),
+        greedy_words,
+        parallel_words: parallel.map(|p| p.1),
+        held_out_greedy: captioning(model, tok, &held, &Decode::Greedy, 32)?.0,
         zero_shot: zero_shot(model, tok, &one)?,
         word_order: word_order(model, tok, &two)?,
         probe: (
@@ -393,8 +584,147 @@ impl Report {
             pct(self.probe.0),
             pct(self.probe.1)
         );
+        out += "words of the captions:\n";
+        out += &self.greedy_words.table("  greedy");
+        if let Some(p) = &self.parallel_words {
+            out += &p.table("  parallel");
+        }
         out
     }
+}
+
+/// A check set: pictures of the shapes world's words drawn by another program (such as
+/// `examples/checkset/`, written by `examples/checkset/make_checkset.py`), with what each
+/// caption says. Never training data.
+#[derive(Debug, Clone)]
+pub struct CheckSet {
+    /// The images, preprocessed for the model: `[S, S, 3]` each.
+    pub images: Vec<HostTensor>,
+    /// What each image's caption says.
+    pub truths: Vec<Description>,
+    /// Where each came from (`captions.jsonl:line`), for messages.
+    pub origins: Vec<String>,
+}
+
+impl CheckSet {
+    /// Reads `captions.jsonl` of the folder `dir` (or `dir` itself if it is a JSONL file):
+    /// `{"image": path, "caption": text}` per line, as `cappa-train shapes` writes. Images of any
+    /// size are decoded and resized to `image_size` as the trainer and the runtime do. Strict:
+    /// a bad line, an unreadable image or a caption outside the world's grammar is an error.
+    pub fn open(dir: &Path, image_size: usize) -> Result<CheckSet> {
+        let file = if dir.is_dir() {
+            dir.join(CHECKSET_CAPTIONS)
+        } else {
+            dir.to_path_buf()
+        };
+        let ds = Dataset::from_jsonl(&file)?;
+        if let Some(w) = ds.warnings.first() {
+            return Err(Error::InvalidInput(w.clone()));
+        }
+        if ds.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "{}: no example",
+                file.display()
+            )));
+        }
+        let mut set = CheckSet {
+            images: Vec::with_capacity(ds.len()),
+            truths: Vec::with_capacity(ds.len()),
+            origins: Vec::with_capacity(ds.len()),
+        };
+        for ex in ds.examples {
+            let truth = Description::parse(&ex.caption).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "{}: {:?} is not a caption of the shapes world",
+                    ex.origin, ex.caption
+                ))
+            })?;
+            let ImageSource::File(path) = &ex.image else {
+                unreachable!("JSONL examples are files")
+            };
+            set.images.push(load_image(path, image_size)?);
+            set.truths.push(truth);
+            set.origins.push(ex.origin);
+        }
+        Ok(set)
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+}
+
+/// The caption file of a check-set folder.
+pub const CHECKSET_CAPTIONS: &str = "captions.jsonl";
+
+/// A model's word-level scores on a check set, greedy and parallel.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct CheckReport {
+    /// Greedy captions.
+    pub greedy: WordScores,
+    /// Parallel captions (None for Cap-only models).
+    pub parallel: Option<WordScores>,
+}
+
+impl CheckReport {
+    /// A human-readable table (percentages).
+    pub fn table(&self) -> String {
+        let mut out = self.greedy.table("greedy");
+        match &self.parallel {
+            Some(p) => out += &p.table("parallel"),
+            None => out += "parallel     (a Cap-only model)\n",
+        }
+        out
+    }
+}
+
+/// The captions of `decode` for `images` (`[S, S, 3]` each), in batches of `batch`.
+pub fn caption_images<B: Backend>(
+    model: &Model<B>,
+    tok: &Tokenizer,
+    images: &[HostTensor],
+    decode: &Decode,
+    batch: usize,
+) -> Result<Vec<String>> {
+    let s = model.config().image_size;
+    let mut texts = Vec::with_capacity(images.len());
+    for chunk in images.chunks(batch.max(1)) {
+        let mut data = Vec::with_capacity(chunk.len() * s * s * 3);
+        for img in chunk {
+            data.extend_from_slice(img.data());
+        }
+        let batch = HostTensor::new(&[chunk.len(), s, s, 3], data)?;
+        texts.extend(
+            decode_batch(model, tok, &batch, decode)?
+                .into_iter()
+                .map(|(_, t)| t),
+        );
+    }
+    Ok(texts)
+}
+
+/// Greedy and parallel word-level scores of `model` on a check set.
+pub fn check<B: Backend>(model: &Model<B>, tok: &Tokenizer, set: &CheckSet) -> Result<CheckReport> {
+    let score = |d: &Decode| -> Result<WordScores> {
+        let texts = caption_images(model, tok, &set.images, d, 32)?;
+        Ok(score_words(
+            set.truths.iter().zip(texts.iter().map(String::as_str)),
+        ))
+    };
+    Ok(CheckReport {
+        greedy: score(&Decode::Greedy)?,
+        parallel: if model.config().has_mask_token() {
+            Some(score(&Decode::Parallel)?)
+        } else {
+            None
+        },
+    })
 }
 
 #[cfg(test)]
@@ -445,6 +775,106 @@ mod tests {
             assert!(r.greedy.0.exact_match < 0.5, "{r:?}");
             assert!(r.table().contains("word order"));
         }
+    }
+
+    /// Word scores of `got` against the descriptions of `truths`.
+    fn words(truths: &[&str], got: &[&str]) -> WordScores {
+        let t: Vec<Description> = truths
+            .iter()
+            .map(|c| Description::parse(c).unwrap())
+            .collect();
+        score_words(t.iter().zip(got.iter().copied()))
+    }
+
+    #[test]
+    fn the_truth_scores_everything_and_either_phrasing_counts() {
+        let world = ShapesWorld::new(6);
+        let all: Vec<Scene> = (0..200).map(|i| world.scene(Split::Test, i)).collect();
+        let truths: Vec<Description> = all.iter().map(Scene::description).collect();
+        for phrasing in [0, 1] {
+            let got: Vec<String> = all
+                .iter()
+                .map(|s| s.captions()[phrasing.min(s.captions().len() - 1)].clone())
+                .collect();
+            let w = score_words(truths.iter().zip(got.iter().map(String::as_str)));
+            assert!(w.one.scenes > 50 && w.two.scenes > 50, "{w:?}");
+            assert_eq!(w.one.scenes + w.two.scenes, 200);
+            let o = w.one;
+            let t = w.two;
+            for v in [o.colour, o.shape, o.colour_and_shape, o.size, o.exact] {
+                assert_eq!(v, 1.0, "{w:?}");
+            }
+            for v in [
+                t.colours,
+                t.shapes,
+                t.objects,
+                t.objects_and_relation,
+                t.exact,
+            ] {
+                assert_eq!(v, 1.0, "{w:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_object_words_count_the_first_colour_shape_and_size_word() {
+        let truth = ["a small red circle"; 6];
+        let w = words(
+            &truth,
+            &[
+                "a small red circle",                           // all right
+                "a large red circle",                           // size wrong
+                "a small blue circle",                          // colour wrong
+                "a small red square above a small blue circle", // shape wrong (first), not exact
+                "red circle",                                   // not the grammar, words right
+                "",                                             // nothing
+            ],
+        )
+        .one;
+        assert_eq!(w.scenes, 6);
+        assert_eq!(w.colour, 4.0 / 6.0);
+        assert_eq!(w.shape, 4.0 / 6.0);
+        assert_eq!(w.colour_and_shape, 3.0 / 6.0);
+        assert_eq!(w.size, 3.0 / 6.0);
+        assert_eq!(w.exact, 1.0 / 6.0);
+    }
+
+    #[test]
+    fn two_object_words_need_both_objects_and_the_relation() {
+        let truth = ["a small red circle above a large blue square"; 7];
+        let w = words(
+            &truth,
+            &[
+                "a small red circle above a large blue square", // exact
+                "a large blue square below a small red circle", // exact, other phrasing
+                "a large red circle above a small blue square", // sizes wrong
+                "a large blue square above a small red circle", // objects swapped: relation wrong
+                "a small red square above a large blue circle", // shapes swapped between objects
+                "a small red circle above a large red square",  // a colour wrong
+                "a small red circle above a large blue",        // not the grammar
+            ],
+        )
+        .two;
+        assert_eq!(w.scenes, 7);
+        assert_eq!(w.colours, 5.0 / 7.0);
+        assert_eq!(w.shapes, 6.0 / 7.0);
+        assert_eq!(w.objects, 4.0 / 7.0);
+        assert_eq!(w.objects_and_relation, 3.0 / 7.0);
+        assert_eq!(w.exact, 2.0 / 7.0);
+        // Two objects alike in colour and shape: either relation of the pair reads right.
+        let same = ["a small red circle to the left of a large red circle"; 2];
+        let w = words(
+            &same,
+            &[
+                "a large red circle to the left of a small red circle",
+                "a small red circle to the right of a large red circle",
+            ],
+        )
+        .two;
+        assert_eq!((w.objects_and_relation, w.exact), (1.0, 0.0));
+        // A one-object caption of a two-object scene names nothing.
+        let w = words(&truth[..1], &["a small red circle"]).two;
+        assert_eq!((w.colours, w.objects, w.exact), (0.0, 0.0, 0.0));
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! cappa-train grads --model PATH --inputs INPUTS.safetensors --mode cap|pa|mixed \
 //!                   --out OUT.safetensors [--device cpu|gpu]
 //! cappa-train eval --model PATH [--scenes N] [--json]      # on the shapes world
+//! cappa-train eval --model PATH --checkset DIR [--json]    # on pictures drawn by another program
 //! cappa-train shapes --out DIR [--count N] [--size PX]      # scenes as PNG + captions.jsonl
 //! cappa-train plot --out curves.svg LABEL=RUN_DIR...        # training curves
+//! cappa-train data-cost [--image-size PX] [--batch N]      # CPU time to make shapes batches
 //! ```
 
 use std::io::IsTerminal;
@@ -84,11 +86,18 @@ enum Command {
         device: String,
     },
     /// Evaluate a model on the shapes world's test split: captioning (greedy, beam, parallel),
-    /// zero-shot shape and colour, word order, 10-shot linear probe.
+    /// zero-shot shape and colour, word order, 10-shot linear probe, and the words of its
+    /// captions. With `--checkset`, instead the words of its captions of a check set's pictures.
     Eval {
         /// Model file trained on the shapes world.
         #[arg(long)]
         model: PathBuf,
+        /// A folder of pictures with `captions.jsonl` (as `cappa-train shapes` writes; e.g.
+        /// `examples/checkset`): report, greedy and parallel, on one-object pictures the colour,
+        /// shape and size words and exact match, on two-object pictures both colours, both
+        /// shapes, both objects (colour + shape), both objects and the relation, and exact match.
+        #[arg(long)]
+        checkset: Option<PathBuf>,
         /// Test scenes of each kind (one object, two objects).
         #[arg(long, default_value_t = 500)]
         scenes: usize,
@@ -123,6 +132,23 @@ enum Command {
         /// The first scene's index in the split.
         #[arg(long, default_value_t = 0)]
         start: u64,
+    },
+    /// Measure what making training batches of the shapes world costs on one thread: each
+    /// example rendered, resized to the model's size and tokenized, as the loader's threads do
+    /// (build with --release to measure).
+    DataCost {
+        /// The model's image size in pixels.
+        #[arg(long, default_value_t = 48)]
+        image_size: usize,
+        /// Examples per batch.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Batches to time.
+        #[arg(long, default_value_t = 50)]
+        batches: usize,
+        /// Seed of the shapes world.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Draw the training curves of runs (their `log.jsonl`) into an SVG file.
     Plot {
@@ -214,6 +240,9 @@ struct DataSection {
     shapes_valid: Option<usize>,
     #[serde(default)]
     shapes_seed: u64,
+    /// Shapes captions in canonical object order (see `ShapesWorld::canonical_order`).
+    #[serde(default = "yes")]
+    shapes_canonical: bool,
     /// With shapes data: evaluate every checkpoint on this many test scenes of each kind
     /// (captioning, zero-shot, word order, probe), logged to `log.jsonl`.
     #[serde(default)]
@@ -231,10 +260,20 @@ fn four() -> usize {
     4
 }
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// A training step allocates and frees the same large activations every step. By default glibc
+/// maps each one fresh and returns it to the kernel when freed, so every step faulted and zeroed
+/// its memory again (~10% of the CPU time); keep freed memory in the heap instead.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets two of glibc's allocator parameters; called before any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20); // glibc's largest
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     match real_main() {
         Ok(code) => code,
         Err(e) => {
@@ -264,6 +303,7 @@ fn real_main() -> Result<ExitCode> {
         }
         Command::Eval {
             model,
+            checkset,
             scenes,
             seed,
             device,
@@ -276,22 +316,27 @@ fn real_main() -> Result<ExitCode> {
             let tokenizer = m.tokenizer().cloned().ok_or_else(|| {
                 Error::Config(format!("{}: the model has no tokenizer", model.display()))
             })?;
+            if let Some(dir) = checkset {
+                let set = eval::CheckSet::open(&dir, m.config().image_size)?;
+                let report = eval::check(&m, &tokenizer, &set)?;
+                let title = format!(
+                    "{} on the check set {} ({} pictures):",
+                    model.display(),
+                    dir.display(),
+                    set.len()
+                );
+                print_eval(json, &report, &title, &report.table());
+                return Ok(ExitCode::SUCCESS);
+            }
             if scenes == 0 {
                 return Err(Error::InvalidInput("--scenes must be positive".into()));
             }
             let report = eval::report(&m, &tokenizer, &ShapesWorld::new(seed), scenes)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("plain data")
-                );
-            } else {
-                println!(
-                    "{} on {scenes} + {scenes} test scenes of the shapes world (seed {seed}):",
-                    model.display()
-                );
-                print!("{}", report.table());
-            }
+            let title = format!(
+                "{} on {scenes} + {scenes} test scenes of the shapes world (seed {seed}):",
+                model.display()
+            );
+            print_eval(json, &report, &title, &report.table());
             Ok(ExitCode::SUCCESS)
         }
         Command::Shapes {
@@ -303,6 +348,15 @@ fn real_main() -> Result<ExitCode> {
             start,
         } => {
             write_scenes(&out, count, size, split.into(), seed, start)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DataCost {
+            image_size,
+            batch,
+            batches,
+            seed,
+        } => {
+            data_cost(image_size, batch, batches, seed)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plot { out, runs } => {
@@ -322,6 +376,19 @@ fn real_main() -> Result<ExitCode> {
             eprintln!("curves of {} runs written to {}", runs.len(), out.display());
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Prints an evaluation as JSON, or as a title line and its table.
+fn print_eval(json: bool, report: &impl serde::Serialize, title: &str, table: &str) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("plain data")
+        );
+    } else {
+        println!("{title}");
+        print!("{table}");
     }
 }
 
@@ -491,7 +558,10 @@ fn train(path: &Path, resume: bool, device: Option<String>) -> Result<ExitCode> 
                 .transpose()?,
         ),
         (None, Some(n)) => {
-            let world = ShapesWorld::new(d.shapes_seed);
+            let world = ShapesWorld {
+                canonical_order: d.shapes_canonical,
+                ..ShapesWorld::new(d.shapes_seed)
+            };
             (
                 Dataset::shapes(&world, Split::Train, n, config.image_size),
                 d.shapes_valid
@@ -698,5 +768,59 @@ fn write_scenes(
     let path = out.join("captions.jsonl");
     std::fs::write(&path, lines).map_err(|e| io(&path, &e))?;
     eprintln!("{count} scenes written to {}", out.display());
+    Ok(())
+}
+
+/// Nanoseconds this thread has run on a CPU (Linux: `/proc/thread-self/schedstat`), so that a
+/// busy machine's waiting is not counted.
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Times `batches` batches of `batch` training examples of the shapes world made on one thread
+/// (see `Command::DataCost`), and prints the CPU time per batch (and the wall clock's median).
+fn data_cost(image_size: usize, batch: usize, batches: usize, seed: u64) -> Result<()> {
+    if image_size == 0 || batch == 0 || batches == 0 {
+        return Err(Error::InvalidInput(
+            "--image-size, --batch and --batches must be positive".into(),
+        ));
+    }
+    let ids = SpecialIds {
+        pad: 0,
+        eos: 1,
+        unk: 2,
+    };
+    let prep = Prep {
+        image_size,
+        max_len: 16,
+        eos_id: ids.eos,
+        pad_id: ids.pad,
+        tokenizer: Arc::new(Tokenizer::words(shapes::vocabulary(), ids, true)?),
+    };
+    let world = ShapesWorld::new(seed);
+    let ds = Dataset::shapes(&world, Split::Train, batch * batches, image_size);
+    let mut times = Vec::with_capacity(batches);
+    let cpu_start = thread_cpu_ns();
+    for chunk in ds.examples.chunks(batch) {
+        let start = std::time::Instant::now();
+        for ex in chunk {
+            std::hint::black_box(prep.prepare(ex)?);
+        }
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let cpu = thread_cpu_ns()
+        .zip(cpu_start)
+        .map(|(end, start)| (end - start) as f64 / 1e6 / batches as f64);
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "{batches} batches of {batch} shapes-world examples for a {image_size}-px model, one \
+         thread: {} per batch ({:.1} µs per example); wall clock median {median:.2} ms",
+        cpu.map_or("CPU time unknown".to_string(), |c| format!(
+            "CPU time {c:.2} ms"
+        )),
+        1e3 * cpu.unwrap_or(median) / batch as f64
+    );
     Ok(())
 }

