@@ -142,16 +142,12 @@ pub fn cpu(
     d: &Dims,
     gemm: Gemm,
 ) -> Vec<f32> {
-    let widened: Vec<f32>;
     let b = match b {
         Operand::F32(b) => b,
         Operand::Packed(p) => {
-            if let Some(mut out) = packed_few_rows(a, p, d, gemm) {
-                epilogue(&mut out, d.n, bias, act);
-                return out;
-            }
-            widened = p.to_f32();
-            &widened
+            let mut out = with_packed(a, p, d, gemm);
+            epilogue(&mut out, d.n, bias, act);
+            return out;
         }
     };
     let (m, n, k) = (d.m, d.n, d.k);
@@ -486,6 +482,79 @@ fn few_rows<E: Elem>(
     }
 }
 
+/// `op(A)·op(B)` with B a weight kept as stored: a few rows stream it as stored
+/// ([`packed_few_rows`]); more rows widen it a column block at a time on the fast GEMM
+/// ([`packed_by_columns`]), or all at once on the blocked one.
+fn with_packed(a: &[f32], b: &Packed, d: &Dims, gemm: Gemm) -> Vec<f32> {
+    if let Some(out) = packed_few_rows(a, b, d, gemm) {
+        return out;
+    }
+    #[cfg(feature = "std")]
+    if gemm == Gemm::Fast && d.batch == 1 {
+        return packed_by_columns(a, b, d);
+    }
+    let widened = b.to_f32();
+    cpu(a, Operand::F32(&widened), None, Activation::None, d, gemm)
+}
+
+/// f32 elements of B a [`packed_by_columns`] block widens at a time (1 MiB: it stays in L2
+/// while `sgemm` packs it).
+#[cfg(feature = "std")]
+const WIDEN_BLOCK: usize = 1 << 18;
+
+/// `C = op(A)·op(B)` for many rows and a B kept as stored: B's columns are cut into blocks of a
+/// width fixed by K alone ([`WIDEN_BLOCK`] elements), threads take blocks in turn, and each
+/// widens its block into a buffer of its own and runs [`sgemm_block`] on it. B is never widened
+/// whole (no allocation of its f32 size, no page faults on it), and each element is computed
+/// the same way whatever the number of threads.
+#[cfg(feature = "std")]
+fn packed_by_columns(a: &[f32], b: &Packed, d: &Dims) -> Vec<f32> {
+    let (m, n, k) = (d.m, d.n, d.k);
+    let mut c = vec![0.0f32; m * n];
+    if m == 0 || n == 0 || k == 0 {
+        return c;
+    }
+    let a = View {
+        data: a,
+        rs: if d.trans_a { 1 } else { k },
+        cs: if d.trans_a { m } else { 1 },
+    };
+    assert!((m - 1) * a.rs + (k - 1) * a.cs < a.data.len());
+    let width = (WIDEN_BLOCK / k).next_multiple_of(16).min(n);
+    let blocks = n.div_ceil(width);
+    let out = OutPtr(c.as_mut_ptr());
+    crate::threads::for_ranges(blocks, m * k * width, |r| {
+        let mut buf = Vec::with_capacity(k * width);
+        for block in r {
+            let (j0, j1) = (block * width, ((block + 1) * width).min(n));
+            buf.clear();
+            // The block as `k × (j1 - j0)`: stored rows j0..j1 of a transposed B, or a stretch
+            // of each of its K rows.
+            let view = if d.trans_b {
+                b.extend_f32(j0 * k..j1 * k, &mut buf);
+                View {
+                    data: &buf,
+                    rs: 1,
+                    cs: k,
+                }
+            } else {
+                for kk in 0..k {
+                    b.extend_f32(kk * n + j0..kk * n + j1, &mut buf);
+                }
+                View {
+                    data: &buf,
+                    rs: j1 - j0,
+                    cs: 1,
+                }
+            };
+            // SAFETY: A's view was checked above and the block's view holds `k × (j1 - j0)`
+            // elements; columns j0..j1 of the m × n C are this block's alone.
+            unsafe { sgemm_block(m, j1 - j0, k, a, 0, view, 0, out.at(j0), n) }
+        }
+    });
+    c
+}
+
 /// A product of a few rows with a weight kept as stored, without widening it ([`few_rows`] on
 /// its elements; q8 scales per column multiply the sums, per row the columns of A). `None` when
 /// the product is not of that kind (many rows, batched, or B transposed).
@@ -611,6 +680,57 @@ mod tests {
                         let got = cpu(&a, Operand::F32(&b), None, Activation::None, &d, g);
                         for (x, y) in got.iter().zip(&want) {
                             assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{g:?} {d:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A B kept as stored (every format, q8 with scales along either axis) gives the product
+    /// of its widened values, for few rows (streamed as stored) and many (widened by blocks),
+    /// transposed or not, on both GEMMs.
+    #[test]
+    fn weights_kept_as_stored_match_their_widened_values() {
+        use crate::formats::{Precision, StoredTensor};
+        let mut rng = Rng::new(4);
+        let gemms = [
+            Gemm::Blocked,
+            #[cfg(feature = "std")]
+            Gemm::Fast,
+        ];
+        let formats = [
+            (Precision::BF16, Channels::Columns),
+            (Precision::F16, Channels::Columns),
+            (Precision::Q8, Channels::Columns),
+            (Precision::Q8, Channels::Rows),
+        ];
+        // Several column blocks of `packed_by_columns` (K = 3000: 96 columns a block).
+        for &(m, n, k) in &[(1, 37, 19), (4, 130, 70), (5, 33, 17), (40, 300, 3000)] {
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let a_shape = if ta { [k, m] } else { [m, k] };
+                    let b_shape = if tb { [n, k] } else { [k, n] };
+                    let d = check(&a_shape, &b_shape, ta, tb, false, None).unwrap();
+                    let a: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
+                    let w: Vec<f32> = (0..k * n).map(|_| rng.normal()).collect();
+                    for (p, channels) in formats {
+                        let stored = StoredTensor::from_f32(&b_shape, &w)
+                            .and_then(|t| t.convert("b", p, Some(channels)))
+                            .unwrap();
+                        let packed = Packed::from_stored(&stored).unwrap();
+                        let want = naive(&a, &stored.to_f32(), &d);
+                        for &g in &gemms {
+                            let got =
+                                cpu(&a, Operand::Packed(&packed), None, Activation::None, &d, g);
+                            // f32 rounding of sums of K products of size ~1.
+                            let tol = |y: f32| 1e-4 * (1.0 + y.abs()) + 1e-7 * k as f32;
+                            for (x, y) in got.iter().zip(&want) {
+                                assert!(
+                                    (x - y).abs() < tol(*y),
+                                    "{p} {channels:?} {g:?} {d:?}: {x} vs {y}"
+                                );
+                            }
                         }
                     }
                 }
