@@ -465,8 +465,8 @@ unsafe fn rows_body<S: Isa, E: Elem, const M: usize>(p: Product<'_, E>, acc: *mu
                     }
                     // The same columns two passes on (q8 streamed from memory: 1.4× on one
                     // core of the Zen 4 host; 16-bit 1.1×).
-                    for r in 0..PASS {
-                        S::prefetch(brow[r].wrapping_add(j + 2 * PASS * ldb));
+                    for b in brow {
+                        S::prefetch(b.wrapping_add(j + 2 * PASS * ldb));
                     }
                     for (i, av) in av.iter().enumerate() {
                         let o = acc.add(i * ldc + j);
@@ -480,8 +480,8 @@ unsafe fn rows_body<S: Isa, E: Elem, const M: usize>(p: Product<'_, E>, acc: *mu
                 }
             } else {
                 while j < vectors {
-                    for r in 0..rows {
-                        let bv = S::widen(brow[r].add(j));
+                    for (r, b) in brow.iter().enumerate().take(rows) {
+                        let bv = S::widen(b.add(j));
                         for (i, av) in av.iter().enumerate() {
                             let o = acc.add(i * ldc + j);
                             S::store(o, S::fma(av[r], bv, S::load(o)));
@@ -492,8 +492,8 @@ unsafe fn rows_body<S: Isa, E: Elem, const M: usize>(p: Product<'_, E>, acc: *mu
             }
             // The last columns, fewer than a vector.
             for j in vectors..n {
-                for r in 0..rows {
-                    let bv = brow[r].add(j).read_unaligned().widen();
+                for (r, b) in brow.iter().enumerate().take(rows) {
+                    let bv = b.add(j).read_unaligned().widen();
                     for i in 0..M {
                         *acc.add(i * ldc + j) += a(i, k + r) * bv;
                     }
