@@ -7,66 +7,39 @@ use cappa::{
     Backend, Checkpoint, Classify, CpuBackend, Gemm, Greedy, HostTensor, Mode, Model, Precision,
     Tokens,
 };
-use cappa_tests::{as_i32, assert_close, fixture_dirs, max_abs_diff, Fixture, Tol};
+use cappa_tests::{
+    as_i32, assert_close, fixture_dirs, margins, roundoffs, weight_tolerance, Fixture, Tol,
+};
 
 /// Tolerances for one way of loading the model.
 #[derive(Clone, Copy, Debug)]
 struct Tolerances {
     activations: Tol,
     losses: Tol,
-    /// Unit roundoff of the weights' storage format when it is narrower than f32 (see
-    /// [`roundoff`]). Every output may then move by a further `ROUNDING_STEPS` roundoffs of its
-    /// tensor's largest magnitude (measured on cappa-tiny, Cap logits: 6 for bf16 and 4.5 for
-    /// f16 with every tensor rounded; 5.0 for q8; the test prints each output's figure).
-    weight_roundoff: Option<f32>,
+    /// The format the weights are kept in: narrower than f32, every output may move by a
+    /// further [`cappa_tests::WEIGHT_STEPS`] unit roundoffs of the format, of its tensor's
+    /// largest magnitude ([`weight_tolerance`]; each comparison prints its measured figure).
+    weights: Precision,
 }
-
-/// The unit roundoff of a weight format: the largest error of one stored weight, relative to
-/// the weight (bf16, f16; the conventions of the measurements above) or, for q8, to the largest
-/// magnitude of its channel (half a step of `max / 127`).
-fn roundoff(p: Precision) -> Option<f32> {
-    match p {
-        Precision::F32 => None,
-        Precision::BF16 => Some(2f32.powi(-9)),
-        Precision::F16 => Some(2f32.powi(-12)),
-        Precision::Q8 => Some(1.0 / 254.0),
-    }
-}
-
-const ROUNDING_STEPS: f32 = 16.0;
 
 const F32: Tolerances = Tolerances {
     activations: Tol::ACTIVATIONS,
     losses: Tol::LOSSES,
-    weight_roundoff: None,
+    weights: Precision::F32,
 };
 
 impl Tolerances {
     /// The tolerance for comparing against `want`, starting from `base`.
     fn widen(&self, base: Tol, want: &HostTensor) -> Tol {
-        let max = want.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let extra = self
-            .weight_roundoff
-            .map_or(0.0, |u| ROUNDING_STEPS * u * max);
         Tol {
-            abs: base.abs + extra,
+            abs: base.abs + weight_tolerance(self.weights, want.data()),
             rel: base.rel,
         }
     }
-}
 
-/// Top-1 minus top-2 of each row of `[.., V]` logits: how far a token decision is from a tie.
-fn margins(logits: &HostTensor) -> Vec<f32> {
-    let v = *logits.shape().last().unwrap();
-    logits
-        .data()
-        .chunks(v)
-        .map(|row| {
-            let mut s = row.to_vec();
-            s.sort_by(|a, b| b.total_cmp(a));
-            s[0] - s[1]
-        })
-        .collect()
+    fn narrowed(&self) -> bool {
+        self.weights != Precision::F32
+    }
 }
 
 /// The fixture folder as a checkpoint (through the runtime's own folder loader with `std`).
@@ -96,14 +69,9 @@ fn check_all<B: Backend>(fix: &Fixture, model: &Model<B>, tol: Tolerances, label
     let what = |n: &str| format!("{label}: {n}");
     let close = |n: &str, got: &HostTensor, key: &str, base: Tol| {
         let want = fix.want(key);
-        if let Some(u) = tol.weight_roundoff {
-            let max = want.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let err = max_abs_diff(got.data(), want.data());
-            eprintln!(
-                "{}: {:.2} roundoffs of the largest value",
-                what(n),
-                err / (u * max)
-            );
+        if tol.narrowed() {
+            let r = roundoffs(tol.weights, got.data(), want.data());
+            eprintln!("{}: {r:.2} roundoffs of the largest value", what(n));
         }
         assert_close(&what(n), got, &want, tol.widen(base, &want));
     };
@@ -218,16 +186,18 @@ fn check_all<B: Backend>(fix: &Fixture, model: &Model<B>, tol: Tolerances, label
         want_logits.shape(),
         "{label}: greedy_logits shape"
     );
+    let mut compared = 0;
     for (b, row) in greedy.tokens.iter().enumerate() {
         let sure = (0..steps)
             .take_while(|&t| margin[b * steps + t] > 2.0 * logit_tol.abs)
             .count();
-        if tol.weight_roundoff.is_none() {
+        if !tol.narrowed() {
             assert_eq!(
                 sure, steps,
                 "{label}: a reference greedy margin is within f32 noise"
             );
         }
+        compared += sure;
         let upto = (sure + 1).min(steps); // the first unsure step still sees the same prefix
         assert_eq!(
             as_i32(&row[..sure]),
@@ -241,6 +211,11 @@ fn check_all<B: Backend>(fix: &Fixture, model: &Model<B>, tol: Tolerances, label
             &want_logits.data()[b * steps * v..(b * steps + upto) * v],
             logit_tol,
         );
+    }
+
+    if tol.narrowed() {
+        let all = greedy.tokens.len() * steps;
+        eprintln!("{label}: greedy tokens compared: {compared} of {all}");
     }
 
     // Stopping at EOS gives the same tokens up to the first EOS.
@@ -258,15 +233,22 @@ fn check_all<B: Backend>(fix: &Fixture, model: &Model<B>, tol: Tolerances, label
     let want_par = fix.want_ids("parallel_tokens");
     let pa_margin = margins(&fix.want("logits_pa"));
     let pa_tol = tol.widen(tol.activations, &fix.want("logits_pa")).abs;
+    let mut compared = 0;
     for (i, (&g, &w)) in par.ids().iter().zip(&want_par).enumerate() {
         if pa_margin[i] > 2.0 * pa_tol {
+            compared += 1;
             assert_eq!(g as i32, w, "{label}: parallel_tokens[{i}]");
         } else {
             assert!(
-                tol.weight_roundoff.is_some(),
+                tol.narrowed(),
                 "{label}: a reference Pa margin is within f32 noise"
             );
         }
+    }
+
+    if tol.narrowed() {
+        let all = want_par.len();
+        eprintln!("{label}: parallel tokens compared: {compared} of {all}");
     }
 
     // Zero-shot scores.
@@ -332,7 +314,7 @@ enum Narrowed {
 }
 
 /// Weights kept narrower than f32 perturb every output by a multiple of the format's unit
-/// roundoff; see [`Tolerances::weight_roundoff`].
+/// roundoff; see [`Tolerances::weights`].
 fn check_narrowed<B: Backend + Clone>(p: Precision, how: Narrowed, backend: B) {
     for dir in fixture_dirs() {
         let fix = Fixture::open(&dir);
@@ -360,10 +342,7 @@ fn check_narrowed<B: Backend + Clone>(p: Precision, how: Narrowed, backend: B) {
             }
             Narrowed::AtLoad => Model::new_as(&f32_file, backend.clone(), p).unwrap(),
         };
-        let tol = Tolerances {
-            weight_roundoff: roundoff(p),
-            ..F32
-        };
+        let tol = Tolerances { weights: p, ..F32 };
         check_all(
             &fix,
             &model,
