@@ -609,7 +609,17 @@ fn bad_arguments_are_typed_errors() {
     invalid(run(&beam(3, 0.0), Some(0)), "beam max_len 0");
     invalid(run(&beam(0, 0.0), None), "width 0");
     invalid(run(&beam(2, f32::NAN), None), "NaN length penalty");
-    invalid(run(&beam(usize::MAX / 2, 0.0), None), "huge width");
+    let huge = run(&beam(usize::MAX / 2, 0.0), None);
+    assert!(
+        matches!(
+            huge,
+            Err(Error::Limit {
+                name: "MAX_BEAM_WIDTH",
+                ..
+            })
+        ),
+        "huge width: {huge:?}"
+    );
     for (t, k, p) in [
         (-1.0, 0, 1.0),
         (f32::NAN, 0, 1.0),

@@ -280,3 +280,143 @@ fn parse_never_panics_on_corrupted_bytes() {
         let _ = SafetensorsFile::parse(&b);
     }
 }
+
+// ---- Issue 18: sizes over the documented limits are typed errors before any allocation ----
+
+use cappa::{Beam, Decode, DecodeOptions};
+use cappa_tests::hostile;
+
+/// The limit an error names (through any file wrapper), or a panic showing the error.
+#[track_caller]
+fn limit_of<T>(r: Result<T, Error>) -> &'static str {
+    match r.err().as_ref().map(Error::root) {
+        Some(Error::Limit { name, .. }) => name,
+        other => panic!("expected Error::Limit, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_sincos_model_claiming_4096_pixels_is_refused_at_load() {
+    // No tensor pins image_size under sincos2d: the file loads on every tensor check, and the
+    // first caption allocated (4096/8)⁴ attention scores (256 GiB) and aborted.
+    for (key, value, limit) in [
+        ("image_size", 4096, "MAX_IMAGE_TOKENS"),
+        ("image_size", 1024, "MAX_IMAGE_TOKENS"),
+        ("max_len", 65536, "MAX_CAPTION_TOKENS"),
+    ] {
+        let bytes = hostile::sincos_claiming(key, value);
+        assert_eq!(
+            limit_of(Model::from_bytes(&bytes, CpuBackend::new())),
+            limit,
+            "{key} {value}"
+        );
+        let msg = Model::from_bytes(&bytes, CpuBackend::new())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            msg.contains(&value.to_string()) && msg.contains(limit),
+            "{msg}"
+        );
+    }
+    // Within the limits the same file loads and captions.
+    let bytes = hostile::sincos_claiming("image_size", 64);
+    let model = Model::from_bytes(&bytes, CpuBackend::new()).unwrap();
+    let encoded = model.encode(&HostTensor::zeros(&[1, 64, 64, 3])).unwrap();
+    model
+        .caption_tokens(&encoded, &Decode::Parallel, &DecodeOptions::default(), None)
+        .unwrap();
+}
+
+#[test]
+fn beam_widths_and_batches_over_the_limits_are_refused_before_decoding() {
+    let model = Model::new(
+        &Model::random_checkpoint(&tiny(), 3).unwrap(),
+        CpuBackend::new(),
+    )
+    .unwrap();
+    let encoded = model.encode(&HostTensor::zeros(&[1, 16, 16, 3])).unwrap();
+    for width in [100_000, 1_000_000, usize::MAX / 2] {
+        let beam = Decode::Beam(Beam {
+            width,
+            ..Beam::default()
+        });
+        let r = model.caption_tokens(&encoded, &beam, &DecodeOptions::default(), None);
+        assert_eq!(limit_of(r), "MAX_BEAM_WIDTH", "width {width}");
+    }
+    let r = model.encode(&HostTensor::zeros(&[2000, 16, 16, 3]));
+    assert_eq!(limit_of(r), "MAX_BATCH");
+}
+
+#[test]
+fn requests_whose_tensors_would_be_too_large_are_refused() {
+    // A config within every per-model limit, whose decoding of many images at once is not.
+    let mut cfg = tiny();
+    cfg.vocab_size = 1 << 20;
+    cfg.max_len = 512;
+    let err = cappa::limits::check_decode(&cfg, 1000, 512, 512).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Limit {
+                name: "MAX_TENSOR_ELEMENTS",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("1000 captions"), "{err}");
+    let err = cappa::limits::check_decode(&Config::b16(), 1024 * 256, 64, 1).unwrap_err();
+    assert!(matches!(err, Error::Limit { .. }), "{err}");
+}
+
+#[test]
+fn non_finite_weights_are_refused() {
+    for value in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let r = Model::from_bytes(&hostile::with_weight(value), CpuBackend::new());
+        match r.err() {
+            Some(Error::NonFiniteWeight { name, index }) => {
+                assert_eq!((name.as_str(), index), ("decoder/LogitsDense/kernel", 3))
+            }
+            other => panic!("{value}: {other:?}"),
+        }
+    }
+    // Large but finite weights load.
+    Model::from_bytes(&hostile::with_weight(3e38), CpuBackend::new()).unwrap();
+}
+
+#[test]
+fn files_that_are_not_models_say_what_they_are() {
+    let npz = include_bytes!("data/npz/loop.npz");
+    let err = Checkpoint::from_bytes(npz).err().unwrap().to_string();
+    assert!(
+        err.contains(".npz") && err.contains("cappa convert"),
+        "{err}"
+    );
+    assert!(!err.contains("header claims"), "{err}");
+    let png = include_bytes!("../examples/images/large-red-cross.png");
+    let err = Checkpoint::from_bytes(png).err().unwrap().to_string();
+    assert!(err.contains("PNG image"), "{err}");
+}
+
+#[cfg(feature = "std")]
+#[test]
+fn model_files_are_read_only_when_regular_and_as_long_as_declared() {
+    #[cfg(unix)]
+    {
+        let err = Checkpoint::load("/dev/zero").err().unwrap();
+        assert!(matches!(err.root(), Error::Io(_)), "{err:?}");
+        assert!(err.to_string().starts_with("/dev/zero: "), "{err}");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+    let dir = std::env::temp_dir().join(format!("cappa-malformed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("long.safetensors");
+    let mut bytes = good_bytes();
+    bytes.extend(std::iter::repeat_n(0u8, 1 << 20));
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Checkpoint::load(&path).err().unwrap();
+    assert!(matches!(err.root(), Error::MalformedFile(_)), "{err:?}");
+    assert!(err.to_string().contains("declares"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

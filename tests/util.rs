@@ -233,7 +233,17 @@ fn no_gpu(reason: &str) -> Option<cappa::GpuBackend> {
     if std::env::var("CAPPA_REQUIRE_GPU").is_ok_and(|v| v == "1") {
         panic!("CAPPA_REQUIRE_GPU=1 but no GPU adapter: {reason}");
     }
-    eprintln!("skipping GPU test: no GPU adapter ({reason})");
+    // Once per test program, past the harness's capture (which would show it only on a
+    // failure), so that a run without a GPU says why its GPU tests pass without running.
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: GPU tests skip here: no GPU adapter ({reason}); CAPPA_REQUIRE_GPU=1 makes \
+             that a failure"
+        );
+    });
     None
 }
 
@@ -305,5 +315,110 @@ pub mod random {
     /// A random model of `cfg` on the CPU with `gemm`.
     pub fn model(cfg: &Config, gemm: Gemm) -> Model {
         Model::random(cfg, 11, CpuBackend::with_gemm(gemm)).unwrap()
+    }
+}
+
+/// Model files that load (or almost) but say something hostile: built from a tiny random model
+/// with a word tokenizer, so that every command that captions can run on them.
+pub mod hostile {
+    use cappa::checkpoint::{CONFIG_KEY, TOKENIZER_KEY};
+    use cappa::safetensors_io::{serialize, OwnedTensor, SafetensorsFile};
+    use cappa::tokenizer::SpecialIds;
+    use cappa::{Config, Model, PosEmb, Tokenizer};
+
+    /// The tiny test config with sin-cos position tables (no tensor pins `image_size` or
+    /// `max_len`).
+    pub fn sincos_config() -> Config {
+        let mut c = Config::tiny_for_tests();
+        c.posemb_type = PosEmb::Sincos2d;
+        c.name = "tiny-sincos".into();
+        c
+    }
+
+    /// A word list for `config`'s vocabulary.
+    pub fn words(config: &Config) -> Tokenizer {
+        let words = (0..config.vocab_size)
+            .map(|i| match i {
+                0 => "<pad>".to_string(),
+                1 => "</s>".to_string(),
+                2 => "<unk>".to_string(),
+                i => format!("w{i}"),
+            })
+            .collect();
+        Tokenizer::words(words, SpecialIds::from_config(config), true).unwrap()
+    }
+
+    /// A single-file model of `config` with random weights and a word tokenizer, whose stored
+    /// config JSON is then edited by `edit` (unchecked: what a hand-edited file says), and
+    /// whose tensors are edited by `tensors`.
+    pub fn model_file(
+        config: &Config,
+        edit: impl FnOnce(&mut serde_json::Value),
+        tensors: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>),
+    ) -> Vec<u8> {
+        let bytes = Model::random_checkpoint(config, 11)
+            .unwrap()
+            .to_single_file(None)
+            .unwrap();
+        let file = SafetensorsFile::parse(&bytes).unwrap();
+        let mut list: Vec<(String, Vec<usize>, Vec<f32>)> = file
+            .entries()
+            .map(|(n, e)| (n.to_string(), e.shape.clone(), e.to_f32(n).unwrap()))
+            .collect();
+        tensors(&mut list);
+        let owned: Vec<OwnedTensor> = list
+            .iter()
+            .map(|(n, s, v)| OwnedTensor::float(n, s, v, cappa::DType::F32))
+            .collect();
+        let mut json: serde_json::Value = serde_json::from_str(&config.to_json()).unwrap();
+        edit(&mut json);
+        serialize(
+            &owned,
+            &[
+                (CONFIG_KEY, json.to_string()),
+                (TOKENIZER_KEY, words(config).to_metadata()),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// A sin-cos model whose config claims `image_size` (and nothing else changed): it loads
+    /// on every check that looks at tensors alone (issue 18: 4096 aborted the first caption on
+    /// a 256 GiB allocation).
+    pub fn sincos_claiming(key: &str, value: usize) -> Vec<u8> {
+        model_file(&sincos_config(), |j| j[key] = value.into(), |_| {})
+    }
+
+    /// A model with one weight set to `value` (NaN, infinite, or a huge finite number).
+    pub fn with_weight(value: f32) -> Vec<u8> {
+        model_file(
+            &Config::tiny_for_tests(),
+            |_| {},
+            |t| {
+                let w = t
+                    .iter_mut()
+                    .find(|(n, _, _)| n == "decoder/LogitsDense/kernel")
+                    .unwrap();
+                w.2[3] = value;
+            },
+        )
+    }
+
+    /// A model whose output projection is scaled so far that its logits overflow to infinity
+    /// (every weight finite): no caption has a finite probability.
+    pub fn overflowing() -> Vec<u8> {
+        model_file(
+            &Config::tiny_for_tests(),
+            |_| {},
+            |t| {
+                for (n, _, v) in t.iter_mut() {
+                    if n.starts_with("decoder/LogitsDense/") {
+                        for x in v.iter_mut() {
+                            *x = if *x >= 0.0 { 3e38 } else { -3e38 };
+                        }
+                    }
+                }
+            },
+        )
     }
 }

@@ -147,7 +147,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let dtype = args.dtype.map_or("as stored".into(), |p| p.to_string());
     let bound = step_bytes as f64 / bandwidth;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "model": cfg.name,
@@ -164,48 +164,48 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 "scoring_10_candidates_ms": scoring * 1e3,
                 "peak_memory_bytes": peak,
             })
-        );
+        )?;
         return Ok(());
     }
-    println!(
+    outln!(
         "{} on {}, weights {dtype} (median of {} runs)",
         cfg.name,
         be.name(),
         args.repeat.max(1)
-    );
-    println!(
+    )?;
+    outln!(
         "  encoder            {:>9.2} images/s  ({:.1} ms per batch of {})",
         args.batch as f64 / encode,
         encode * 1e3,
         args.batch
-    );
-    println!(
+    )?;
+    outln!(
         "  greedy             {:>9.2} ms/token  ({} tokens)",
         greedy * 1e3,
         cfg.max_len
-    );
-    println!(
+    )?;
+    outln!(
         "    bound            {:>9.2} ms/token  ({:.1} MB of weights per step at {:.1} GB/s, \
          this machine's read bandwidth)",
         bound * 1e3,
         step_bytes as f64 / 1e6,
         bandwidth / 1e9
-    );
+    )?;
     match parallel {
-        Some(p) => println!(
+        Some(p) => outln!(
             "  parallel caption   {:>9.2} ms        ({} tokens in one pass)",
             p * 1e3,
             cfg.max_len
-        ),
-        None => println!("  parallel caption         n/a        (Cap-only model)"),
+        )?,
+        None => outln!("  parallel caption         n/a        (Cap-only model)")?,
     }
-    println!(
+    outln!(
         "  scoring            {:>9.2} ms        (10 candidates of {len} tokens)",
         scoring * 1e3
-    );
+    )?;
     match peak {
-        Some(b) => println!("  peak memory        {:>9.1} MB", b as f64 / 1e6),
-        None => println!("  peak memory              n/a"),
+        Some(b) => outln!("  peak memory        {:>9.1} MB", b as f64 / 1e6)?,
+        None => outln!("  peak memory              n/a")?,
     }
     Ok(())
 }

@@ -1,15 +1,18 @@
 //! `cappa caption`, `cappa classify` and `cappa embed`: images in, text or features out.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cappa::checkpoint::write_atomic;
 use cappa::safetensors_io::{serialize, OwnedTensor};
 use cappa::{
-    Beam, ClassifyText, Decode, DecodeOptions, Error, Pool, Precision, Result, Sample, Sampling,
+    Beam, Caption, ClassifyText, Decode, DecodeOptions, Error, Pool, Precision, Result, Sample,
+    Sampling,
 };
 use clap::{Args, ValueEnum};
 
-use crate::common::{load_image, load_model, model_path, parse_precision, progress};
+use crate::common::{
+    json_path, load_image, load_model, model_path, parse_precision, progress, shown, with_file,
+};
 use crate::DeviceArg;
 
 /// How captions are decoded.
@@ -68,6 +71,10 @@ pub struct CaptionArgs {
     /// Print JSON (one array) instead of one line per image.
     #[arg(long)]
     json: bool,
+    /// Go on past images that cannot be read or captioned: each is reported (a line on stderr,
+    /// or an `error` entry in the JSON) and the exit status is 1 at the end.
+    #[arg(long)]
+    skip_errors: bool,
 }
 
 impl CaptionArgs {
@@ -91,7 +98,12 @@ impl CaptionArgs {
     }
 }
 
-/// Captions every image, in batches, printing as it goes.
+/// Why an image has no caption although decoding succeeded.
+const NO_FINITE_CAPTION: &str = "no caption: every continuation has a non-finite probability \
+     (the model's outputs are not finite numbers)";
+
+/// Captions every image, in batches, printing as it goes. With `--skip-errors` an image that
+/// cannot be read or captioned is reported and the others go on.
 pub fn caption(args: &CaptionArgs) -> Result<()> {
     if args.batch == 0 {
         return Err(Error::InvalidInput("--batch must be at least 1".into()));
@@ -103,32 +115,91 @@ pub fn caption(args: &CaptionArgs) -> Result<()> {
     };
     let bar = progress(Some(args.images.len() as u64), "captioning");
     let mut json = Vec::new();
+    let mut failed = 0usize;
+    // One image's outcome: printed at once in text mode, collected for the JSON array.
+    let mut report = |index: usize, path: &Path, outcome: std::result::Result<&Caption, String>| {
+        if args.json {
+            let mut obj = serde_json::Map::new();
+            obj.insert("index".into(), index.into());
+            json_path(path, "image", &mut obj);
+            match outcome {
+                Ok(best) => {
+                    obj.insert("caption".into(), best.text.clone().into());
+                    obj.insert("tokens".into(), serde_json::json!(best.tokens));
+                    obj.insert("log_prob".into(), serde_json::json!(best.log_prob));
+                }
+                Err(e) => {
+                    obj.insert("error".into(), e.into());
+                }
+            }
+            json.push(serde_json::Value::Object(obj));
+            return Ok(());
+        }
+        match outcome {
+            Ok(best) => bar.suspend(|| outln!("{}: {}", shown(path), best.text)),
+            Err(e) => {
+                bar.suspend(|| note!("cappa: {}: {e}", shown(path)));
+                Ok(())
+            }
+        }
+    };
+    let mut index = 0;
     for paths in args.images.chunks(args.batch) {
-        let images = paths
-            .iter()
-            .map(|p| load_image(&model, p))
-            .collect::<Result<Vec<_>>>()?;
-        let captions = model.caption_with(&images, &decode, &opts, None)?;
-        for (path, caps) in paths.iter().zip(captions) {
-            let best = &caps[0];
-            if args.json {
-                json.push(serde_json::json!({
-                    "image": path.display().to_string(),
-                    "caption": best.text,
-                    "tokens": best.tokens,
-                    "log_prob": best.log_prob,
-                }));
-            } else {
-                bar.suspend(|| println!("{}: {}", path.display(), best.text));
+        let mut images = Vec::new();
+        let mut kept = Vec::new();
+        for path in paths {
+            match load_image(&model, path) {
+                Ok(image) => {
+                    images.push(image);
+                    kept.push((index, path));
+                }
+                Err(e) if args.skip_errors => {
+                    failed += 1;
+                    report(index, path, Err(root_message(&e)))?;
+                }
+                Err(e) => return Err(e),
+            }
+            index += 1;
+        }
+        if !images.is_empty() {
+            let captions = model.caption_with(&images, &decode, &opts, None)?;
+            for ((i, path), caps) in kept.into_iter().zip(captions) {
+                match caps.first() {
+                    Some(best) => report(i, path, Ok(best))?,
+                    None if args.skip_errors => {
+                        failed += 1;
+                        report(i, path, Err(NO_FINITE_CAPTION.into()))?;
+                    }
+                    None => {
+                        return Err(Error::InvalidInput(format!(
+                            "{}: {NO_FINITE_CAPTION}",
+                            shown(path)
+                        )))
+                    }
+                }
             }
         }
         bar.inc(paths.len() as u64);
     }
     bar.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::Value::Array(json));
+        // Unreadable images were reported as they were met, captions batch by batch: in the
+        // order given.
+        json.sort_by_key(|item| item["index"].as_u64());
+        outln!("{}", serde_json::Value::Array(json))?;
+    }
+    if failed > 0 {
+        return Err(Error::InvalidInput(format!(
+            "{failed} of {} images could not be captioned (reported above)",
+            args.images.len()
+        )));
     }
     Ok(())
+}
+
+/// An error's message without the file name (which the report already shows).
+fn root_message(e: &Error) -> String {
+    e.root().to_string()
 }
 
 /// Arguments of `cappa classify`.
@@ -177,7 +248,9 @@ fn read_labels(args: &ClassifyArgs) -> Result<Vec<String>> {
                 .collect())
         }
         (None, Some(f)) => {
-            std::fs::read_to_string(f).map_err(|e| Error::Io(format!("{}: {e}", f.display())))?
+            let bytes = cappa::files::read_regular(f, 64 << 20).map_err(|e| with_file(f, e))?;
+            String::from_utf8(bytes)
+                .map_err(|_| Error::InvalidInput(format!("{}: not UTF-8 text", f.display())))?
         }
         (None, None) => String::new(),
     };
@@ -212,14 +285,14 @@ pub fn classify(args: &ClassifyArgs) -> Result<()> {
             .iter()
             .map(|&(k, p, s)| serde_json::json!({"label": labels[k], "probability": p, "score": s}))
             .collect();
-        println!(
-            "{}",
-            serde_json::json!({"image": args.image.display().to_string(), "labels": list})
-        );
+        let mut obj = serde_json::Map::new();
+        json_path(&args.image, "image", &mut obj);
+        obj.insert("labels".into(), list.into());
+        outln!("{}", serde_json::Value::Object(obj))?;
     } else {
-        println!("{:>11}  {:>9}  label", "probability", "score");
+        outln!("{:>11}  {:>9}  label", "probability", "score")?;
         for (k, p, s) in rows {
-            println!("{p:>11.4}  {s:>9.3}  {}", labels[k]);
+            outln!("{p:>11.4}  {s:>9.3}  {}", labels[k])?;
         }
     }
     Ok(())
@@ -275,16 +348,12 @@ pub fn embed(args: &EmbedArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     let d = model.config().enc_width;
-    let names: Vec<String> = args
-        .images
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
+    let names: Vec<String> = args.images.iter().map(|p| shown(p)).collect();
     if ext == "npy" {
         let mut bytes = crate::npy::header_bytes(crate::npy::Descr::F32, &[names.len(), d]);
         bytes.extend(data.iter().flat_map(|v| v.to_le_bytes()));
         write_atomic(&args.out, &bytes)?;
-        eprintln!(
+        note!(
             "cappa: wrote {} embeddings of {d} values to {}",
             names.len(),
             args.out.display()
@@ -304,7 +373,7 @@ pub fn embed(args: &EmbedArgs) -> Result<()> {
         )],
     )?;
     write_atomic(&args.out, &bytes)?;
-    eprintln!(
+    note!(
         "cappa: wrote {} embeddings of {d} values to {}",
         names.len(),
         args.out.display()

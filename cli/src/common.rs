@@ -1,13 +1,108 @@
-//! What the subcommands share: finding and loading the model, reading images, progress bars.
+//! What the subcommands share: finding and loading the model, reading images, progress bars,
+//! and printing (a closed stdout or a full disk is an error message, never a panic).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cappa::{Checkpoint, Device, Error, Image, Model, Precision, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::DeviceArg;
+
+/// Prints a line to stdout (a `Result`: see [`print_line`]).
+macro_rules! outln {
+    ($($t:tt)*) => {
+        $crate::common::print_line(format_args!($($t)*))
+    };
+}
+
+/// Prints a line to stderr; a stderr that cannot be written to is ignored.
+macro_rules! note {
+    ($($t:tt)*) => {
+        $crate::common::note(format_args!($($t)*))
+    };
+}
+
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Writes one line to stdout. A reader that went away (a broken pipe) is remembered (see
+/// [`stdout_closed`]) and ends the command; any other failure (`/dev/full`) is an error.
+pub fn print_line(line: std::fmt::Arguments<'_>) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").map_err(stdout_error)
+}
+
+/// Flushes stdout, with [`print_line`]'s error handling.
+pub fn flush_stdout() -> Result<()> {
+    std::io::stdout().flush().map_err(stdout_error)
+}
+
+fn stdout_error(e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+    }
+    Error::Io(format!("cannot write to stdout: {e}"))
+}
+
+/// Whether a write to stdout found the reader gone.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
+}
+
+/// Writes one line to stderr, ignoring failures (there is nowhere left to report them).
+pub fn note(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// A path as printed in text output: as it is when it is UTF-8 without control characters,
+/// else quoted with escapes (`"a\nb"`, `"\xff.png"`) so that every name maps back to one file.
+pub fn shown(path: &Path) -> String {
+    match path.to_str() {
+        Some(s) if !s.chars().any(|c| c.is_control()) && !s.starts_with('"') => s.to_string(),
+        _ => {
+            let mut out = String::from("\"");
+            for chunk in os_bytes(path).utf8_chunks() {
+                for c in chunk.valid().chars() {
+                    match c {
+                        '"' => out.push_str("\\\""),
+                        '\\' => out.push_str("\\\\"),
+                        c if c.is_control() => out.extend(c.escape_default()),
+                        c => out.push(c),
+                    }
+                }
+                for b in chunk.invalid() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            }
+            out.push('"');
+            out
+        }
+    }
+}
+
+/// The bytes of a path (Unix), or its UTF-8 form (elsewhere, where paths are Unicode).
+fn os_bytes(path: &Path) -> Vec<u8> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        path.as_os_str().as_bytes().to_vec()
+    }
+    #[cfg(not(unix))]
+    {
+        path.to_string_lossy().into_owned().into_bytes()
+    }
+}
+
+/// A path for JSON output: `"image": <the name>` (exact when it is UTF-8), plus
+/// `"image_bytes": [..]` with its raw bytes when it is not.
+pub fn json_path(path: &Path, key: &str, obj: &mut serde_json::Map<String, serde_json::Value>) {
+    obj.insert(key.into(), path.to_string_lossy().into_owned().into());
+    if path.to_str().is_none() {
+        obj.insert(format!("{key}_bytes"), os_bytes(path).into());
+    }
+}
 
 /// The default model, committed in the repository.
 pub const DEFAULT_MODEL: &str = "examples/models/shapes.safetensors";
@@ -73,10 +168,11 @@ pub fn load_model(
     precision: Option<Precision>,
 ) -> Result<Model<Device>> {
     let bar = progress(None, &format!("loading {}", path.display()));
-    let ckpt = Checkpoint::load(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    let device = device.open()?;
+    let ckpt = Checkpoint::load(path)?;
     let model = match precision {
-        Some(p) => Model::new_as(&ckpt, device.open()?, p),
-        None => Model::new(&ckpt, device.open()?),
+        Some(p) => Model::new_as(&ckpt, device, p),
+        None => Model::new(&ckpt, device),
     };
     bar.finish_and_clear();
     model.map_err(|e| with_file(path, e))
@@ -87,20 +183,19 @@ pub fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
     Precision::parse(s).map_err(|_| format!("`{s}` is not one of f32, f16, bf16, q8"))
 }
 
-/// Prefixes an error with the file it concerns.
+/// Prefixes an error with the file it concerns (once).
 pub fn with_file(path: &Path, e: Error) -> Error {
-    match e {
-        Error::Io(m) if m.starts_with(&path.display().to_string()) => Error::Io(m),
-        other => Error::InvalidInput(format!("{}: {other}", path.display())),
-    }
+    e.in_file(path.display().to_string())
 }
 
-/// Decodes an image file (PNG, JPEG, WebP, PPM) and preprocesses it for the model.
+/// Decodes an image file (PNG, JPEG, WebP, PPM: recognised by its content, not its name) and
+/// preprocesses it for the model.
 pub fn load_image(model: &Model<Device>, path: &Path) -> Result<Image> {
-    let img = image::open(path)
-        .map_err(|e| Error::InvalidInput(format!("{}: cannot read image: {e}", path.display())))?;
-    let rgb = img.to_rgb8();
+    let max = cappa::limits::MAX_DECODED_IMAGE_BYTES;
+    let bytes = cappa::files::read_regular(path, max).map_err(|e| with_file(path, e))?;
+    let (pixels, width, height) =
+        crate::decode::decode_image(&bytes).map_err(|e| with_file(path, e))?;
     model
-        .preprocess_rgb8(rgb.as_raw(), rgb.width() as usize, rgb.height() as usize)
+        .preprocess_rgb8(&pixels, width, height)
         .map_err(|e| with_file(path, e))
 }

@@ -168,11 +168,11 @@ fn bad(path: &Path, msg: impl std::fmt::Display) -> Error {
     Error::InvalidInput(format!("{}: {msg}", path.display()))
 }
 
-/// `e` with `path` in front, unless it is an I/O error, which already names its file.
+/// `e` with `path` in front (once).
 fn at(path: &Path, e: Error) -> Error {
     match e {
-        Error::Io(_) => e,
-        e => bad(path, e),
+        Error::Io(ref m) if m.starts_with(&path.display().to_string()) => e,
+        e => e.in_file(path.display().to_string()),
     }
 }
 
@@ -386,13 +386,13 @@ fn npz_to_safetensors(args: &ConvertArgs) -> Result<()> {
         write_config(path, &config)?;
     }
     for note in notes {
-        eprintln!("cappa: note: {}: {note}", input.display());
+        note!("cappa: note: {}: {note}", input.display());
     }
     let formats = match args.dtype {
         Some(Precision::Q8) => "q8 kernels and table".to_string(),
         _ => dtypes(&tensors),
     };
-    eprintln!(
+    note!(
         "cappa: converted {} ({arrays} arrays{}) to {} ({formats}): {}",
         input.display(),
         if scanned { ", scan layout" } else { "" },
@@ -434,7 +434,7 @@ fn safetensors_to_safetensors(args: &ConvertArgs) -> Result<()> {
     if let Some(path) = &args.config_out {
         write_config(path, ckpt.config())?;
     }
-    eprintln!(
+    note!(
         "cappa: converted {} ({:.1} MB) to {} ({:.1} MB, {}): {}",
         input.display(),
         ckpt.byte_len() as f64 / 1e6,
@@ -566,8 +566,8 @@ fn config_for(args: &ConvertArgs, tensors: &Tensors) -> Result<Config> {
         merged.insert("name".into(), stem.to_string_lossy().into());
     }
     if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+        let bytes = cappa::files::read_regular(path, 16 << 20).map_err(|e| at(path, e))?;
+        let text = String::from_utf8(bytes).map_err(|_| bad(path, "the config is not UTF-8"))?;
         match serde_json::from_str(&text) {
             Ok(Value::Object(given)) => merged.extend(given),
             Ok(_) => return Err(bad(path, "the config is not a JSON object")),
@@ -597,6 +597,42 @@ fn config_for(args: &ConvertArgs, tensors: &Tensors) -> Result<Config> {
     }
     let source = args.config.as_deref().unwrap_or(&args.input);
     Config::from_json(&Value::Object(merged).to_string()).map_err(|e| bad(source, e))
+}
+
+/// The config values that converting `tensors` (loop layout) back from a `.npz` without
+/// `--config` would not restore, as `key value`.
+fn lost_in_npz(tensors: &Tensors, config: &Config) -> Vec<String> {
+    let Ok(Value::Object(want)) = serde_json::from_str::<Value>(&config.to_json()) else {
+        return Vec::new();
+    };
+    let mut back = infer(tensors);
+    let mut lost = Vec::new();
+    for (key, _) in REQUIRED {
+        if !back.contains_key(key) {
+            if let Some(v) = want.get(key) {
+                lost.push(format!("{key} {v}"));
+                back.insert(key.into(), v.clone());
+            }
+        }
+    }
+    back.insert("name".into(), want.get("name").cloned().unwrap_or_default());
+    let Ok(read_back) = Config::from_json(&Value::Object(back).to_string()) else {
+        return lost;
+    };
+    let Ok(Value::Object(got)) = serde_json::from_str::<Value>(&read_back.to_json()) else {
+        return lost;
+    };
+    for (key, v) in &want {
+        let counted = lost
+            .iter()
+            .any(|l| l.split(' ').next() == Some(key.as_str()));
+        // An explicit mask_id can only be vocab_size, which is what an absent one means.
+        let implied = key == "mask_id" && want.get("vocab_size") == Some(v);
+        if got.get(key) != Some(v) && !counted && !implied {
+            lost.push(format!("{key} {v}"));
+        }
+    }
+    lost
 }
 
 /// What the tensor shapes (loop layout) say about the config, under the config's keys.
@@ -771,6 +807,15 @@ fn safetensors_to_npz(args: &ConvertArgs) -> Result<()> {
     if ckpt.tokenizer().is_some() {
         notes.push("its tokenizer is not written: a .npz has no place for it".into());
     }
+    let lost = lost_in_npz(&tensors, ckpt.config());
+    if args.config_out.is_none() && !lost.is_empty() {
+        notes.push(format!(
+            "a .npz holds no config, and converting it back cannot read {} off the tensors: \
+             keep the config with --config-out FILE.json and give it back with --config \
+             FILE.json",
+            lost.join(", ")
+        ));
+    }
     let tensors = if args.scan {
         stack(tensors).map_err(|m| bad(input, m))?
     } else {
@@ -787,9 +832,9 @@ fn safetensors_to_npz(args: &ConvertArgs) -> Result<()> {
         write_config(path, ckpt.config())?;
     }
     for note in notes {
-        eprintln!("cappa: note: {}: {note}", input.display());
+        note!("cappa: note: {}: {note}", input.display());
     }
-    eprintln!(
+    note!(
         "cappa: converted {} to {} ({} arrays, {}{}{})",
         input.display(),
         output.display(),

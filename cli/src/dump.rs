@@ -30,8 +30,8 @@ pub fn run(model: &Path, inputs: &Path, out: &Path, device: DeviceArg) -> Result
     let backend = device.open()?;
     let ckpt = Checkpoint::load(model)?;
     let model = Model::new(&ckpt, backend)?;
-    let input_bytes =
-        std::fs::read(inputs).map_err(|e| Error::Io(format!("{}: {e}", inputs.display())))?;
+    let input_bytes = cappa::files::read_model_file(inputs)
+        .map_err(|e| e.in_file(inputs.display().to_string()))?;
     let file = SafetensorsFile::parse(&input_bytes)?;
     let images = file.f32("images")?;
     let tokens = tokens_of(&file, "tokens")?;
@@ -82,9 +82,7 @@ pub fn run(model: &Path, inputs: &Path, out: &Path, device: DeviceArg) -> Result
             &ids_i32(par.ids()),
         ));
     } else {
-        eprintln!(
-            "cappa: Cap-only checkpoint: logits_pa, loss_pa and parallel_tokens are not written"
-        );
+        note!("cappa: Cap-only checkpoint: logits_pa, loss_pa and parallel_tokens are not written");
     }
     if file.get("zeroshot_candidates").is_some() {
         let cands = tokens_of(&file, "zeroshot_candidates")?;
@@ -92,7 +90,7 @@ pub fn run(model: &Path, inputs: &Path, out: &Path, device: DeviceArg) -> Result
     }
     let bytes = serialize(&outs, &[("cappa.backend", be.name())])?;
     write_atomic(out, &bytes)?;
-    eprintln!(
+    note!(
         "cappa: wrote {} tensors to {} ({})",
         outs.len(),
         out.display(),

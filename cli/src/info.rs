@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use cappa::tokenizer::Vocab;
-use cappa::{Checkpoint, Error, Result};
+use cappa::{Checkpoint, CpuBackend, Error, Model, Result};
 use clap::Args;
 
 use crate::common::{model_path, with_file};
@@ -22,7 +22,10 @@ pub struct InfoArgs {
 /// Prints the config, parameter count, element types, tokenizer and file size.
 pub fn info(args: &InfoArgs) -> Result<()> {
     let path = model_path(args.model.as_deref())?;
-    let ckpt = Checkpoint::load(&path).map_err(|e| with_file(&path, e))?;
+    let ckpt = Checkpoint::load(&path)?;
+    // Everything loading checks (tensors against the config, element types, finite weights,
+    // the tokenizer, the limits): a file `info` describes is a file that loads.
+    Model::new(&ckpt, CpuBackend::new()).map_err(|e| with_file(&path, e))?;
     let file = ckpt.file()?;
     let (mut params, mut dtypes) = (0usize, BTreeMap::<String, usize>::new());
     for (name, e) in file.entries() {
@@ -58,11 +61,11 @@ pub fn info(args: &InfoArgs) -> Result<()> {
         if let Some((kind, n, lower)) = tok {
             v["tokenizer"] = serde_json::json!({"type": kind, "vocab_size": n, "lowercase": lower});
         }
-        println!("{v}");
+        outln!("{v}")?;
         return Ok(());
     }
-    println!("{} ({})", path.display(), cfg.name);
-    println!(
+    outln!("{} ({})", path.display(), cfg.name)?;
+    outln!(
         "  file          {:.1} MB, {} tensors, {}",
         size as f64 / 1e6,
         file.entries().count(),
@@ -71,28 +74,39 @@ pub fn info(args: &InfoArgs) -> Result<()> {
             .map(|(d, n)| format!("{n} {d}"))
             .collect::<Vec<_>>()
             .join(", ")
-    );
-    println!("  parameters    {params} ({:.1} M)", params as f64 / 1e6);
-    println!(
+    )?;
+    outln!("  parameters    {params} ({:.1} M)", params as f64 / 1e6)?;
+    outln!(
         "  image         {0}×{0}×{1}, patch {2} ({3} tokens)",
         cfg.image_size,
         cfg.in_channels,
         cfg.patch_size,
         cfg.num_patches()
-    );
-    println!(
+    )?;
+    outln!(
         "  encoder       width {}, {} blocks, {} heads, MLP {}",
-        cfg.enc_width, cfg.enc_depth, cfg.enc_heads, cfg.enc_mlp
-    );
-    println!(
+        cfg.enc_width,
+        cfg.enc_depth,
+        cfg.enc_heads,
+        cfg.enc_mlp
+    )?;
+    outln!(
         "  decoder       width {}, {} blocks, {} heads, MLP {}, biases {}",
-        cfg.dec_width, cfg.dec_depth, cfg.dec_heads, cfg.dec_mlp, cfg.decoder_bias
-    );
-    println!(
+        cfg.dec_width,
+        cfg.dec_depth,
+        cfg.dec_heads,
+        cfg.dec_mlp,
+        cfg.decoder_bias
+    )?;
+    outln!(
         "  text          vocabulary {}, max {} tokens, PAD {} EOS {} BOS {}",
-        cfg.vocab_size, cfg.max_len, cfg.pad_id, cfg.eos_id, cfg.bos_id
-    );
-    println!(
+        cfg.vocab_size,
+        cfg.max_len,
+        cfg.pad_id,
+        cfg.eos_id,
+        cfg.bos_id
+    )?;
+    outln!(
         "  training      Pa probability {} ({})",
         cfg.masked_pred_prob,
         if cfg.has_mask_token() {
@@ -100,12 +114,12 @@ pub fn info(args: &InfoArgs) -> Result<()> {
         } else {
             "Cap-only"
         }
-    );
+    )?;
     match tok {
         Some((kind, n, lower)) => {
-            println!("  tokenizer     {kind}, {n} entries, lower-case {lower}")
+            outln!("  tokenizer     {kind}, {n} entries, lower-case {lower}")?
         }
-        None => println!("  tokenizer     none (token ids only)"),
+        None => outln!("  tokenizer     none (token ids only)")?,
     }
     Ok(())
 }

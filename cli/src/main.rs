@@ -5,10 +5,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+// First: its macros (`outln!`, `note!`) are used by the modules below.
+#[macro_use]
+mod common;
+
 mod bench;
 mod caption;
-mod common;
 mod convert;
+mod decode;
 mod dump;
 mod info;
 mod npy;
@@ -21,10 +25,11 @@ struct Cli {
     command: Command,
 }
 
-/// Where to run.
+/// Where to run (the runtime's one policy: `cappa::device`).
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum DeviceArg {
-    /// A hardware GPU if there is one, else the CPU (or what `CAPPA_DEVICE` says).
+    /// What `CAPPA_DEVICE` says if set; else a hardware GPU if there is one, else the CPU
+    /// (software adapters such as lavapipe are passed over: the CPU is faster).
     Auto,
     /// The CPU backend.
     Cpu,
@@ -33,13 +38,18 @@ pub enum DeviceArg {
 }
 
 impl DeviceArg {
+    /// The runtime's device kind.
+    pub fn kind(self) -> cappa::DeviceKind {
+        match self {
+            DeviceArg::Auto => cappa::DeviceKind::Auto,
+            DeviceArg::Cpu => cappa::DeviceKind::Cpu,
+            DeviceArg::Gpu => cappa::DeviceKind::Gpu,
+        }
+    }
+
     /// Opens the device.
     pub fn open(self) -> cappa::Result<cappa::Device> {
-        match self {
-            DeviceArg::Auto => cappa::Device::best(),
-            DeviceArg::Cpu => Ok(cappa::Device::cpu()),
-            DeviceArg::Gpu => cappa::Device::gpu(),
-        }
+        cappa::Device::open(self.kind(), &cappa::DeviceOptions::default())
     }
 }
 
@@ -93,10 +103,16 @@ fn main() -> ExitCode {
         } => dump::run(&model, &inputs, &out, device),
         Command::Convert(args) => convert::run(&args),
     };
+    let result = result.and_then(|()| common::flush_stdout());
+    // A reader that closed our output (`cappa caption ... | head -1`) wants no more: stop
+    // quietly, as a program killed by SIGPIPE would.
+    if common::stdout_closed() {
+        return ExitCode::SUCCESS;
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cappa: {e}");
+            note!("cappa: {e}");
             ExitCode::FAILURE
         }
     }

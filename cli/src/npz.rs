@@ -30,11 +30,33 @@ fn bad(path: &Path, msg: impl std::fmt::Display) -> Error {
     Error::InvalidInput(format!("{}: {msg}", path.display()))
 }
 
+/// How much a deflated entry may inflate: to at most `MAX_INFLATION ×` its compressed size
+/// plus [`FREE_INFLATION`] bytes. Float weights barely compress (1.1× is typical), so only a
+/// crafted archive (a "zip bomb": a megabyte declaring a gigabyte) comes near; it is refused
+/// from the sizes the archive declares, before anything is inflated.
+pub const MAX_INFLATION: u64 = 100;
+/// See [`MAX_INFLATION`]: room for tensors of zeros, which compress ~1000×.
+pub const FREE_INFLATION: u64 = 256 << 20;
+
 /// Every array of the archive at `path`, in archive order, keyed by entry name minus `.npy`.
 pub fn read(path: &Path) -> Result<Vec<(String, Array)>> {
     let file =
         std::fs::File::open(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-    let mut zip = ZipArchive::new(std::io::BufReader::new(file))
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(bad(path, "not a regular file"));
+    }
+    read_archive(std::io::BufReader::new(file), path)
+}
+
+/// [`read`] of an archive from any reader; `path` names it in messages.
+pub fn read_archive<R: Read + std::io::Seek>(
+    reader: R,
+    path: &Path,
+) -> Result<Vec<(String, Array)>> {
+    let mut zip = ZipArchive::new(reader)
         .map_err(|e| bad(path, format_args!("not a zip archive (.npz): {e}")))?;
     let mut arrays: Vec<(String, Array)> = Vec::with_capacity(zip.len());
     for i in 0..zip.len() {
@@ -58,6 +80,18 @@ pub fn read(path: &Path) -> Result<Vec<(String, Array)>> {
             return Err(at("appears twice in the archive".into()));
         }
         let declared = entry.size();
+        let compressed = entry.compressed_size();
+        let budget = compressed
+            .saturating_mul(MAX_INFLATION)
+            .saturating_add(FREE_INFLATION);
+        if declared > budget {
+            return Err(at(format!(
+                "declares {declared} bytes from {compressed} compressed ones, more than a real \
+                 checkpoint inflates to ({MAX_INFLATION}× + {} MiB); nothing was inflated (if \
+                 the file is genuine, save it uncompressed, with np.savez)",
+                FREE_INFLATION >> 20
+            )));
+        }
         let (header, offset) = npy::read_header(&mut entry).map_err(at)?;
         let len = header.data_len().expect("checked by the parser");
         if (offset as u64).checked_add(len as u64) != Some(declared) {
@@ -187,6 +221,38 @@ mod tests {
 
         let err = read(&temp("missing.npz")).unwrap_err().to_string();
         assert!(err.contains("missing.npz"), "{err}");
+    }
+
+    #[test]
+    fn a_zip_bomb_is_refused_before_it_inflates() {
+        // 1 GiB of zeros declared by an archive of about a megabyte (issue 18: it used to
+        // inflate to 2.1 GB before failing). Written in 1 MiB pieces, so the test itself never
+        // holds the gigabyte.
+        let path = temp("bomb.npz");
+        let mut zip = ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let options = SimpleFileOptions::default()
+            .compression_method(CompressionMethod::Deflated)
+            .compression_level(Some(9))
+            .large_file(true);
+        zip.start_file("encoder/pos_embedding.npy", options)
+            .unwrap();
+        let n = (1usize << 30) / 4;
+        zip.write_all(&npy::header_bytes(Descr::F32, &[1, n]))
+            .unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..1024 {
+            zip.write_all(&zeros).unwrap();
+        }
+        zip.finish().unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size < 2 << 20, "{size} bytes");
+        let err = read(&path).unwrap_err().to_string();
+        std::fs::remove_file(&path).ok();
+        assert!(
+            err.contains("bomb.npz: entry `encoder/pos_embedding.npy`: declares")
+                && err.contains("nothing was inflated"),
+            "{err}"
+        );
     }
 
     #[test]

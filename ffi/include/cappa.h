@@ -71,6 +71,11 @@
 #define CAPPA_MAX_LABELS 65536
 
 /**
+ * Most beams per image in beam search (`beam_width`).
+ */
+#define CAPPA_MAX_BEAM_WIDTH 256
+
+/**
  * The version of this header's ABI; cappa_abi_version() returns the library's. They differ
  * when a program was compiled against another version of cappa.h than the library it loads.
  */
@@ -272,7 +277,7 @@ typedef struct cappa_caption_params {
    */
   uint32_t max_len;
   /**
-   * Beam search: hypotheses kept per image, at least 1 (default 4).
+   * Beam search: hypotheses kept per image, 1 to CAPPA_MAX_BEAM_WIDTH (default 4).
    */
   uint32_t beam_width;
   /**
@@ -358,8 +363,10 @@ typedef struct cappa_classify_params {
 /**
  * An argument is out of range: a zero or too large size or count, a row stride smaller than a
  * row, an unknown option value, a misaligned buffer, options the decoder rejects (beam width 0,
- * negative temperature, top-p outside (0, 1], max_len above the model's), a prompt that leaves
- * no room for labels, or images the model cannot take.
+ * or above CAPPA_MAX_BEAM_WIDTH, negative temperature, top-p outside (0, 1], max_len above the
+ * model's), a prompt that leaves no room for labels, images the model cannot take, or a request
+ * whose sizes are over one of cappa's limits (the message names it; docs/reliability.md lists
+ * them).
  */
 #define CAPPA_ERR_INVALID_ARGUMENT 2
 
@@ -385,7 +392,8 @@ typedef struct cappa_classify_params {
 
 /**
  * The model file is unusable: not a safetensors file, truncated, without a config, with
- * missing, misshapen or unexpected tensors, unsupported element types, or a bad tokenizer.
+ * missing, misshapen or unexpected tensors, unsupported element types, non-finite weights, a
+ * bad tokenizer, or sizes over one of cappa's limits (e.g. too many image tokens).
  */
 #define CAPPA_ERR_MODEL 7
 
@@ -418,9 +426,10 @@ typedef struct cappa_classify_params {
 
 /**
  * The device the `CAPPA_DEVICE` environment variable names (`cpu`, `gpu` or `auto`); if it is
- * unset or `auto`: a hardware GPU adapter if there is one (Vulkan, Metal, DX12 or GL), else
- * the CPU. Software GPU adapters (lavapipe, SwiftShader, WARP) are slower than the CPU backend,
- * so `auto` passes them over.
+ * unset or `auto`: a hardware GPU adapter if there is one (Vulkan, Metal or DX12; OpenGL only
+ * when `CAPPA_GPU_BACKENDS` asks for it), else the CPU. Software GPU adapters (lavapipe,
+ * SwiftShader, WARP) are slower than the CPU backend, so `auto` passes them over. The adapters
+ * are looked for once per process, quietly.
  */
 #define CAPPA_DEVICE_AUTO 0
 

@@ -1,9 +1,10 @@
 //! Statuses, the per-thread last-error message, the guard every entry point runs in (no panic
 //! crosses the boundary), and the checks that turn raw C arguments into Rust values.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
 
 use cappa_rt::Error;
 
@@ -37,18 +38,23 @@ impl Fail {
 
 impl From<Error> for Fail {
     fn from(e: Error) -> Self {
-        let status = match &e {
+        let status = match e.root() {
             Error::MalformedFile(_)
             | Error::MissingTensor { .. }
             | Error::ShapeMismatch { .. }
             | Error::UnexpectedTensor { .. }
             | Error::UnsupportedDtype { .. }
             | Error::Quantization { .. }
+            | Error::NonFiniteWeight { .. }
             | Error::Config(_)
             | Error::Tokenizer(_) => CAPPA_ERR_MODEL,
-            Error::InputShape { .. } | Error::TokenOutOfRange { .. } | Error::InvalidInput(_) => {
-                CAPPA_ERR_INVALID_ARGUMENT
-            }
+            // A request over a limit (beam width, images, ...); at loading, a model over one
+            // is CAPPA_ERR_MODEL (see model.rs).
+            Error::InputShape { .. }
+            | Error::TokenOutOfRange { .. }
+            | Error::InvalidInput(_)
+            | Error::Limit { .. }
+            | Error::OutOfMemory { .. } => CAPPA_ERR_INVALID_ARGUMENT,
             Error::PaUnavailable => CAPPA_ERR_UNSUPPORTED,
             Error::Io(_) => CAPPA_ERR_IO,
             Error::Backend(_) => CAPPA_ERR_DEVICE,
@@ -82,10 +88,40 @@ pub(crate) fn last_error() -> *const c_char {
         .unwrap_or(EMPTY.as_ptr())
 }
 
+thread_local! {
+    /// How many entry points this thread is inside (callbacks may call back into cappa).
+    static IN_GUARD: Cell<u32> = const { Cell::new(0) };
+    /// Where the last panic caught on this thread happened.
+    static PANIC_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs, once, a panic hook that keeps panics caught by [`guard`] out of the host's
+/// stderr (their message goes to `cappa_last_error()` instead) and hands every other panic to
+/// the hook that was there before.
+fn quiet_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_GUARD.try_with(Cell::get).unwrap_or(0) > 0 {
+                let at = info.location().map(|l| l.to_string());
+                let _ = PANIC_AT.try_with(|slot| *slot.borrow_mut() = at);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Runs an entry point's body: `Ok` becomes `CAPPA_OK`; a `Fail` its status, with the message
-/// (prefixed with `function`) stored for `cappa_last_error()`; a panic `CAPPA_ERR_PANIC`.
+/// (prefixed with `function`) stored for `cappa_last_error()`; a panic `CAPPA_ERR_PANIC`,
+/// with nothing printed.
 pub(crate) fn guard(function: &str, body: impl FnOnce() -> Checked<()>) -> cappa_status {
-    match catch_unwind(AssertUnwindSafe(body)) {
+    quiet_panics();
+    let _ = IN_GUARD.try_with(|g| g.set(g.get() + 1));
+    let outcome = catch_unwind(AssertUnwindSafe(body));
+    let _ = IN_GUARD.try_with(|g| g.set(g.get().saturating_sub(1)));
+    match outcome {
         Ok(Ok(())) => CAPPA_OK,
         Ok(Err(fail)) => {
             set_last_error(format!("{function}: {}", fail.message));
@@ -99,8 +135,14 @@ pub(crate) fn guard(function: &str, body: impl FnOnce() -> Checked<()>) -> cappa
                 .unwrap_or_else(|| "(no message)".to_string());
             // A payload whose destructor panics must not escape either.
             let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+            let at = PANIC_AT
+                .try_with(|slot| slot.borrow_mut().take())
+                .ok()
+                .flatten()
+                .map(|l| format!(" (at {l})"))
+                .unwrap_or_default();
             set_last_error(format!(
-                "{function}: internal error (a bug in cappa, please report it): panic: {what}"
+                "{function}: internal error (a bug in cappa, please report it): panic: {what}{at}"
             ));
             CAPPA_ERR_PANIC
         }

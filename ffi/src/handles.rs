@@ -22,9 +22,16 @@ use std::ffi::c_char;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use cappa_rt::{Device, Model};
+
 use crate::error::{Checked, Fail};
-use crate::model::Loaded;
 use crate::types::*;
+
+/// What a model handle stands for: a loaded model and its precomputed information.
+pub(crate) struct Loaded {
+    pub model: Model<Device>,
+    pub info: cappa_model_info,
+}
 
 /// Locks a table; a panic while one was held (only possible through a bug) left consistent
 /// data, so poisoning is ignored.

@@ -43,14 +43,24 @@ pub unsafe extern "C" fn cappa_image_load_file(
         let path = path_arg(path)?;
         let shown = path.display();
         // Read first: a failure after this is the file's content, not the file system.
-        let bytes =
-            std::fs::read(&path).map_err(|e| Fail::new(CAPPA_ERR_IO, format!("{shown}: {e}")))?;
+        let max = cappa_rt::limits::MAX_DECODED_IMAGE_BYTES;
+        let bytes = cappa_rt::files::read_regular(&path, max).map_err(|e| {
+            let e = match e {
+                cappa_rt::Error::Io(m) => m,
+                other => other.to_string(),
+            };
+            Fail::new(CAPPA_ERR_IO, format!("{shown}: {e}"))
+        })?;
         let bad = |e: ImageError| Fail::new(CAPPA_ERR_IMAGE, format!("{shown}: {e}"));
-        let decoded = ImageReader::new(Cursor::new(&bytes))
+        let mut reader = ImageReader::new(Cursor::new(&bytes))
             .with_guessed_format()
-            .map_err(|e| bad(ImageError::IoError(e)))?
-            .decode()
-            .map_err(bad)?;
+            .map_err(|e| bad(ImageError::IoError(e)))?;
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(CAPPA_MAX_IMAGE_SIDE);
+        limits.max_image_height = Some(CAPPA_MAX_IMAGE_SIDE);
+        limits.max_alloc = Some(cappa_rt::limits::MAX_DECODED_IMAGE_BYTES);
+        reader.limits(limits);
+        let decoded = reader.decode().map_err(bad)?;
         let rgb = decoded.into_rgb8();
         let (width, height) = rgb.dimensions();
         if width > CAPPA_MAX_IMAGE_SIDE || height > CAPPA_MAX_IMAGE_SIDE {

@@ -3,17 +3,11 @@
 use std::ffi::{c_char, c_void};
 
 use cappa_rt::formats;
-use cappa_rt::{Backend, Checkpoint, Device, Model, Precision};
+use cappa_rt::{Backend, Checkpoint, Device, DeviceKind, DeviceOptions, Model, Precision};
 
 use crate::error::{arg, guard, out, slice, Checked, Fail};
-use crate::handles;
+use crate::handles::{self, Loaded};
 use crate::types::*;
-
-/// A loaded model and its precomputed information.
-pub(crate) struct Loaded {
-    pub model: Model<Device>,
-    pub info: cappa_model_info,
-}
 
 /// The defaults of cappa_model_params: CAPPA_DEVICE_AUTO, CAPPA_PRECISION_AUTO.
 #[no_mangle]
@@ -47,9 +41,10 @@ pub unsafe extern "C" fn cappa_model_load_file(
         let out_model = out(out_model, "out_model")?;
         *out_model = std::ptr::null_mut();
         let path = path_arg(path)?;
-        let params = model_params(params)?;
-        let checkpoint = Checkpoint::load(&path)?;
-        *out_model = handles::add_model(load(checkpoint, &params)?);
+        // The options first: a bad one is reported before the file is read.
+        let options = Options::of(&model_params(params)?)?;
+        let checkpoint = Checkpoint::load(&path).map_err(model_error)?;
+        *out_model = handles::add_model(load(checkpoint, &options)?);
         Ok(())
     })
 }
@@ -78,9 +73,9 @@ pub unsafe extern "C" fn cappa_model_load_memory(
             return Err(Fail::invalid("`size` is 0"));
         }
         let bytes = slice(data.cast::<u8>(), size, "data")?;
-        let params = model_params(params)?;
-        let checkpoint = Checkpoint::from_bytes(bytes)?;
-        *out_model = handles::add_model(load(checkpoint, &params)?);
+        let options = Options::of(&model_params(params)?)?;
+        let checkpoint = Checkpoint::from_bytes(bytes).map_err(model_error)?;
+        *out_model = handles::add_model(load(checkpoint, &options)?);
         Ok(())
     })
 }
@@ -138,28 +133,62 @@ unsafe fn model_params(p: *const cappa_model_params) -> Checked<cappa_model_para
     Ok(*arg(p, "params")?)
 }
 
-/// Builds the model on the device `params` asks for, its weights converted as they load if
-/// `params` asks for a precision.
-fn load(checkpoint: Checkpoint<'_>, params: &cappa_model_params) -> Checked<Loaded> {
-    let precision = match params.precision {
-        CAPPA_PRECISION_AUTO => None,
-        CAPPA_PRECISION_F32 => Some(Precision::F32),
-        CAPPA_PRECISION_F16 => Some(Precision::F16),
-        CAPPA_PRECISION_BF16 => Some(Precision::BF16),
-        CAPPA_PRECISION_Q8 => Some(Precision::Q8),
-        other => {
-            return Err(Fail::invalid(format!(
-                "unknown precision {other} in `params` (CAPPA_PRECISION_AUTO, _F32, _F16, _BF16 \
-                 or _Q8)"
-            )))
-        }
-    };
-    let device = device(params.device)?;
+/// The loading options of `params`, checked (before the file is read).
+struct Options {
+    device: DeviceKind,
+    /// Convert the kernels and the token table to this format as they load.
+    precision: Option<Precision>,
+}
+
+impl Options {
+    fn of(params: &cappa_model_params) -> Checked<Self> {
+        let precision = match params.precision {
+            CAPPA_PRECISION_AUTO => None,
+            CAPPA_PRECISION_F32 => Some(Precision::F32),
+            CAPPA_PRECISION_F16 => Some(Precision::F16),
+            CAPPA_PRECISION_BF16 => Some(Precision::BF16),
+            CAPPA_PRECISION_Q8 => Some(Precision::Q8),
+            other => {
+                return Err(Fail::invalid(format!(
+                    "unknown precision {other} in `params` (CAPPA_PRECISION_AUTO, _F32, _F16, \
+                     _BF16 or _Q8)"
+                )))
+            }
+        };
+        let device = match params.device {
+            CAPPA_DEVICE_AUTO => DeviceKind::Auto,
+            CAPPA_DEVICE_CPU => DeviceKind::Cpu,
+            CAPPA_DEVICE_GPU => DeviceKind::Gpu,
+            other => {
+                return Err(Fail::invalid(format!(
+                    "unknown device {other} in `params` (CAPPA_DEVICE_AUTO, _CPU or _GPU)"
+                )))
+            }
+        };
+        Ok(Options { device, precision })
+    }
+}
+
+/// A model that a file describes but that cappa cannot take (a size over a limit, a
+/// non-finite weight, ...) is CAPPA_ERR_MODEL, whatever the kind of error.
+fn model_error(e: cappa_rt::Error) -> Fail {
+    let mut fail = Fail::from(e);
+    if fail.status == CAPPA_ERR_INVALID_ARGUMENT {
+        fail.status = CAPPA_ERR_MODEL;
+    }
+    fail
+}
+
+/// Builds the model on the device `options` asks for, its weights converted as they load if
+/// `options` asks for a precision (the file itself is not rewritten).
+fn load(checkpoint: Checkpoint<'_>, options: &Options) -> Checked<Loaded> {
+    let device = device(options.device)?;
     let (num_params, file_bytes) = (count_params(&checkpoint)?, checkpoint.byte_len());
-    let model = match precision {
-        Some(p) => Model::new_as(&checkpoint, device, p)?,
-        None => Model::new(&checkpoint, device)?,
-    };
+    let model = match options.precision {
+        Some(p) => Model::new_as(&checkpoint, device, p),
+        None => Model::new(&checkpoint, device),
+    }
+    .map_err(model_error)?;
     let info = info(&model, num_params, file_bytes as u64);
     Ok(Loaded { model, info })
 }
@@ -211,47 +240,17 @@ fn copy_text(dst: &mut [c_char], s: &str) {
     dst[end] = 0;
 }
 
-/// The device of `kind`.
-fn device(kind: cappa_device) -> Checked<Device> {
-    match kind {
-        CAPPA_DEVICE_CPU => Ok(Device::cpu()),
-        CAPPA_DEVICE_GPU => gpu(),
-        CAPPA_DEVICE_AUTO => match std::env::var("CAPPA_DEVICE").as_deref() {
-            Ok("cpu") => Ok(Device::cpu()),
-            Ok("gpu") => gpu(),
-            Ok("auto") | Ok("") | Err(_) => Ok(auto()),
-            Ok(other) => Err(Fail::invalid(format!(
-                "the environment variable CAPPA_DEVICE is `{other}` (cpu, gpu or auto)"
-            ))),
-        },
-        other => Err(Fail::invalid(format!(
-            "unknown device {other} in `params` (CAPPA_DEVICE_AUTO, _CPU or _GPU)"
-        ))),
+/// The device of `kind`, by the runtime's one policy (`cappa::device`: AUTO follows
+/// `CAPPA_DEVICE`, then takes a hardware GPU or the CPU).
+fn device(kind: DeviceKind) -> Checked<Device> {
+    #[cfg(not(feature = "gpu"))]
+    if kind.resolve()? == DeviceKind::Gpu {
+        return Err(Fail::new(
+            CAPPA_ERR_UNSUPPORTED,
+            "this build of libcappa has no GPU backend (cargo feature `gpu`)",
+        ));
     }
-}
-
-#[cfg(feature = "gpu")]
-fn gpu() -> Checked<Device> {
-    Ok(Device::Gpu(cappa_rt::GpuBackend::new()?))
-}
-
-#[cfg(not(feature = "gpu"))]
-fn gpu() -> Checked<Device> {
-    Err(Fail::new(
-        CAPPA_ERR_UNSUPPORTED,
-        "this build of libcappa has no GPU backend (cargo feature `gpu`)",
-    ))
-}
-
-/// A hardware GPU if there is one, else the CPU (the policy of `cappa::Device::best`).
-fn auto() -> Device {
-    #[cfg(feature = "gpu")]
-    if let Ok(g) = cappa_rt::GpuBackend::new() {
-        if !g.is_cpu_adapter() {
-            return Device::Gpu(g);
-        }
-    }
-    Device::cpu()
+    Ok(Device::open(kind, &DeviceOptions::default())?)
 }
 
 #[cfg(test)]

@@ -10,8 +10,7 @@ use cappa_rt::{
 };
 
 use crate::error::{arg, c_string, count, guard, out, slice, slice_mut, text, Checked, Fail};
-use crate::handles;
-use crate::model::Loaded;
+use crate::handles::{self, Loaded};
 use crate::types::*;
 
 /// The defaults of cappa_caption_params: greedy, the model's max_len, beam width 4 and length

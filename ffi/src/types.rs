@@ -14,8 +14,10 @@ pub const CAPPA_OK: cappa_status = 0;
 pub const CAPPA_ERR_NULL_POINTER: cappa_status = 1;
 /// An argument is out of range: a zero or too large size or count, a row stride smaller than a
 /// row, an unknown option value, a misaligned buffer, options the decoder rejects (beam width 0,
-/// negative temperature, top-p outside (0, 1], max_len above the model's), a prompt that leaves
-/// no room for labels, or images the model cannot take.
+/// or above CAPPA_MAX_BEAM_WIDTH, negative temperature, top-p outside (0, 1], max_len above the
+/// model's), a prompt that leaves no room for labels, images the model cannot take, or a request
+/// whose sizes are over one of cappa's limits (the message names it; docs/reliability.md lists
+/// them).
 pub const CAPPA_ERR_INVALID_ARGUMENT: cappa_status = 2;
 /// A string argument (label, prompt, path on Windows) is not valid UTF-8.
 pub const CAPPA_ERR_INVALID_UTF8: cappa_status = 3;
@@ -26,7 +28,8 @@ pub const CAPPA_ERR_BUFFER_TOO_SMALL: cappa_status = 5;
 /// A file could not be read.
 pub const CAPPA_ERR_IO: cappa_status = 6;
 /// The model file is unusable: not a safetensors file, truncated, without a config, with
-/// missing, misshapen or unexpected tensors, unsupported element types, or a bad tokenizer.
+/// missing, misshapen or unexpected tensors, unsupported element types, non-finite weights, a
+/// bad tokenizer, or sizes over one of cappa's limits (e.g. too many image tokens).
 pub const CAPPA_ERR_MODEL: cappa_status = 7;
 /// The model or this build of the library cannot do what was asked: text from a model without a
 /// tokenizer, parallel decoding with a Cap-only model, the GPU in a build without GPU support.
@@ -44,9 +47,10 @@ pub const CAPPA_ERR_PANIC: cappa_status = 12;
 /// Where a model runs.
 pub type cappa_device = i32;
 /// The device the `CAPPA_DEVICE` environment variable names (`cpu`, `gpu` or `auto`); if it is
-/// unset or `auto`: a hardware GPU adapter if there is one (Vulkan, Metal, DX12 or GL), else
-/// the CPU. Software GPU adapters (lavapipe, SwiftShader, WARP) are slower than the CPU backend,
-/// so `auto` passes them over.
+/// unset or `auto`: a hardware GPU adapter if there is one (Vulkan, Metal or DX12; OpenGL only
+/// when `CAPPA_GPU_BACKENDS` asks for it), else the CPU. Software GPU adapters (lavapipe,
+/// SwiftShader, WARP) are slower than the CPU backend, so `auto` passes them over. The adapters
+/// are looked for once per process, quietly.
 pub const CAPPA_DEVICE_AUTO: cappa_device = 0;
 /// The CPU backend (exact f32; uses all cores, or `CAPPA_NUM_THREADS`).
 pub const CAPPA_DEVICE_CPU: cappa_device = 1;
@@ -97,6 +101,8 @@ pub const CAPPA_MAX_IMAGE_SIDE: u32 = 65536;
 pub const CAPPA_MAX_IMAGES: usize = 1024;
 /// Most labels per cappa_classify call.
 pub const CAPPA_MAX_LABELS: usize = 65536;
+/// Most beams per image in beam search (`beam_width`).
+pub const CAPPA_MAX_BEAM_WIDTH: u32 = 256;
 
 /// The version of this header's ABI; cappa_abi_version() returns the library's. They differ
 /// when a program was compiled against another version of cappa.h than the library it loads.
@@ -184,7 +190,7 @@ pub struct cappa_caption_params {
     /// Tokens per caption at most, EOS included, 1 to the model's max_len; 0 (default) means the
     /// model's max_len.
     pub max_len: u32,
-    /// Beam search: hypotheses kept per image, at least 1 (default 4).
+    /// Beam search: hypotheses kept per image, 1 to CAPPA_MAX_BEAM_WIDTH (default 4).
     pub beam_width: u32,
     /// Beam search: GNMT length penalty alpha; a caption of `n` tokens and log-probability `lp`
     /// scores `lp / ((5 + n) / 6)^alpha`. 0 ranks by log-probability alone (favours short

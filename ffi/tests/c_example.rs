@@ -197,3 +197,22 @@ fn the_c_example_runs_clean_under_valgrind() {
         valgrind = common::valgrind().unwrap();
     }
 }
+
+/// Issue 18: with CAPPA_DEVICE_AUTO on a headless host (no XDG_RUNTIME_DIR), Mesa's Vulkan
+/// drivers printed "XDG_RUNTIME_DIR is invalid" into the host program's stderr while libcappa
+/// looked for a GPU. The look is quiet now: the example's stderr holds only its own progress.
+#[test]
+fn looking_for_a_gpu_prints_nothing_into_the_host() {
+    let exe = example(Link::Shared);
+    let out = run_ok(
+        std::process::Command::new(&exe)
+            .env_remove("CAPPA_DEVICE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .args(["--device", "auto"])
+            .arg(model_path())
+            .arg(sample_image()),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let foreign: Vec<&str> = stderr.lines().filter(|l| !l.contains("%")).collect();
+    assert!(foreign.is_empty(), "foreign lines on stderr: {foreign:?}");
+}

@@ -110,7 +110,8 @@ impl<B: Backend> Model<B> {
         if images.is_empty() {
             return Err(Error::InvalidInput("no images".into()));
         }
-        let mut data = Vec::with_capacity(images.len() * s * s * 3);
+        crate::limits::check_images(self.config(), images.len())?;
+        let mut data = crate::tensor::try_vec(images.len() * s * s * 3, "a batch of images")?;
         for img in images {
             if img.0.shape() != [s, s, 3] {
                 return Err(Error::InputShape {

@@ -159,20 +159,21 @@ impl<'a> Checkpoint<'a> {
 #[cfg(feature = "std")]
 impl Checkpoint<'static> {
     /// Loads a model from `path`: a single `.safetensors` file, or a folder holding
-    /// `params.safetensors` and `config.json` (the fixtures' layout).
+    /// `params.safetensors` and `config.json` (the fixtures' layout). The file must be a
+    /// regular file of exactly the size its header declares (see
+    /// [`crate::files::read_model_file`]); errors are [`Error::File`] with the path.
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let path = path.as_ref();
-        let read = |p: &std::path::Path| {
-            std::fs::read(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())))
-        };
         if path.is_dir() {
-            let params = read(&path.join("params.safetensors"))?;
+            let params_path = path.join("params.safetensors");
+            let params = crate::files::read_model_file(&params_path)
+                .map_err(|e| in_file(e, &params_path))?;
             let cfg_path = path.join("config.json");
-            let json = String::from_utf8(read(&cfg_path)?)
-                .map_err(|_| Error::Config(format!("{} is not UTF-8", cfg_path.display())))?;
-            Checkpoint::with_config(Cow::Owned(params), &json)
+            let json = read_config(&cfg_path).map_err(|e| in_file(e, &cfg_path))?;
+            Checkpoint::with_config(Cow::Owned(params), &json).map_err(|e| in_file(e, path))
         } else {
-            Checkpoint::from_vec(read(path)?)
+            let bytes = crate::files::read_model_file(path).map_err(|e| in_file(e, path))?;
+            Checkpoint::from_vec(bytes).map_err(|e| in_file(e, path))
         }
     }
 
@@ -183,36 +184,31 @@ impl Checkpoint<'static> {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder, fsynced and renamed.
 #[cfg(feature = "std")]
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let err = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::Io(format!("{}: not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // Make the rename itself durable; not every platform lets a folder be opened.
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+fn in_file(e: Error, path: &std::path::Path) -> Error {
+    e.in_file(path.display().to_string())
 }
+
+/// A `config.json`: a regular file of at most 16 MiB of UTF-8.
+#[cfg(feature = "std")]
+fn read_config(path: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    const MAX: u64 = 16 << 20;
+    let file = std::fs::File::open(path).map_err(|e| Error::Io(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| Error::Io(e.to_string()))?;
+    if !meta.is_file() || meta.len() > MAX {
+        return Err(Error::Config(format!(
+            "not a regular file of at most {MAX} bytes"
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX)
+        .read_to_string(&mut text)
+        .map_err(|_| Error::Config("not UTF-8".into()))?;
+    Ok(text)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder, fsynced and renamed
+/// (the one atomic write of the workspace: [`crate::files::write_atomic`]).
+#[cfg(feature = "std")]
+pub use crate::files::write_atomic;

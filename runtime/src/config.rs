@@ -184,7 +184,6 @@ impl Config {
             ("dec_depth", self.dec_depth, 1 << 10),
             ("dec_mlp", self.dec_mlp, 1 << 18),
             ("vocab_size", self.vocab_size, 1 << 24),
-            ("max_len", self.max_len, 1 << 16),
         ];
         for (name, v, max) in limits {
             if v > max {
@@ -247,9 +246,11 @@ impl Config {
                 self.label_smoothing
             ));
         }
-        if self.layernorm_eps.is_nan() || self.layernorm_eps <= 0.0 {
+        // A JSON number beyond f32 (1e300) arrives as infinity, which to_json would write as
+        // `null`: refused, like any eps that is not a positive number.
+        if !self.layernorm_eps.is_finite() || self.layernorm_eps <= 0.0 {
             problems.push(format!(
-                "layernorm_eps {} must be positive",
+                "layernorm_eps {} must be a positive finite number",
                 self.layernorm_eps
             ));
         }
@@ -262,11 +263,12 @@ impl Config {
                 }
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Config(problems.join("; ")))
+        if !problems.is_empty() {
+            return Err(Error::Config(problems.join("; ")));
         }
+        // What the sizes imply for one image and one caption (attention scores, activations,
+        // parameter tensors): checked here, so that no model over a limit loads.
+        crate::limits::check_config(self)
     }
 
     /// Patches per image side.
@@ -436,6 +438,19 @@ mod tests {
             msg.contains("enc_width 64 is not divisible by enc_heads 5"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn every_valid_config_survives_its_json() {
+        // Found by the fuzzer (fuzz/corpus/config/regression-eps-1e300.json): 1e300 became an
+        // infinite f32 eps, which passed validation and was written back as `null`.
+        let mut json: serde_json::Value =
+            serde_json::from_str(&Config::tiny_for_tests().to_json()).unwrap();
+        json["layernorm_eps"] = serde_json::json!(1e300);
+        let err = Config::from_json(&json.to_string()).unwrap_err();
+        assert!(alloc::format!("{err}").contains("layernorm_eps"), "{err}");
+        let c = Config::tiny_for_tests();
+        assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
     }
 
     #[test]

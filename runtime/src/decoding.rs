@@ -127,10 +127,16 @@ impl Beam {
 
     /// Checks the options for a vocabulary of `vocab` tokens.
     pub(crate) fn check(&self, vocab: usize) -> Result<()> {
+        if self.width == 0 {
+            return Err(Error::InvalidInput(
+                "beam width 0 must be at least 1".into(),
+            ));
+        }
+        crate::limits::check_beam_width(self.width)?;
         let candidates = (self.width as u64).checked_mul(vocab as u64);
-        if self.width == 0 || candidates.is_none_or(|c| c > u32::MAX as u64) {
+        if candidates.is_none_or(|c| c > u32::MAX as u64) {
             return Err(Error::InvalidInput(format!(
-                "beam width {} must be at least 1 (and width × vocabulary below 2^32)",
+                "beam width {} × vocabulary {vocab} must be below 2^32",
                 self.width
             )));
         }
@@ -253,8 +259,19 @@ impl<B: Backend> Model<B> {
         opts: &DecodeOptions,
         on_token: Option<OnToken<'_>>,
     ) -> Result<Vec<Vec<Caption>>> {
-        self.check_encoded(encoded, None)?;
+        let batch = self.check_encoded(encoded, None)?;
         let steps = self.steps(opts.max_len, "decode")?;
+        // What the decoding will hold, checked before any of it is allocated.
+        let l = self.config().max_len;
+        let (rows, len, per_pass) = match decode {
+            Decode::Beam(beam) => {
+                beam.check(self.config().vocab_size)?;
+                (batch.saturating_mul(beam.width), steps, 1)
+            }
+            Decode::Parallel => (batch, l, l),
+            Decode::Greedy | Decode::Sample(_) => (batch, steps, 1),
+        };
+        crate::limits::check_decode(self.config(), rows, len, per_pass)?;
         let mut captions = self
             .captions_without_text(wait, encoded, decode, steps, on_token)
             .await?;
@@ -311,8 +328,11 @@ impl<B: Backend> Model<B> {
     /// and values are computed once, each step appends one row to the self-attention cache.
     /// Rows decode together; a row that is done stops collecting tokens.
     pub fn greedy(&self, encoded: &B::Tensor, opts: &Greedy) -> Result<GreedyOutput> {
-        self.check_encoded(encoded, None)?;
+        let batch = self.check_encoded(encoded, None)?;
         let steps = self.steps(opts.max_len, "greedy")?;
+        // Kept logits are `[batch, steps, V]`, as large as a full pass's.
+        let per_pass = if opts.keep_logits { steps } else { 1 };
+        crate::limits::check_decode(self.config(), batch, steps, per_pass)?;
         let run = now(self.autoregressive(
             Wait::Block,
             encoded,
@@ -421,6 +441,7 @@ impl<B: Backend> Model<B> {
         let be = self.backend();
         let batch = self.check_encoded(encoded, None)?;
         let l = cfg.max_len;
+        crate::limits::check_decode(cfg, batch, l, l)?;
         let ids = be.upload_ids(&[batch, l], &vec![cfg.mask_token(); batch * l])?;
         let logits = self.decoder().forward(be, encoded, &ids, l, Mask::None)?;
         let best = be.argmax(&logits)?;

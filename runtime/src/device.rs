@@ -1,6 +1,20 @@
 //! A backend chosen at run time: [`Device`] is the CPU backend or (feature `gpu`) the wgpu
 //! backend, behind one type, so that programs can pick with a flag or `CAPPA_DEVICE` and still
 //! use one `Model<Device>` type.
+//!
+//! **The one device policy.** [`Device::open`] (and [`Device::open_async`] in web pages) is
+//! how the CLI, the trainer, the C API and the web demo choose, with a [`DeviceKind`]:
+//!
+//! * `Cpu`: the CPU backend.
+//! * `Gpu`: the wgpu backend on the best adapter — hardware first, software adapters (lavapipe,
+//!   SwiftShader, WARP, a browser's fallback adapter) included — or an error.
+//! * `Auto`: what `CAPPA_DEVICE` names (`cpu`, `gpu`, `auto`) when it is set; otherwise a
+//!   *hardware* GPU adapter if there is one, else the CPU backend. Software adapters are passed
+//!   over: they are slower than the CPU backend (see `docs/benchmarks.md`).
+//!
+//! The adapters are looked for on Vulkan, Metal, DX12 and WebGPU, OpenGL only when asked for
+//! (see [`crate::gpu::adapter`]); the look happens once per process, when a GPU is first asked
+//! for. `CAPPA_NUM_THREADS` is checked here too: a value that is not a number is an error.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -12,9 +26,86 @@ use crate::cpu::{CpuBackend, CpuIds, CpuTensor};
 use crate::error::{Error, Result};
 use crate::formats::StoredTensor;
 #[cfg(feature = "gpu")]
-use crate::gpu::{GpuBackend, GpuIds, GpuTensor};
+use crate::gpu::{GpuBackend, GpuIds, GpuOptions, GpuTensor};
 use crate::ops::{self, Checked};
 use crate::tensor::HostTensor;
+
+/// Which device to open (see the [module docs](self) for the policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceKind {
+    /// `CAPPA_DEVICE` if set, else a hardware GPU if there is one, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU backend.
+    Cpu,
+    /// The GPU backend on the best adapter, software adapters included.
+    Gpu,
+}
+
+impl core::str::FromStr for DeviceKind {
+    type Err = Error;
+
+    /// `auto`, `cpu` or `gpu` (any case; surrounding spaces ignored).
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(DeviceKind::Auto),
+            "cpu" => Ok(DeviceKind::Cpu),
+            "gpu" => Ok(DeviceKind::Gpu),
+            other => Err(Error::InvalidInput(alloc::format!(
+                "unknown device `{other}` (cpu, gpu or auto)"
+            ))),
+        }
+    }
+}
+
+impl core::fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            DeviceKind::Auto => "auto",
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Gpu => "gpu",
+        })
+    }
+}
+
+impl DeviceKind {
+    /// The kind `CAPPA_DEVICE` names, `None` when it is unset or empty (an unknown name is an
+    /// error naming the variable).
+    #[cfg(feature = "std")]
+    pub fn from_env() -> Result<Option<DeviceKind>> {
+        match std::env::var("CAPPA_DEVICE") {
+            Ok(v) if !v.trim().is_empty() => v.parse().map(Some).map_err(|e| match e {
+                Error::InvalidInput(m) => Error::InvalidInput(alloc::format!(
+                    "the environment variable CAPPA_DEVICE: {m}"
+                )),
+                other => other,
+            }),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::InvalidInput(
+                "the environment variable CAPPA_DEVICE is not UTF-8 (cpu, gpu or auto)".into(),
+            )),
+        }
+    }
+
+    /// `Auto` replaced by what `CAPPA_DEVICE` names (it may name `auto` itself); other kinds
+    /// as they are.
+    pub fn resolve(self) -> Result<DeviceKind> {
+        #[cfg(feature = "std")]
+        if self == DeviceKind::Auto {
+            return Ok(Self::from_env()?.unwrap_or(DeviceKind::Auto));
+        }
+        Ok(self)
+    }
+}
+
+/// Options of [`Device::open`].
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DeviceOptions {
+    /// Options of the GPU backend (which backends, 16-bit weights, ...).
+    #[cfg(feature = "gpu")]
+    pub gpu: GpuOptions,
+}
 
 /// The CPU backend or the GPU backend.
 #[derive(Debug, Clone)]
@@ -46,7 +137,68 @@ pub enum DeviceIds {
     Gpu(GpuIds),
 }
 
+/// Fails when `CAPPA_NUM_THREADS` is set to something that is not a number of threads.
+fn check_threads() -> Result<()> {
+    #[cfg(feature = "std")]
+    crate::threads::num_threads_setting()?;
+    Ok(())
+}
+
+#[cfg(not(feature = "gpu"))]
+fn no_gpu() -> Error {
+    Error::Backend("this build of cappa has no GPU backend (feature `gpu`)".into())
+}
+
 impl Device {
+    /// Opens the device `kind` names, by the [one policy](self): `Auto` follows
+    /// `CAPPA_DEVICE`, else takes a hardware GPU if there is one, else the CPU. Blocking; in a
+    /// web page use [`Device::open_async`].
+    pub fn open(kind: DeviceKind, options: &DeviceOptions) -> Result<Self> {
+        check_threads()?;
+        #[cfg(not(feature = "gpu"))]
+        let _ = options;
+        match kind.resolve()? {
+            DeviceKind::Cpu => Ok(Self::cpu()),
+            #[cfg(feature = "gpu")]
+            DeviceKind::Gpu => Ok(Device::Gpu(GpuBackend::with_options(options.gpu.clone())?)),
+            #[cfg(feature = "gpu")]
+            DeviceKind::Auto => Ok(match GpuBackend::hardware(options.gpu.clone())? {
+                Some(g) => Device::Gpu(g),
+                None => Self::cpu(),
+            }),
+            #[cfg(not(feature = "gpu"))]
+            DeviceKind::Gpu => Err(no_gpu()),
+            #[cfg(not(feature = "gpu"))]
+            DeviceKind::Auto => Ok(Self::cpu()),
+        }
+    }
+
+    /// [`Device::open`] without blocking (in a web page: the browser's WebGPU adapter, if it
+    /// offers a hardware one for `Auto`).
+    pub async fn open_async(kind: DeviceKind, options: &DeviceOptions) -> Result<Self> {
+        check_threads()?;
+        #[cfg(not(feature = "gpu"))]
+        let _ = options;
+        match kind.resolve()? {
+            DeviceKind::Cpu => Ok(Self::cpu()),
+            #[cfg(feature = "gpu")]
+            DeviceKind::Gpu => Ok(Device::Gpu(
+                GpuBackend::with_options_async(options.gpu.clone()).await?,
+            )),
+            #[cfg(feature = "gpu")]
+            DeviceKind::Auto => Ok(
+                match GpuBackend::hardware_async(options.gpu.clone()).await? {
+                    Some(g) => Device::Gpu(g),
+                    None => Self::cpu(),
+                },
+            ),
+            #[cfg(not(feature = "gpu"))]
+            DeviceKind::Gpu => Err(no_gpu()),
+            #[cfg(not(feature = "gpu"))]
+            DeviceKind::Auto => Ok(Self::cpu()),
+        }
+    }
+
     /// The CPU backend.
     pub fn cpu() -> Self {
         Device::Cpu(CpuBackend::new())
@@ -65,43 +217,16 @@ impl Device {
         Ok(Device::Gpu(GpuBackend::new_async().await?))
     }
 
-    /// `cpu`, `gpu` or `auto` (see [`Device::best`]).
+    /// `cpu`, `gpu` or `auto`, opened with [`Device::open`] and default options.
     pub fn from_name(name: &str) -> Result<Self> {
-        match name {
-            "cpu" => Ok(Self::cpu()),
-            #[cfg(feature = "gpu")]
-            "gpu" => Self::gpu(),
-            #[cfg(not(feature = "gpu"))]
-            "gpu" => Err(Error::Backend(
-                "this build of cappa has no GPU backend (feature `gpu`)".into(),
-            )),
-            "auto" => Self::auto(),
-            other => Err(Error::InvalidInput(alloc::format!(
-                "unknown device `{other}` (cpu, gpu or auto)"
-            ))),
-        }
+        Self::open(name.parse()?, &DeviceOptions::default())
     }
 
-    /// The device `CAPPA_DEVICE` names (`cpu`, `gpu`, `auto`), else `auto`: a hardware GPU
-    /// adapter of any wgpu backend (Vulkan, Metal, DX12, GL) if there is one, else the CPU
-    /// backend. Software adapters (lavapipe, SwiftShader, WARP) are slower than the CPU backend,
-    /// so `auto` passes them over; `gpu` takes them.
+    /// [`Device::open`] of [`DeviceKind::Auto`] with default options: what `CAPPA_DEVICE`
+    /// names, else a hardware GPU if there is one, else the CPU.
     #[cfg(feature = "std")]
     pub fn best() -> Result<Self> {
-        match std::env::var("CAPPA_DEVICE") {
-            Ok(name) if !name.is_empty() => Self::from_name(&name),
-            _ => Self::auto(),
-        }
-    }
-
-    fn auto() -> Result<Self> {
-        #[cfg(feature = "gpu")]
-        if let Ok(g) = GpuBackend::new() {
-            if !g.is_cpu_adapter() {
-                return Ok(Device::Gpu(g));
-            }
-        }
-        Ok(Self::cpu())
+        Self::open(DeviceKind::Auto, &DeviceOptions::default())
     }
 
     /// Whether this is the GPU backend.

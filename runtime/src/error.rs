@@ -85,6 +85,62 @@ pub enum Error {
     /// inconsistent pieces, broken normalization table), a bad word list, or bad
     /// `cappa.tokenizer` metadata.
     Tokenizer(String),
+    /// A size that a config or a request implies is over one of cappa's documented limits
+    /// ([`crate::limits`]); the check runs before anything of that size is allocated.
+    Limit {
+        /// The quantity, e.g. `image tokens per image, (image_size / patch_size)²`.
+        what: String,
+        /// Its value.
+        value: u64,
+        /// The limit it exceeds.
+        limit: u64,
+        /// The name of the limit in [`crate::limits`], e.g. `MAX_IMAGE_TOKENS`.
+        name: &'static str,
+    },
+    /// A weight of the model file is NaN or infinite: every output would be meaningless.
+    NonFiniteWeight {
+        /// Name of the tensor.
+        name: String,
+        /// Flat index of the first non-finite value.
+        index: usize,
+    },
+    /// Memory for a tensor whose size comes from the input could not be allocated.
+    OutOfMemory {
+        /// What was being allocated.
+        what: String,
+        /// Its size in bytes.
+        bytes: u64,
+    },
+    /// An error concerning a file, with its path (what [`crate::Checkpoint::load`] returns).
+    File {
+        /// The file, as given.
+        path: String,
+        /// What went wrong.
+        error: alloc::boxed::Box<Error>,
+    },
+}
+
+impl Error {
+    /// The error beneath any [`Error::File`] wrappers (what to match on).
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::File { error, .. } => error.root(),
+            other => other,
+        }
+    }
+
+    /// Wraps the error with the file it concerns (once: an error already about `path` is
+    /// returned as it is).
+    pub fn in_file(self, path: impl Into<String>) -> Error {
+        let path = path.into();
+        match self {
+            Error::File { path: p, error } if p == path => Error::File { path: p, error },
+            other => Error::File {
+                path,
+                error: alloc::boxed::Box::new(other),
+            },
+        }
+    }
 }
 
 fn shape(s: &[usize]) -> ShapeFmt<'_> {
@@ -172,6 +228,24 @@ impl fmt::Display for Error {
             Error::Io(m) => write!(f, "I/O error: {m}"),
             Error::Backend(m) => write!(f, "backend error: {m}"),
             Error::Tokenizer(m) => write!(f, "invalid tokenizer: {m}"),
+            Error::Limit {
+                what,
+                value,
+                limit,
+                name,
+            } => write!(
+                f,
+                "{what} is {value}, over cappa's limit of {limit} (cappa::limits::{name})"
+            ),
+            Error::NonFiniteWeight { name, index } => write!(
+                f,
+                "tensor `{name}` holds a non-finite value (NaN or infinity) at index {index}; \
+                 the model's outputs would be meaningless"
+            ),
+            Error::OutOfMemory { what, bytes } => {
+                write!(f, "out of memory: cannot allocate {bytes} bytes for {what}")
+            }
+            Error::File { path, error } => write!(f, "{path}: {error}"),
         }
     }
 }

@@ -352,6 +352,23 @@ impl<'a> StoredTensor<'a> {
         Ok(self)
     }
 
+    /// The index of the first element that is NaN or infinite, if any (read in the stored
+    /// format, without widening the tensor; a q8 tensor's scales are checked when it is made).
+    pub fn first_non_finite(&self) -> Option<usize> {
+        match &self.stored {
+            Stored::Float(DType::F32, b) => b
+                .chunks_exact(4)
+                .position(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()),
+            Stored::Float(DType::F16, b) => b
+                .chunks_exact(2)
+                .position(|c| !f16::from_le_bytes([c[0], c[1]]).is_finite()),
+            Stored::Float(DType::BF16, b) => b
+                .chunks_exact(2)
+                .position(|c| !bf16::from_le_bytes([c[0], c[1]]).is_finite()),
+            Stored::Q8 { .. } => None,
+        }
+    }
+
     /// The values as f32: widened, or dequantised (`q · scale`).
     pub fn to_f32(&self) -> Vec<f32> {
         match &self.stored {

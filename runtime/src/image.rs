@@ -52,6 +52,15 @@ impl PixelLayout {
         if self.width == 0 || self.height == 0 {
             return bad("width and height must be positive");
         }
+        let max = crate::limits::MAX_IMAGE_SIDE;
+        if self.width > max || self.height > max {
+            return Err(Error::Limit {
+                what: format!("the image side ({} × {} pixels)", self.width, self.height),
+                value: self.width.max(self.height) as u64,
+                limit: max as u64,
+                name: "MAX_IMAGE_SIDE",
+            });
+        }
         if self.channels != 3 && self.channels != 4 {
             return bad("channels must be 3 (RGB) or 4 (RGBA)");
         }
@@ -91,8 +100,14 @@ pub fn preprocess(pixels: &[u8], layout: PixelLayout, size: usize) -> Result<Hos
     }
     let px =
         |y: usize, x: usize, c: usize| pixels[y * layout.stride + x * layout.channels + c] as f32;
+    crate::limits::check(
+        || format!("the preprocessed image ({size} × {size} × 3 values)"),
+        (size as u64).saturating_mul(size as u64).saturating_mul(3),
+        crate::limits::MAX_TENSOR_ELEMENTS,
+        "MAX_TENSOR_ELEMENTS",
+    )?;
     let xs: Vec<_> = (0..size).map(|o| weights(o, layout.width, size)).collect();
-    let mut out = Vec::with_capacity(size * size * 3);
+    let mut out = crate::tensor::try_vec(size * size * 3, "a preprocessed image")?;
     for oy in 0..size {
         let (y0, y1, fy) = weights(oy, layout.height, size);
         for &(x0, x1, fx) in &xs {

@@ -71,11 +71,14 @@ pub mod device;
 pub mod encoder;
 pub mod error;
 pub mod formats;
+#[cfg(feature = "std")]
+pub mod files;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod image;
 mod lanes;
 pub mod layers;
+pub mod limits;
 pub mod loss;
 mod math;
 pub mod model;
@@ -100,7 +103,7 @@ pub use cpu::{CpuBackend, Gemm};
 pub use decoding::{
     Beam, Caption, Decode, DecodeOptions, Greedy, GreedyOutput, OnToken, Sample, TokenEvent,
 };
-pub use device::Device;
+pub use device::{Device, DeviceKind, DeviceOptions};
 pub use error::{Error, Result};
 pub use formats::{Precision, StoredTensor};
 #[cfg(feature = "gpu")]

@@ -130,6 +130,7 @@ impl<B: Backend> Model<B> {
                 found: s.to_vec(),
             });
         }
+        crate::limits::check_images(c, s[0])?;
         self.backend.upload(images)
     }
 
@@ -225,6 +226,7 @@ impl<B: Backend> Model<B> {
 
     /// Checks one mode per caption and uploads the decoder inputs of `targets` in those modes.
     fn upload_decoder_inputs(&self, targets: &Tokens, modes: &[Mode]) -> Result<B::Ids> {
+        crate::limits::check_decode(&self.config, targets.batch(), targets.len(), targets.len())?;
         if modes.len() != targets.batch() {
             return Err(Error::InvalidInput(format!(
                 "{} modes for {} captions",

@@ -135,6 +135,30 @@ impl Entry<'_> {
     }
 }
 
+/// What a file's first bytes say it is, when it is something people mistake for a model
+/// (an `.npz`, an `.npy`, an image).
+pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
+    const KINDS: [(&[u8], &str); 6] = [
+        (
+            b"PK\x03\x04",
+            "a zip archive (a big_vision .npz?), not a safetensors model: convert it with \
+             `cappa convert IN.npz OUT.safetensors`",
+        ),
+        (
+            b"PK\x05\x06",
+            "an empty zip archive (.npz), not a safetensors model",
+        ),
+        (b"\x93NUMPY", "a numpy .npy array, not a safetensors model"),
+        (b"\x89PNG", "a PNG image, not a model"),
+        (b"\xff\xd8\xff", "a JPEG image, not a model"),
+        (b"RIFF", "a RIFF file (WebP?), not a model"),
+    ];
+    KINDS
+        .iter()
+        .find(|(magic, _)| bytes.starts_with(magic))
+        .map(|(_, what)| *what)
+}
+
 /// A parsed safetensors file.
 #[derive(Debug, Clone)]
 pub struct SafetensorsFile<'a> {
@@ -145,6 +169,9 @@ pub struct SafetensorsFile<'a> {
 impl<'a> SafetensorsFile<'a> {
     /// Parses `bytes`; any structural problem is an [`Error::MalformedFile`].
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
+        if let Some(what) = sniff(bytes) {
+            return Err(Error::MalformedFile(format!("this is {what}")));
+        }
         if bytes.len() < 8 {
             return Err(Error::MalformedFile(format!(
                 "the file is {} bytes long, too short for the 8-byte header length",
@@ -321,8 +348,70 @@ pub fn serialize(tensors: &[OwnedTensor], metadata: &[(&str, String)]) -> Result
                 .collect(),
         )
     };
-    safetensors::tensor::serialize(tensors.iter().map(|t| (t.name.as_str(), t)), meta)
-        .map_err(|e| Error::InvalidInput(format!("cannot serialise tensors: {e}")))
+    let bytes = safetensors::tensor::serialize(tensors.iter().map(|t| (t.name.as_str(), t)), meta)
+        .map_err(|e| Error::InvalidInput(format!("cannot serialise tensors: {e}")))?;
+    Ok(canonical_header(bytes))
+}
+
+/// The same file with its header's keys in a fixed order (`__metadata__` first, its keys
+/// sorted, then the tensors by name): the `safetensors` crate writes the metadata in hash-map
+/// order, which differs from process to process, so equal models would give different bytes.
+/// The header keeps its length (the same JSON, reordered), so the data does not move.
+fn canonical_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    use serde_json::Value;
+    let Some(n) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    else {
+        return bytes;
+    };
+    let Some(header) = bytes.get(8..8 + n) else {
+        return bytes;
+    };
+    let json = match core::str::from_utf8(header) {
+        Ok(t) => t.trim_end_matches(' '),
+        Err(_) => return bytes,
+    };
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(json) else {
+        return bytes;
+    };
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort_by_key(|k| (k.as_str() != "__metadata__", k.as_str()));
+    let mut out = String::from("{");
+    for (i, key) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&text(key));
+        out.push(':');
+        match (&map[key], key.as_str()) {
+            (Value::Object(meta), "__metadata__") => {
+                let mut entries: Vec<(&String, &Value)> = meta.iter().collect();
+                entries.sort_by_key(|(k, _)| k.as_str());
+                out.push('{');
+                for (j, (k, v)) in entries.into_iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&text(k));
+                    out.push(':');
+                    out.push_str(&text(v));
+                }
+                out.push('}');
+            }
+            (v, _) => out.push_str(&text(v)),
+        }
+    }
+    out.push('}');
+    if out.len() == json.len() {
+        bytes[8..8 + out.len()].copy_from_slice(out.as_bytes());
+    }
+    bytes
+}
+
+/// Compact JSON text, for [`canonical_header`].
+fn text<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -343,6 +432,32 @@ mod tests {
             assert_eq!(f.f32("w").unwrap(), t, "{dt:?}");
             assert_eq!(f.metadata("k"), Some("v"));
         }
+    }
+
+    #[test]
+    fn equal_files_are_equal_bytes() {
+        // Metadata in several keys: the safetensors crate writes them in hash-map order.
+        let t = HostTensor::new(&[2], vec![1.0, 2.0]).unwrap();
+        let meta: Vec<(&str, String)> = ["z", "a", "m", "cappa.config", "b"]
+            .iter()
+            .map(|k| (*k, alloc::format!("value of {k}")))
+            .collect();
+        let first = serialize(
+            &[OwnedTensor::f32("w", &t), OwnedTensor::f32("a", &t)],
+            &meta,
+        )
+        .unwrap();
+        for _ in 0..20 {
+            let again = serialize(
+                &[OwnedTensor::f32("w", &t), OwnedTensor::f32("a", &t)],
+                &meta,
+            )
+            .unwrap();
+            assert_eq!(again, first);
+        }
+        let f = SafetensorsFile::parse(&first).unwrap();
+        assert_eq!(f.metadata("m"), Some("value of m"));
+        assert_eq!(f.f32("a").unwrap(), t);
     }
 
     #[test]

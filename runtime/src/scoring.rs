@@ -141,11 +141,22 @@ impl<B: Backend> Model<B> {
             }
         }
 
+        // Fewer candidates per pass where a full chunk's logits would be over the limits; an
+        // error only when a single candidate per image is.
+        let longest = seqs.iter().map(Vec::len).max().unwrap_or(1);
+        let mut chunk = opts.chunk.min(k).max(1);
+        while chunk > 1
+            && crate::limits::check_decode(cfg, batch.saturating_mul(chunk), longest, longest)
+                .is_err()
+        {
+            chunk /= 2;
+        }
+        crate::limits::check_decode(cfg, batch.saturating_mul(chunk), longest, longest)?;
         let cross = self.decoder().cross_kv(be, encoded)?;
         let mut expanded = None;
         let mut scores = vec![0.0f32; batch * k];
-        for c0 in (0..k).step_by(opts.chunk) {
-            let n = opts.chunk.min(k - c0);
+        for c0 in (0..k).step_by(chunk) {
+            let n = chunk.min(k - c0);
             // Rows are image-major: row b·n + j scores candidate c0 + j for image b. Full
             // chunks share one gathered copy of the keys and values.
             let rows = match expanded.take() {

@@ -69,6 +69,18 @@ impl HostTensor {
     }
 }
 
+/// An empty vector with room for `n` values, or [`Error::OutOfMemory`] naming `what` when the
+/// memory is not there (for sizes that come from input; they are checked against
+/// [`crate::limits`] first).
+pub fn try_vec<T>(n: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
+        what: what.into(),
+        bytes: (n as u64).saturating_mul(core::mem::size_of::<T>() as u64),
+    })?;
+    Ok(v)
+}
+
 /// Number of elements of a shape.
 pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()

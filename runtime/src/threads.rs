@@ -8,17 +8,50 @@
 /// work to the pool and waiting for it costs microseconds.
 const MIN_WORK_PER_THREAD: usize = 1 << 15;
 
-/// Threads to use: `CAPPA_NUM_THREADS` if set, else the available parallelism.
+/// `CAPPA_NUM_THREADS` as read: `Ok(None)` when unset or empty, the count (clamped to
+/// [`MAX_THREADS`](crate::limits::MAX_THREADS)) when it is a positive whole number, an error
+/// naming the variable otherwise.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+pub fn parse_num_threads(value: Option<&str>) -> crate::error::Result<Option<usize>> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let n = match v.parse::<u64>() {
+        Ok(n) => Some(n),
+        // More than 64 bits of threads: clamped like any other large count.
+        Err(e) if *e.kind() == core::num::IntErrorKind::PosOverflow => Some(u64::MAX),
+        Err(_) => None,
+    };
+    match n {
+        Some(n) if n > 0 => Ok(Some(n.min(crate::limits::MAX_THREADS as u64) as usize)),
+        _ => Err(crate::error::Error::InvalidInput(alloc::format!(
+            "CAPPA_NUM_THREADS is `{v}`; it must be a whole number of threads from 1 (at most \
+             {} are used)",
+            crate::limits::MAX_THREADS
+        ))),
+    }
+}
+
+/// `CAPPA_NUM_THREADS` from the environment, checked (see [`parse_num_threads`]).
+#[cfg(feature = "std")]
+pub fn num_threads_setting() -> crate::error::Result<Option<usize>> {
+    let v = std::env::var_os("CAPPA_NUM_THREADS");
+    parse_num_threads(v.as_ref().map(|v| v.to_str().unwrap_or("(not UTF-8)")))
+}
+
+/// Threads to use: `CAPPA_NUM_THREADS` if set (clamped to
+/// [`MAX_THREADS`](crate::limits::MAX_THREADS); a value that is not a number is ignored here
+/// and reported by [`Device::open`](crate::Device::open)), else the available parallelism.
 #[cfg(all(feature = "std", not(target_family = "wasm")))]
 pub fn num_threads() -> usize {
     use std::sync::OnceLock;
     static N: OnceLock<usize> = OnceLock::new();
     *N.get_or_init(|| {
-        std::env::var("CAPPA_NUM_THREADS")
+        num_threads_setting()
             .ok()
-            .and_then(|s| s.parse().ok())
-            .filter(|&n: &usize| n > 0)
+            .flatten()
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .min(crate::limits::MAX_THREADS)
     })
 }
 
@@ -135,4 +168,30 @@ where
     }
     let _ = threads;
     items.into_iter().for_each(f);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn thread_counts_are_clamped_and_non_numbers_rejected() {
+        let max = crate::limits::MAX_THREADS;
+        assert_eq!(parse_num_threads(None).unwrap(), None);
+        assert_eq!(parse_num_threads(Some(" ")).unwrap(), None);
+        assert_eq!(parse_num_threads(Some("3")).unwrap(), Some(3));
+        assert_eq!(parse_num_threads(Some("100000")).unwrap(), Some(max));
+        assert_eq!(
+            parse_num_threads(Some("99999999999999999999999")).unwrap(),
+            Some(max)
+        );
+        for bad in ["abc", "0", "00", "-2", "1.5", "4 threads"] {
+            let e = parse_num_threads(Some(bad)).unwrap_err().to_string();
+            assert!(
+                e.contains("CAPPA_NUM_THREADS") && e.contains(bad),
+                "{bad}: {e}"
+            );
+        }
+    }
 }

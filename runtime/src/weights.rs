@@ -194,6 +194,12 @@ impl ParamSource for FileParams<'_, '_> {
             });
         }
         let (stored, scales) = formats::read(self.file, path, e, role)?;
+        if let Some(index) = stored.first_non_finite() {
+            return Err(Error::NonFiniteWeight {
+                name: path.to_string(),
+                index,
+            });
+        }
         let stored = match (self.precision, role.matrix(shape)) {
             (Some(p), Some(matrix)) => {
                 stored.reshape(&matrix)?.convert(path, p, role.channels())?

@@ -309,7 +309,7 @@ fn real_main() -> Result<ExitCode> {
             device,
             json,
         } => {
-            let be = Device::from_name(&device)?;
+            let be = open_device(&device)?;
             let bytes = read(&model)?;
             let m = cappa::Model::from_bytes(&bytes, be)
                 .map_err(|e| Error::Config(format!("{}: {e}", model.display())))?;
@@ -392,6 +392,12 @@ fn print_eval(json: bool, report: &impl serde::Serialize, title: &str, table: &s
     }
 }
 
+/// The device a `--device` flag or a run file's `device` names (`auto`, `cpu`, `gpu`), by the
+/// runtime's one policy (`auto` follows `CAPPA_DEVICE`, then takes a hardware GPU or the CPU).
+fn open_device(name: &str) -> Result<Device> {
+    Device::open(name.parse()?, &cappa::DeviceOptions::default())
+}
+
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
 }
@@ -404,7 +410,7 @@ fn grads(
     ls: f32,
     device: &str,
 ) -> Result<()> {
-    let be = Device::from_name(device)?;
+    let be = open_device(device)?;
     let model = Model::new(&f32_checkpoint(model)?, be)?;
     let bytes = read(inputs)?;
     let file = SafetensorsFile::parse(&bytes)?;
@@ -500,7 +506,7 @@ fn train(path: &Path, resume: bool, device: Option<String>) -> Result<ExitCode> 
         .map_err(|_| Error::Config(format!("{} is not UTF-8", path.display())))?;
     let file: RunFile =
         toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-    let be = Device::from_name(device.as_deref().unwrap_or(&file.device))?;
+    let be = open_device(device.as_deref().unwrap_or(&file.device))?;
     let out = rel(&base, &file.out);
     let mut trainer = if resume {
         let ckpt = out.join(CHECKPOINT_FILE);

@@ -6,9 +6,10 @@
 //! (`optimizer/m/<name>`, `optimizer/v/<name>`) and, under `cappa.train`, the step, the data
 //! cursor and the seed (the whole state of the counter-based generators of [`crate::mixing`]
 //! and the data order). Beside it the trainer writes the plain model file, loadable by `cappa`.
-//! Both are written atomically: temporary file, fsync, rename.
+//! Both are written atomically (temporary file, fsync, rename), the model file first, so that
+//! it is never behind the checkpoint; temporary files of killed runs are removed when a run
+//! starts or resumes.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -267,7 +268,10 @@ impl<B: TrainBackend> Trainer<B> {
         serialize(&tensors, &meta)
     }
 
-    /// Writes `checkpoint.safetensors` and `model.safetensors` into `dir`, each atomically.
+    /// Writes `model.safetensors` and then `checkpoint.safetensors` into `dir`, each
+    /// atomically. The model goes first, so that a crash between the two leaves the model
+    /// ahead of the checkpoint, never behind it: a resumed run redoes the steps since the
+    /// checkpoint (exactly) and rewrites both.
     pub fn save(&self, dir: &Path) -> Result<PathBuf> {
         self.save_with(dir, &|| Ok(()))
     }
@@ -281,8 +285,8 @@ impl<B: TrainBackend> Trainer<B> {
     ) -> Result<PathBuf> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
         let ckpt = dir.join(CHECKPOINT_FILE);
-        write_atomic_with(&ckpt, &self.checkpoint_file()?, before_rename)?;
         write_atomic_with(&dir.join(MODEL_FILE), &self.model_file()?, before_rename)?;
+        write_atomic_with(&ckpt, &self.checkpoint_file()?, before_rename)?;
         Ok(ckpt)
     }
 
@@ -341,43 +345,16 @@ impl<B: TrainBackend> Trainer<B> {
 const MOMENT_M: &str = "optimizer/m/";
 const MOMENT_V: &str = "optimizer/v/";
 
-/// Writes `bytes` to `path` through a temporary file in the same folder: write, fsync,
-/// `before_rename` (a crash there leaves the old file untouched), rename, sync the folder.
-pub fn write_atomic_with(
-    path: &Path,
-    bytes: &[u8],
-    before_rename: &dyn Fn() -> std::io::Result<()>,
-) -> Result<()> {
-    let err = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::Io(format!("{}: not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        before_rename()?;
-        std::fs::rename(&tmp, path)?;
-        // Make the rename itself durable; not every platform lets a folder be opened.
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+/// Writes `bytes` to `path` atomically (the runtime's one helper, [`cappa::files`]).
+pub use cappa::files::write_atomic_with;
+
+/// Removes the temporary files that runs killed while writing into `dir` left behind
+/// (`.checkpoint.safetensors.tmp-<pid>`, `.model.safetensors.tmp-<pid>` of processes that no
+/// longer run); returns them.
+pub fn remove_stale_temps(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut removed = cappa::files::remove_stale_temps(&dir.join(CHECKPOINT_FILE))?;
+    removed.extend(cappa::files::remove_stale_temps(&dir.join(MODEL_FILE))?);
+    Ok(removed)
 }
 
 /// Something the loop reports.
@@ -432,6 +409,7 @@ pub fn run<B: TrainBackend>(
     on_event: &mut dyn FnMut(Event, &Model<B>),
 ) -> Result<Outcome> {
     let run = trainer.run.clone();
+    remove_stale_temps(out_dir)?;
     let mut saved_at = None;
     while trainer.step() < run.steps {
         if stop.load(Ordering::SeqCst) {
@@ -462,6 +440,13 @@ pub fn run<B: TrainBackend>(
             saved_at = Some(s);
             on_event(Event::Checkpoint { step: s, path }, trainer.model());
         }
+    }
+    // A run resumed at its last step (a crash while the final files were written) writes
+    // them again, so the model file is the checkpoint's.
+    if saved_at != Some(trainer.step()) {
+        let path = trainer.save(out_dir)?;
+        let step = trainer.step();
+        on_event(Event::Checkpoint { step, path }, trainer.model());
     }
     Ok(Outcome::Finished)
 }

@@ -208,3 +208,139 @@ fn ctrl_c_writes_a_checkpoint_and_exits_cleanly() {
     let file = SafetensorsFile::parse(&bytes).unwrap();
     assert!(file.metadata("cappa.train").is_some());
 }
+
+#[test]
+fn the_trainer_follows_cappa_device_like_every_other_front_end() {
+    // Issue 15: the trainer's `auto` ignored CAPPA_DEVICE. Now one policy (cappa::device)
+    // decides for the CLI, the trainer, the C API and the web demo: `auto` (a run file's
+    // `device`, or --device) follows the variable, and a value it cannot use is an error naming
+    // it.
+    let dir = temp_dir("device");
+    let cfg = run_file(&dir, 1, 0);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("device = \"cpu\"", "device = \"auto\"")).unwrap();
+    let out = bin()
+        .env("CAPPA_DEVICE", "quantum")
+        .args(["train", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("CAPPA_DEVICE") && err.contains("quantum"),
+        "{err}"
+    );
+    let out = bin()
+        .env("CAPPA_DEVICE", "cpu")
+        .args(["train", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("cpu"), "the CPU was used: {err}");
+}
+
+/// `kill -9` at pseudo-random moments of runs that checkpoint every step (so many kills land
+/// in or near a file write), each followed by `--resume`, until the run ends: the final model
+/// must be the uninterrupted run's, byte for byte, with no temporary file left. Then a fresh
+/// run starts again. Rounds (kills or completions): `CAPPA_KILL9_ROUNDS` (default 12;
+/// docs/reliability.md reports a longer run).
+#[cfg(unix)]
+#[test]
+fn kill_9_at_any_moment_then_resume_gives_the_uninterrupted_model() {
+    let rounds: u64 = std::env::var("CAPPA_KILL9_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let steps = 30;
+    let reference = temp_dir("kill9-ref");
+    let started = std::time::Instant::now();
+    let out = bin()
+        .args(["train", "--config"])
+        .arg(run_file(&reference, steps, 1))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let span = started.elapsed().as_millis() as u64 + 50;
+    let want = std::fs::read(reference.join("run/model.safetensors")).unwrap();
+
+    let dir = temp_dir("kill9");
+    let cfg = run_file(&dir, steps, 1);
+    let run = dir.join("run");
+    let start = |resume: bool| {
+        let mut cmd = bin();
+        cmd.arg("train");
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd.arg("--config")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    };
+    // A finished run: the model is the reference's and nothing is left over.
+    let check = |what: &str| {
+        let got = std::fs::read(run.join("model.safetensors")).unwrap();
+        assert!(
+            got == want,
+            "{what}: the model differs from the uninterrupted run's"
+        );
+        let temps: Vec<String> = std::fs::read_dir(&run)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
+        assert!(temps.is_empty(), "{what}: left behind: {temps:?}");
+    };
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let (mut kills, mut cycles, mut in_cycle, mut in_writes) = (0, 0, 0, 0);
+    for _ in 0..rounds {
+        let resume = run.join("checkpoint.safetensors").exists();
+        let mut child = start(resume).spawn().unwrap();
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        std::thread::sleep(Duration::from_millis(10 + state % span));
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                assert!(status.success(), "{status:?}");
+                check(&format!("after {in_cycle} kills"));
+                cycles += 1;
+                in_cycle = 0;
+                std::fs::remove_dir_all(&run).unwrap();
+            }
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                in_cycle += 1;
+                // A temporary file left behind: the kill landed inside a file write.
+                let mid_write = std::fs::read_dir(&run).is_ok_and(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+                });
+                in_writes += usize::from(mid_write);
+            }
+        }
+    }
+    let resume = run.join("checkpoint.safetensors").exists();
+    let out = start(resume).stderr(Stdio::piped()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check(&format!("after {in_cycle} kills"));
+    eprintln!(
+        "kill -9: {kills} kills ({in_writes} inside a file write) over {} runs to the end; every \
+         final model identical to the uninterrupted run's, no temporary file left",
+        cycles + 1
+    );
+}

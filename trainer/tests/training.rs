@@ -16,7 +16,7 @@ use cappa_tests::{assert_close, fixture_dirs, Fixture, Tol};
 use cappa_trainer::data::{Dataset, Loader, LoaderOptions, Prep};
 use cappa_trainer::optim::{decays, AdamState, OptimConfig};
 use cappa_trainer::shapes::{self, ShapesWorld, Split};
-use cappa_trainer::train::{run, Outcome, CHECKPOINT_FILE};
+use cappa_trainer::train::{run, Outcome, CHECKPOINT_FILE, MODEL_FILE};
 use cappa_trainer::{RunConfig, Trainer};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -276,6 +276,77 @@ fn a_crash_between_write_and_rename_keeps_the_old_checkpoint() {
     assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
     t.save(&out).unwrap();
     assert_eq!(Trainer::resume(be, &path, run_cfg).unwrap().step(), 2);
+}
+
+#[test]
+fn a_crash_while_the_final_files_are_written_never_leaves_the_model_behind() {
+    // Issue 18: a kill -9 while the final model was written (after the checkpoint had been
+    // renamed into place), then --resume, reported success and left model.safetensors one
+    // checkpoint behind. Here the crash comes at each of the final save's two renames.
+    let (config, ds, prep, mut run_cfg) = setup(4);
+    run_cfg.checkpoint_every = 2;
+    let be = CpuBackend::new();
+    let out_a = temp_dir("final-a");
+    let mut a = fresh(be, &config, &run_cfg);
+    assert_eq!(train(&mut a, &ds, &prep, &out_a, None).1, Outcome::Finished);
+    let want = std::fs::read(out_a.join(MODEL_FILE)).unwrap();
+    for crash_at in 0..2 {
+        let out = temp_dir(&format!("final-crash-{crash_at}"));
+        let mut t = fresh(be, &config, &run_cfg);
+        let mut l = loader(&ds, &prep, &run_cfg, 0);
+        for _ in 0..2 {
+            t.train_step(&l.next_batch().unwrap().unwrap()).unwrap();
+        }
+        t.save(&out).unwrap();
+        for _ in 0..2 {
+            t.train_step(&l.next_batch().unwrap().unwrap()).unwrap();
+        }
+        let renames = std::cell::Cell::new(0);
+        let crash = || {
+            let n = renames.replace(renames.get() + 1);
+            match n == crash_at {
+                true => Err(std::io::Error::other("killed")),
+                false => Ok(()),
+            }
+        };
+        assert!(t.save_with(&out, &crash).is_err());
+        drop(t); // the process dies
+        let mut r = Trainer::resume(be, &out.join(CHECKPOINT_FILE), run_cfg.clone()).unwrap();
+        assert_eq!(train(&mut r, &ds, &prep, &out, None).1, Outcome::Finished);
+        assert!(
+            std::fs::read(out.join(MODEL_FILE)).unwrap() == want,
+            "a crash at rename {crash_at} of the final save left the model behind"
+        );
+    }
+}
+
+#[test]
+fn temporary_files_of_dead_runs_are_removed_when_a_run_starts() {
+    // Issue 18: `.checkpoint.safetensors.tmp-<pid>` of killed runs piled up (106 over 65
+    // runs; gigabytes for real models).
+    let (config, ds, prep, run_cfg) = setup(1);
+    let out = temp_dir("stale");
+    let dead = [
+        ".checkpoint.safetensors.tmp-4000000000",
+        ".model.safetensors.tmp-4000000001",
+    ];
+    // pid 1 runs on every Linux system; `other.tmp-5` is not ours to remove.
+    let kept = [".checkpoint.safetensors.tmp-1", "other.safetensors.tmp-5"];
+    for f in dead.iter().chain(&kept) {
+        std::fs::write(out.join(f), b"partial").unwrap();
+    }
+    let mut t = fresh(CpuBackend::new(), &config, &run_cfg);
+    train(&mut t, &ds, &prep, &out, None);
+    for f in dead {
+        assert!(!out.join(f).exists(), "{f} is still there");
+    }
+    assert!(out.join(kept[1]).exists());
+    if cfg!(target_os = "linux") {
+        assert!(
+            out.join(kept[0]).exists(),
+            "a live process's file was removed"
+        );
+    }
 }
 
 fn same_seed_same_losses<B: TrainBackend + Clone>(be: B) {

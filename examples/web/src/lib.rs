@@ -23,7 +23,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use cappa::{Backend, Decode, DecodeOptions, Device, Image, Model};
+use cappa::{Backend, Decode, DecodeOptions, Device, DeviceKind, DeviceOptions, Image, Model};
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
@@ -44,9 +44,10 @@ fn js_error(e: impl std::fmt::Display) -> JsValue {
 /// Which backend [`Demo::load`] opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prefer {
-    /// WebGPU if the browser offers an adapter, else the CPU.
+    /// A hardware WebGPU adapter if the browser offers one, else the CPU (the runtime's
+    /// `DeviceKind::Auto`).
     Auto,
-    /// WebGPU, or an error.
+    /// WebGPU on whatever adapter the browser offers (software ones included), or an error.
     Gpu,
     /// The CPU backend.
     Cpu,
@@ -61,6 +62,22 @@ impl Prefer {
             "cpu" => Ok(Prefer::Cpu),
             other => Err(format!("unknown backend `{other}` (auto, gpu or cpu)")),
         }
+    }
+}
+
+/// Why `auto` chose the CPU: no adapter at all, or only a software one.
+async fn why_not_gpu() -> String {
+    match cappa::gpu::adapter::best_adapter_info(None).await {
+        Ok(Some(info)) => format!(
+            "the browser's WebGPU adapter ({}) is a software one, slower than the CPU backend; \
+             ?backend=gpu uses it anyway",
+            match info.name.trim() {
+                "" => "unnamed",
+                n => n,
+            }
+        ),
+        Ok(None) => "the browser offered no WebGPU adapter".to_string(),
+        Err(e) => e.to_string(),
     }
 }
 
@@ -116,15 +133,25 @@ pub struct CaptionResult {
 #[wasm_bindgen]
 impl Demo {
     /// Opens the backend `backend` names (`auto`, `gpu` or `cpu`) and loads a single-file model
-    /// (with its tokenizer) from its bytes. With `auto`, a browser without a WebGPU adapter
-    /// gets the CPU backend, and [`Demo::gpu_error`] says why.
+    /// (with its tokenizer) from its bytes. `auto` is the runtime's policy: a hardware WebGPU
+    /// adapter if the browser offers one, else the CPU backend ([`Demo::gpu_error`] says why:
+    /// no adapter, or only a software one).
     pub async fn load(bytes: Vec<u8>, backend: String) -> Result<Demo, JsValue> {
         let prefer = Prefer::parse(&backend).map_err(js_error)?;
+        let options = DeviceOptions::default();
+        // The runtime's one policy (cappa::device): auto takes a hardware adapter, never a
+        // software one (SwiftShader is far slower than the CPU backend in wasm).
         let (device, gpu_error) = match prefer {
             Prefer::Cpu => (Device::cpu(), None),
-            Prefer::Gpu => (Device::gpu_async().await.map_err(js_error)?, None),
-            Prefer::Auto => match Device::gpu_async().await {
-                Ok(d) => (d, None),
+            Prefer::Gpu => (
+                Device::open_async(DeviceKind::Gpu, &options)
+                    .await
+                    .map_err(js_error)?,
+                None,
+            ),
+            Prefer::Auto => match Device::open_async(DeviceKind::Auto, &options).await {
+                Ok(d @ Device::Gpu(_)) => (d, None),
+                Ok(d) => (d, Some(why_not_gpu().await)),
                 Err(e) => (Device::cpu(), Some(e.to_string())),
             },
         };

@@ -6,7 +6,9 @@
 //
 // Three browser runs:
 //  1. WebGPU: Chromium with --enable-unsafe-webgpu (a SwiftShader adapter on machines without a
-//     GPU). The page must report WebGPU; a silent fall back to the CPU fails the test.
+//     GPU) and ?backend=gpu. The page must report WebGPU; a silent fall back to the CPU fails the
+//     test. Then ?backend=auto, the runtime's one device policy: a hardware adapter is taken, a
+//     software one (SwiftShader) passed over for the CPU backend, with a note saying so.
 //  2. No WebGPU: Chromium without that flag offers no adapter; the page must fall back to its CPU
 //     backend, say so in a note, and still give the CLI's answers; the same with no WebGPU API at
 //     all (navigator.gpu removed).
@@ -322,7 +324,7 @@ describe("the browser demo", () => {
   test("on WebGPU: captions and probabilities equal the CLI's", async () => {
     const browser = await launch(true);
     try {
-      const page = await open(browser, "");
+      const page = await open(browser, "&backend=gpu");
       const backend = await page.textContent("#backend");
       const webgpu = await page.getAttribute("#backend", "data-webgpu");
       const note = (await page.isVisible("#note")) ? await page.textContent("#note") : "";
@@ -347,6 +349,19 @@ describe("the browser demo", () => {
       });
       await checkAgainstCli(page, nth(1), typed);
       await page.close();
+
+      // auto: the same policy as the CLI, the trainer and the C API (cappa::device).
+      const auto = await open(browser, "");
+      const autoBackend = await auto.textContent("#backend");
+      if (backend.includes("software fallback")) {
+        assert.equal(autoBackend, "CPU (wasm)", "auto passes a software adapter over");
+        assert.match(await auto.textContent("#note"), /software/);
+        await captioned(auto, () => auto.click(`#samples button[data-sample="${nth(0)}"]`));
+        await checkAgainstCli(auto, nth(0), index.labels);
+      } else {
+        assert.match(autoBackend, /^WebGPU \(/, "auto takes a hardware adapter");
+      }
+      await auto.close();
     } finally {
       await browser.close();
     }

@@ -91,6 +91,10 @@ async function showBackend() {
     why = "The CPU backend was chosen with ?backend=cpu.";
   } else if (!("gpu" in navigator)) {
     why = "This browser does not offer WebGPU.";
+  } else if ((demo.gpuError ?? "").includes("software")) {
+    why = "This browser's WebGPU adapter is a software one (the GPU emulated on the CPU), " +
+      "slower than the CPU backend; ?backend=gpu uses it anyway.";
+    note.title = demo.gpuError;
   } else {
     why = "This browser has WebGPU but offered no usable adapter (it may be turned off, or the " +
       "machine has no supported GPU).";

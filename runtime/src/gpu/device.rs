@@ -63,6 +63,10 @@ pub struct GpuOptions {
     /// Largest storage binding in bytes; `None` uses the device limit. Tests lower it to
     /// exercise the splitting of large tensors.
     pub max_binding: Option<u64>,
+    /// The wgpu backends to look for an adapter on; `None`: `CAPPA_GPU_BACKENDS`, else
+    /// `WGPU_BACKEND`, else Vulkan, Metal, DX12 and WebGPU — OpenGL only when asked for (see
+    /// [`super::adapter`]).
+    pub backends: Option<wgpu::Backends>,
 }
 
 impl Default for GpuOptions {
@@ -71,6 +75,7 @@ impl Default for GpuOptions {
             runtime_checks: cfg!(debug_assertions),
             matmul: None,
             max_binding: None,
+            backends: None,
         }
     }
 }
@@ -137,22 +142,20 @@ impl Ctx {
         pollster::block_on(Self::new_async(options))
     }
 
-    /// Finds an adapter (any backend wgpu was built with; `WGPU_BACKEND` narrows it) and opens a
-    /// device with the WebGPU default limits, plus the adapter's buffer-size limits.
+    /// Finds the best adapter on the backends `options` allows (see [`super::adapter`]) and
+    /// opens a device with the WebGPU default limits, plus the adapter's buffer-size limits.
+    pub async fn new_async(options: GpuOptions) -> Result<Arc<Ctx>> {
+        let backends = super::adapter::backends(options.backends)?;
+        let adapter = super::adapter::pick(backends, false)
+            .await?
+            .ok_or_else(|| super::adapter::none_found(backends))?;
+        Self::on_adapter(adapter, options).await
+    }
+
+    /// Opens a device on `adapter`.
     // wgpu's handles are neither Send nor Sync on the web, which has one thread.
     #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
-    pub async fn new_async(options: GpuOptions) -> Result<Arc<Ctx>> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                force_fallback_adapter: false,
-                compatible_surface: None,
-                apply_limit_buckets: false,
-            })
-            .await
-            .map_err(|e| Error::Backend(format!("no GPU adapter: {e}")))?;
+    pub async fn on_adapter(adapter: wgpu::Adapter, options: GpuOptions) -> Result<Arc<Ctx>> {
         let info = adapter.get_info();
         let have = adapter.limits();
         let mut limits = wgpu::Limits::default();
@@ -161,15 +164,18 @@ impl Ctx {
         }
         limits.max_buffer_size = have.max_buffer_size;
         limits.max_storage_buffer_binding_size = have.max_storage_buffer_binding_size;
-        let (device, queue) = adapter
-            .request_device(&wgpu::DeviceDescriptor {
-                label: Some("cappa"),
-                required_features: wgpu::Features::empty(),
-                required_limits: limits.clone(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| Error::Backend(format!("cannot open {}: {e}", info.name)))?;
+        let request = adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("cappa"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        let opened = super::adapter::quietly(|| pollster::block_on(request));
+        #[cfg(target_arch = "wasm32")]
+        let opened = request.await;
+        let (device, queue) =
+            opened.map_err(|e| Error::Backend(format!("cannot open {}: {e}", info.name)))?;
         let error = Arc::new(Mutex::new(None::<String>));
         let sink = error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {

@@ -17,6 +17,7 @@
 //! binding table and its typed uniform block); the device context is split over `device.rs`
 //! (adapter, limits, errors), `pool.rs`, `pipelines.rs`, `recorder.rs` and `readback.rs`.
 
+pub mod adapter;
 mod device;
 mod kernels;
 mod pipelines;
@@ -35,6 +36,8 @@ pub use device::{GpuOptions, GpuStats, MatmulKernel};
 pub(crate) use pipelines::Kernel;
 pub(crate) use pool::Buf;
 pub(crate) use recorder::Arg;
+/// The wgpu version this backend is built on (for [`GpuOptions::backends`] and adapter infos).
+pub use wgpu;
 
 #[cfg(feature = "train")]
 use crate::backend::TrainBackend;
@@ -250,6 +253,34 @@ impl GpuBackend {
         })
     }
 
+    /// The GPU backend on the best *hardware* adapter of the backends `options` allows, or
+    /// `None` where there is none (no adapter, or only software ones such as lavapipe): the
+    /// choice [`DeviceKind::Auto`](crate::DeviceKind::Auto) makes. Blocking; see
+    /// [`GpuBackend::hardware_async`].
+    pub fn hardware(options: GpuOptions) -> Result<Option<Self>> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = options;
+            Err(Error::Backend(
+                "opening a GPU device cannot block in a web page; use GpuBackend::hardware_async"
+                    .into(),
+            ))
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        pollster::block_on(Self::hardware_async(options))
+    }
+
+    /// [`GpuBackend::hardware`] without blocking.
+    pub async fn hardware_async(options: GpuOptions) -> Result<Option<Self>> {
+        let backends = adapter::backends(options.backends)?;
+        match adapter::pick(backends, true).await? {
+            Some(a) => Ok(Some(GpuBackend {
+                ctx: Ctx::on_adapter(a, options).await?,
+            })),
+            None => Ok(None),
+        }
+    }
+
     /// The adapter, as wgpu describes it.
     pub fn adapter_info(&self) -> wgpu::AdapterInfo {
         self.ctx.info.clone()
@@ -257,7 +288,7 @@ impl GpuBackend {
 
     /// Whether the adapter is a CPU implementation (lavapipe, SwiftShader, WARP).
     pub fn is_cpu_adapter(&self) -> bool {
-        self.ctx.info.device_type == wgpu::DeviceType::Cpu
+        adapter::is_software(&self.ctx.info)
     }
 
     /// The matmul kernel in use.
