@@ -408,6 +408,55 @@ fn converting_at_load_equals_a_converted_file() {
     }
 }
 
+/// Bytes the model's kernels and token table take on the backend (`size` of each tensor), and
+/// the number of their elements. Every other parameter is f32 in any format.
+fn matrix_bytes<B: Backend>(
+    model: &Model<B>,
+    size: impl Fn(&B::Tensor) -> usize,
+) -> (usize, usize) {
+    let (mut bytes, mut elements) = (0, 0);
+    for p in model.params() {
+        if p.name.ends_with("/kernel") || p.name.ends_with("EmbedTargets/embedding") {
+            bytes += size(&p.tensor);
+            elements += p.shape.iter().product::<usize>();
+        }
+    }
+    (bytes, elements)
+}
+
+/// Weights stay in the format they are loaded in — 16-bit, or int8 plus an f32 scale per
+/// channel — on the backend (not widened to f32 on the way), whether the file stores them so or
+/// the model converts them as it loads.
+fn check_kept_as_stored<B: Backend + Clone>(backend: B, size: impl Fn(&B::Tensor) -> usize) {
+    for dir in fixture_dirs() {
+        let f32_file = folder(&dir);
+        for p in Precision::ALL {
+            let file = Checkpoint::from_vec(Model::convert(&f32_file, p).unwrap()).unwrap();
+            for model in [
+                Model::new(&file, backend.clone()).unwrap(),
+                Model::new_as(&f32_file, backend.clone(), p).unwrap(),
+            ] {
+                let (bytes, elements) = matrix_bytes(&model, &size);
+                let (lo, hi) = match p {
+                    // q8: a byte per element plus a 4-byte scale per channel (< 1 per 8 elements).
+                    Precision::Q8 => (elements, elements + elements / 2),
+                    _ => (elements * p.size(), elements * p.size()),
+                };
+                assert!(
+                    (lo..=hi).contains(&bytes),
+                    "{p} on {}: the kernels take {bytes} bytes for {elements} elements",
+                    backend.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn weights_are_kept_as_stored_on_the_cpu() {
+    check_kept_as_stored(CpuBackend::new(), |t| t.byte_len());
+}
+
 /// The whole model on the wgpu backend (lavapipe in CI) at the CPU backend's tolerances.
 #[cfg(feature = "gpu")]
 mod gpu {
@@ -442,6 +491,13 @@ mod gpu {
                 F32,
                 &format!("{} single file on {}", dir.display(), g.name()),
             );
+        }
+    }
+
+    #[test]
+    fn weights_are_kept_as_stored_on_the_gpu() {
+        if let Some(g) = gpu() {
+            check_kept_as_stored(g, |t| t.byte_len());
         }
     }
 

@@ -12,8 +12,8 @@ use std::sync::Barrier;
 use cappa::*;
 use cappa_rt::image::PixelLayout;
 use cappa_rt::{
-    Beam, Checkpoint, ClassifyText, Decode, DecodeOptions, Device, Image, Model, Pool,
-    Precision, Sample, Sampling,
+    Beam, Checkpoint, ClassifyText, Decode, DecodeOptions, Device, Image, Model, Pool, Precision,
+    Sample, Sampling,
 };
 use common::{model_path, sample_image};
 

@@ -70,9 +70,9 @@ pub mod decoding;
 pub mod device;
 pub mod encoder;
 pub mod error;
-pub mod formats;
 #[cfg(feature = "std")]
 pub mod files;
+pub mod formats;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod image;
