@@ -1,57 +1,45 @@
 //! The CPU oracle against the reference implementation's golden tensors: every non-gradient
 //! tensor of `expected.safetensors`, for every fixture folder found, through both CPU GEMMs,
-//! the single-file form, and copies of the weights rounded to bf16 and f16.
+//! the single-file form, and with the weights kept as bf16, f16 or q8 (in the file, or
+//! converted as the model loads).
 
 use cappa::{
-    Backend, Checkpoint, Classify, CpuBackend, DType, Gemm, Greedy, HostTensor, Mode, Model, Tokens,
+    Backend, Checkpoint, Classify, CpuBackend, Gemm, Greedy, HostTensor, Mode, Model, Precision,
+    Tokens,
 };
-use cappa_tests::{as_i32, assert_close, fixture_dirs, Fixture, Tol};
+use cappa_tests::{
+    as_i32, assert_close, fixture_dirs, margins, roundoffs, weight_tolerance, Fixture, Tol,
+};
 
 /// Tolerances for one way of loading the model.
 #[derive(Clone, Copy, Debug)]
 struct Tolerances {
     activations: Tol,
     losses: Tol,
-    /// Unit roundoff of the weights' storage type when it is narrower than f32. Every output
-    /// may then move by a further `ROUNDING_STEPS` roundoffs of its tensor's largest magnitude
-    /// (measured on cappa-tiny: at most 6 for bf16 and 4.5 for f16, on the Cap logits).
-    weight_roundoff: Option<f32>,
+    /// The format the weights are kept in: narrower than f32, every output may move by a
+    /// further [`cappa_tests::WEIGHT_STEPS`] unit roundoffs of the format, of its tensor's
+    /// largest magnitude ([`weight_tolerance`]; each comparison prints its measured figure).
+    weights: Precision,
 }
-
-const ROUNDING_STEPS: f32 = 16.0;
 
 const F32: Tolerances = Tolerances {
     activations: Tol::ACTIVATIONS,
     losses: Tol::LOSSES,
-    weight_roundoff: None,
+    weights: Precision::F32,
 };
 
 impl Tolerances {
     /// The tolerance for comparing against `want`, starting from `base`.
     fn widen(&self, base: Tol, want: &HostTensor) -> Tol {
-        let max = want.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let extra = self
-            .weight_roundoff
-            .map_or(0.0, |u| ROUNDING_STEPS * u * max);
         Tol {
-            abs: base.abs + extra,
+            abs: base.abs + weight_tolerance(self.weights, want.data()),
             rel: base.rel,
         }
     }
-}
 
-/// Top-1 minus top-2 of each row of `[.., V]` logits: how far a token decision is from a tie.
-fn margins(logits: &HostTensor) -> Vec<f32> {
-    let v = *logits.shape().last().unwrap();
-    logits
-        .data()
-        .chunks(v)
-        .map(|row| {
-            let mut s = row.to_vec();
-            s.sort_by(|a, b| b.total_cmp(a));
-            s[0] - s[1]
-        })
-        .collect()
+    fn narrowed(&self) -> bool {
+        self.weights != Precision::F32
+    }
 }
 
 /// The fixture folder as a checkpoint (through the runtime's own folder loader with `std`).
@@ -81,6 +69,10 @@ fn check_all<B: Backend>(fix: &Fixture, model: &Model<B>, tol: Tolerances, label
     let what = |n: &str| format!("{label}: {n}");
     let close = |n: &str, got: &HostTensor, key: &str, base: Tol| {
         let want = fix.want(key);
+        if tol.narrowed() {
+            let r = roundoffs(tol.weights, got.data(), want.data());
+            eprintln!("{}: {r:.2} roundoffs of the largest value", what(n));
+        }
         assert_close(&what(n), got, &want, tol.widen(base, &want));
     };
 
@@ -194,16 +186,18 @@ fn check_all<B: Backend>(fix: &Fixture, model: &Model<B>, tol: Tolerances, label
         want_logits.shape(),
         "{label}: greedy_logits shape"
     );
+    let mut compared = 0;
     for (b, row) in greedy.tokens.iter().enumerate() {
         let sure = (0..steps)
             .take_while(|&t| margin[b * steps + t] > 2.0 * logit_tol.abs)
             .count();
-        if tol.weight_roundoff.is_none() {
+        if !tol.narrowed() {
             assert_eq!(
                 sure, steps,
                 "{label}: a reference greedy margin is within f32 noise"
             );
         }
+        compared += sure;
         let upto = (sure + 1).min(steps); // the first unsure step still sees the same prefix
         assert_eq!(
             as_i32(&row[..sure]),
@@ -217,6 +211,11 @@ fn check_all<B: Backend>(fix: &Fixture, model: &Model<B>, tol: Tolerances, label
             &want_logits.data()[b * steps * v..(b * steps + upto) * v],
             logit_tol,
         );
+    }
+
+    if tol.narrowed() {
+        let all = greedy.tokens.len() * steps;
+        eprintln!("{label}: greedy tokens compared: {compared} of {all}");
     }
 
     // Stopping at EOS gives the same tokens up to the first EOS.
@@ -234,15 +233,22 @@ fn check_all<B: Backend>(fix: &Fixture, model: &Model<B>, tol: Tolerances, label
     let want_par = fix.want_ids("parallel_tokens");
     let pa_margin = margins(&fix.want("logits_pa"));
     let pa_tol = tol.widen(tol.activations, &fix.want("logits_pa")).abs;
+    let mut compared = 0;
     for (i, (&g, &w)) in par.ids().iter().zip(&want_par).enumerate() {
         if pa_margin[i] > 2.0 * pa_tol {
+            compared += 1;
             assert_eq!(g as i32, w, "{label}: parallel_tokens[{i}]");
         } else {
             assert!(
-                tol.weight_roundoff.is_some(),
+                tol.narrowed(),
                 "{label}: a reference Pa margin is within f32 noise"
             );
         }
+    }
+
+    if tol.narrowed() {
+        let all = want_par.len();
+        eprintln!("{label}: parallel tokens compared: {compared} of {all}");
     }
 
     // Zero-shot scores.
@@ -296,50 +302,159 @@ fn single_file_form_matches_reference() {
     }
 }
 
-/// Weights rounded to 16 bits perturb every output by a multiple of the storage type's unit
-/// roundoff (2⁻⁹ for bf16, 2⁻¹² for f16); see [`Tolerances::weight_roundoff`].
-fn check_rounded<B: Backend + Clone>(dtype: DType, backend: B) {
+/// How a checked model gets weights narrower than f32.
+#[derive(Debug, Clone, Copy)]
+enum Narrowed {
+    /// Every tensor of the file rounded (`Checkpoint::to_single_file`; 16-bit only).
+    EveryTensor,
+    /// The kernels and the token table in the file (`Model::convert`, as `cappa convert`).
+    InFile,
+    /// The kernels and the token table converted as the model loads (`Model::new_as`).
+    AtLoad,
+}
+
+/// Weights kept narrower than f32 perturb every output by a multiple of the format's unit
+/// roundoff; see [`Tolerances::weights`].
+fn check_narrowed<B: Backend + Clone>(p: Precision, how: Narrowed, backend: B) {
     for dir in fixture_dirs() {
         let fix = Fixture::open(&dir);
-        let bytes = folder(&dir).to_single_file(Some(dtype)).unwrap();
-        let ckpt = Checkpoint::from_bytes(&bytes).unwrap();
-        let entry_dtypes: Vec<_> = ckpt
-            .file()
-            .unwrap()
-            .entries()
-            .map(|(_, e)| e.float_dtype("").unwrap())
-            .collect();
-        assert!(
-            entry_dtypes.iter().all(|&d| d == dtype),
-            "all tensors stored as {dtype:?}"
-        );
-        let model = Model::new(&ckpt, backend.clone()).unwrap();
-        let roundoff = match dtype {
-            DType::BF16 => 2f32.powi(-9),
-            DType::F16 => 2f32.powi(-12),
-            DType::F32 => unreachable!(),
+        let f32_file = folder(&dir);
+        let model = match how {
+            Narrowed::EveryTensor => {
+                let dtype = p.float().expect("a float format");
+                let bytes = f32_file.to_single_file(Some(dtype)).unwrap();
+                let ckpt = Checkpoint::from_bytes(&bytes).unwrap();
+                let entry_dtypes: Vec<_> = ckpt
+                    .file()
+                    .unwrap()
+                    .entries()
+                    .map(|(_, e)| e.float_dtype("").unwrap())
+                    .collect();
+                assert!(
+                    entry_dtypes.iter().all(|&d| d == dtype),
+                    "all tensors stored as {dtype:?}"
+                );
+                Model::new(&ckpt, backend.clone()).unwrap()
+            }
+            Narrowed::InFile => {
+                let bytes = Model::convert(&f32_file, p).unwrap();
+                Model::new(&Checkpoint::from_vec(bytes).unwrap(), backend.clone()).unwrap()
+            }
+            Narrowed::AtLoad => Model::new_as(&f32_file, backend.clone(), p).unwrap(),
         };
-        let tol = Tolerances {
-            weight_roundoff: Some(roundoff),
-            ..F32
-        };
+        let tol = Tolerances { weights: p, ..F32 };
         check_all(
             &fix,
             &model,
             tol,
-            &format!("{} {dtype:?} on {}", dir.display(), backend.name()),
+            &format!("{} {p} {how:?} on {}", dir.display(), backend.name()),
         );
     }
 }
 
 #[test]
 fn bf16_weights_match_reference_within_rounding() {
-    check_rounded(DType::BF16, CpuBackend::new());
+    check_narrowed(Precision::BF16, Narrowed::EveryTensor, CpuBackend::new());
+    check_narrowed(Precision::BF16, Narrowed::AtLoad, CpuBackend::new());
 }
 
 #[test]
 fn f16_weights_match_reference_within_rounding() {
-    check_rounded(DType::F16, CpuBackend::new());
+    check_narrowed(Precision::F16, Narrowed::EveryTensor, CpuBackend::new());
+}
+
+#[test]
+fn q8_weights_match_reference_within_quantisation() {
+    check_narrowed(Precision::Q8, Narrowed::InFile, CpuBackend::new());
+    check_narrowed(
+        Precision::Q8,
+        Narrowed::InFile,
+        CpuBackend::with_gemm(Gemm::Blocked),
+    );
+}
+
+/// Converting as the model loads gives the model a converted file gives, to the bit (the same
+/// conversion, the same kernels), in every format.
+#[test]
+fn converting_at_load_equals_a_converted_file() {
+    for dir in fixture_dirs() {
+        let fix = Fixture::open(&dir);
+        let images = fix.images();
+        let tokens = fix.tokens("tokens");
+        let f32_file = folder(&dir);
+        for p in Precision::ALL {
+            let outputs = |m: &Model| {
+                let be = m.backend();
+                let encoded = m.encode(&images).unwrap();
+                let logits = m.logits(&encoded, &tokens, Mode::Cap).unwrap();
+                (
+                    be.download(&encoded).unwrap(),
+                    be.download(&logits).unwrap(),
+                )
+            };
+            let at_load = Model::new_as(&f32_file, CpuBackend::new(), p).unwrap();
+            let file = Checkpoint::from_vec(Model::convert(&f32_file, p).unwrap()).unwrap();
+            let in_file = Model::new(&file, CpuBackend::new()).unwrap();
+            assert_eq!(outputs(&at_load), outputs(&in_file), "{p}");
+            // Back to f32 at load: a q8 file's weights dequantised give the same outputs.
+            let back = Model::new_as(&file, CpuBackend::new(), Precision::F32).unwrap();
+            let (enc, logits) = outputs(&back);
+            let (want_enc, want_logits) = outputs(&in_file);
+            let tol = Tol::SAME_MATH;
+            cappa_tests::assert_close(&format!("{p} back to f32: encoder"), &enc, &want_enc, tol);
+            let what = format!("{p} back to f32: logits");
+            cappa_tests::assert_close(&what, &logits, &want_logits, tol);
+        }
+    }
+}
+
+/// Bytes the model's kernels and token table take on the backend (`size` of each tensor), and
+/// the number of their elements. Every other parameter is f32 in any format.
+fn matrix_bytes<B: Backend>(
+    model: &Model<B>,
+    size: impl Fn(&B::Tensor) -> usize,
+) -> (usize, usize) {
+    let (mut bytes, mut elements) = (0, 0);
+    for p in model.params() {
+        if p.name.ends_with("/kernel") || p.name.ends_with("EmbedTargets/embedding") {
+            bytes += size(&p.tensor);
+            elements += p.shape.iter().product::<usize>();
+        }
+    }
+    (bytes, elements)
+}
+
+/// Weights stay in the format they are loaded in — 16-bit, or int8 plus an f32 scale per
+/// channel — on the backend (not widened to f32 on the way), whether the file stores them so or
+/// the model converts them as it loads.
+fn check_kept_as_stored<B: Backend + Clone>(backend: B, size: impl Fn(&B::Tensor) -> usize) {
+    for dir in fixture_dirs() {
+        let f32_file = folder(&dir);
+        for p in Precision::ALL {
+            let file = Checkpoint::from_vec(Model::convert(&f32_file, p).unwrap()).unwrap();
+            for model in [
+                Model::new(&file, backend.clone()).unwrap(),
+                Model::new_as(&f32_file, backend.clone(), p).unwrap(),
+            ] {
+                let (bytes, elements) = matrix_bytes(&model, &size);
+                let (lo, hi) = match p {
+                    // q8: a byte per element plus a 4-byte scale per channel (< 1 per 8 elements).
+                    Precision::Q8 => (elements, elements + elements / 2),
+                    _ => (elements * p.size(), elements * p.size()),
+                };
+                assert!(
+                    (lo..=hi).contains(&bytes),
+                    "{p} on {}: the kernels take {bytes} bytes for {elements} elements",
+                    backend.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn weights_are_kept_as_stored_on_the_cpu() {
+    check_kept_as_stored(CpuBackend::new(), |t| t.byte_len());
 }
 
 /// The whole model on the wgpu backend (lavapipe in CI) at the CPU backend's tolerances.
@@ -380,16 +495,30 @@ mod gpu {
     }
 
     #[test]
+    fn weights_are_kept_as_stored_on_the_gpu() {
+        if let Some(g) = gpu() {
+            check_kept_as_stored(g, |t| t.byte_len());
+        }
+    }
+
+    #[test]
     fn gpu_bf16_weights_match_reference_within_rounding() {
         if let Some(g) = gpu() {
-            check_rounded(DType::BF16, g);
+            check_narrowed(Precision::BF16, Narrowed::EveryTensor, g);
         }
     }
 
     #[test]
     fn gpu_f16_weights_match_reference_within_rounding() {
         if let Some(g) = gpu() {
-            check_rounded(DType::F16, g);
+            check_narrowed(Precision::F16, Narrowed::EveryTensor, g);
+        }
+    }
+
+    #[test]
+    fn gpu_q8_weights_match_reference_within_quantisation() {
+        if let Some(g) = gpu() {
+            check_narrowed(Precision::Q8, Narrowed::InFile, g);
         }
     }
 }

@@ -8,13 +8,17 @@
 #![cfg(feature = "gpu")]
 
 use cappa::backend::{Activation, Attention, Mask, Matmul};
+use cappa::formats::Channels;
 use cappa::gpu::MatmulKernel;
 use cappa::rng::Rng;
 #[cfg(not(feature = "train"))]
 use cappa::Backend as Ops;
 #[cfg(feature = "train")]
 use cappa::TrainBackend as Ops;
-use cappa::{Backend, CpuBackend, DType, GpuBackend, GpuOptions, HostTensor, Result, Sampling};
+use cappa::{
+    Backend, CpuBackend, GpuBackend, GpuOptions, HostTensor, Precision, Result, Sampling,
+    StoredTensor,
+};
 use cappa_tests::{assert_close, gpu, gpu_with, Tol};
 
 /// One op applied to some inputs, written once over any backend (with `train`, one that has the
@@ -54,10 +58,19 @@ fn random(shape: &[usize], seed: u64) -> HostTensor {
     HostTensor::new(shape, (0..n).map(|_| rng.normal()).collect()).unwrap()
 }
 
-/// Rounds values to what `dtype` can hold, so CPU and GPU multiply the same numbers.
-fn rounded(t: &HostTensor, dtype: DType) -> HostTensor {
-    let data = t.data().iter().map(|&v| dtype.round(v)).collect();
-    HostTensor::new(t.shape(), data).unwrap()
+/// How a case stores a weight: its format and, for q8, which way its scales run.
+#[derive(Debug, Clone, Copy)]
+struct Stored(Precision, Channels);
+
+const F32: Stored = Stored(Precision::F32, Channels::Columns);
+
+impl Stored {
+    /// `t` in this format, so that CPU and GPU multiply the same numbers.
+    fn of(self, t: &HostTensor) -> StoredTensor<'static> {
+        StoredTensor::from_f32(t.shape(), t.data())
+            .and_then(|s| s.convert("weight", self.0, Some(self.1)))
+            .unwrap()
+    }
 }
 
 fn matmul_gpus() -> Vec<GpuBackend> {
@@ -82,7 +95,7 @@ struct MatmulCase {
     trans_b: bool,
     bias: bool,
     gelu: bool,
-    b_dtype: DType,
+    b: Stored,
 }
 
 impl Case for MatmulCase {
@@ -101,7 +114,7 @@ impl Case for MatmulCase {
             (false, true) => vec![c.n, c.k],
         };
         let a = be.upload(&random(&a_shape, 1))?;
-        let b = be.upload_weight(&rounded(&random(&b_shape, 2), c.b_dtype), c.b_dtype)?;
+        let b = be.upload_weight(&c.b.of(&random(&b_shape, 2)))?;
         let bias = if c.bias {
             Some(be.upload(&random(&[c.n], 3))?)
         } else {
@@ -145,7 +158,7 @@ fn mm(batch: usize, m: usize, n: usize, k: usize) -> MatmulCase {
         trans_b: false,
         bias: false,
         gelu: false,
-        b_dtype: DType::F32,
+        b: F32,
     }
 }
 
@@ -195,23 +208,36 @@ fn matmul_vit_b16_qkv_shape() {
     }
 }
 
+/// Every stored format of a weight: 16-bit, and q8 with its scales along the columns (a dense
+/// kernel) or the rows (a table) of the stored matrix.
+const WEIGHT_FORMATS: [Stored; 4] = [
+    Stored(Precision::BF16, Channels::Columns),
+    Stored(Precision::F16, Channels::Columns),
+    Stored(Precision::Q8, Channels::Columns),
+    Stored(Precision::Q8, Channels::Rows),
+];
+
 #[test]
-fn matmul_16bit_weights() {
+fn matmul_16bit_and_q8_weights() {
     for g in &matmul_gpus() {
-        for dtype in [DType::BF16, DType::F16] {
+        for b in WEIGHT_FORMATS {
             // K = 33 reads element by element; K a multiple of 4 with N a multiple of 8 takes
-            // the vector path (and 150 rows its 16-row blocks).
+            // the vector path (and 150 rows its 16-row blocks). Up to 4 rows is the CPU's
+            // few-row product, which keeps the weight as stored; more rows widen it. A
+            // transposed B puts q8 scales of columns along K.
             for (n, k, tb) in [
                 (13, 33, false),
                 (14, 33, true),
                 (64, 33, false),
                 (64, 32, false),
                 (24, 16, false),
+                (40, 24, true),
             ] {
-                for m in [9, 150] {
+                for m in [1, 3, 150] {
                     let case = MatmulCase {
-                        b_dtype: dtype,
+                        b,
                         trans_b: tb,
+                        trans_a: m == 3,
                         bias: true,
                         ..mm(1, m, n, k)
                     };
@@ -233,13 +259,20 @@ fn matmul_split_over_small_bindings() {
         }) else {
             return;
         };
-        for dtype in [DType::F32, DType::BF16] {
+        // q8 scales of rows run along K: each K window reads its own.
+        let formats = [
+            F32,
+            Stored(Precision::BF16, Channels::Columns),
+            Stored(Precision::Q8, Channels::Columns),
+            Stored(Precision::Q8, Channels::Rows),
+        ];
+        for b in formats {
             compare(
                 &g,
                 &MatmulCase {
                     bias: true,
                     gelu: true,
-                    b_dtype: dtype,
+                    b,
                     ..mm(1, 50, 90, 300)
                 },
             );
@@ -247,8 +280,15 @@ fn matmul_split_over_small_bindings() {
                 &g,
                 &MatmulCase {
                     bias: true,
-                    b_dtype: dtype,
+                    b,
                     ..mm(1, 50, 96, 300)
+                },
+            );
+            compare(
+                &g,
+                &MatmulCase {
+                    b,
+                    ..mm(1, 1, 96, 300)
                 },
             );
             compare(
@@ -438,12 +478,12 @@ struct GatherCase {
     x: Vec<usize>,
     ids_shape: Vec<usize>,
     ids: Vec<u32>,
-    dtype: DType,
+    x_format: Stored,
 }
 
 impl Case for GatherCase {
     fn run<B: Ops>(&self, be: &B) -> Result<HostTensor> {
-        let x = be.upload_weight(&rounded(&random(&self.x, 12), self.dtype), self.dtype)?;
+        let x = be.upload_weight(&self.x_format.of(&random(&self.x, 12)))?;
         let ids = be.upload_ids(&self.ids_shape, &self.ids)?;
         be.download(&be.gather(&x, &ids)?)
     }
@@ -463,27 +503,42 @@ fn gather_every_format_shape_and_split_rows() {
         max_binding: Some(4 << 10),
         ..GpuOptions::default()
     });
-    let case = |x: &[usize], ids_shape: &[usize], ids: &[u32], dtype| GatherCase {
+    let case = |x: &[usize], ids_shape: &[usize], ids: &[u32], x_format| GatherCase {
         x: x.to_vec(),
         ids_shape: ids_shape.to_vec(),
         ids: ids.to_vec(),
-        dtype,
+        x_format,
     };
-    for dtype in [DType::F32, DType::BF16, DType::F16] {
+    let (bf16, f16) = (WEIGHT_FORMATS[0], WEIGHT_FORMATS[1]);
+    for format in [F32, bf16, f16] {
         // An embedding table and token ids [1, 7]; rows of a [3, 5, 7] cache by beam; a 1-D x.
         let cases = [
-            case(&[51, 63], &[1, 7], &[0, 50, 7, 7, 13, 49, 1], dtype),
-            case(&[3, 5, 7], &[5], &[2, 0, 0, 1, 2], dtype),
-            case(&[1, 4], &[3], &[0, 0, 0], dtype),
-            case(&[6], &[2], &[5, 1], dtype),
-            case(&[40, 3, 11], &[2, 2], &[39, 0, 17, 39], dtype),
-            case(&[4, 9], &[0], &[], dtype),
+            case(&[51, 63], &[1, 7], &[0, 50, 7, 7, 13, 49, 1], format),
+            case(&[3, 5, 7], &[5], &[2, 0, 0, 1, 2], format),
+            case(&[1, 4], &[3], &[0, 0, 0], format),
+            case(&[6], &[2], &[5, 1], format),
+            case(&[40, 3, 11], &[2, 2], &[39, 0, 17, 39], format),
+            case(&[4, 9], &[0], &[], format),
         ];
         for case in &cases {
             compare(&g, case);
             if let Some(s) = &small {
                 // 51 × 63 and 40 × 33 values do not fit 4 KiB: several row windows.
                 compare(s, case);
+            }
+        }
+    }
+    // q8 tables (2-D), with scales per row (the token table) or per column; 200 × 63 bytes do
+    // not fit 4 KiB.
+    for format in [WEIGHT_FORMATS[2], WEIGHT_FORMATS[3]] {
+        for case in [
+            case(&[51, 63], &[1, 7], &[0, 50, 7, 7, 13, 49, 1], format),
+            case(&[200, 63], &[2, 3], &[199, 0, 64, 65, 130, 7], format),
+            case(&[1, 4], &[3], &[0, 0, 0], format),
+        ] {
+            compare(&g, &case);
+            if let Some(s) = &small {
+                compare(s, &case);
             }
         }
     }

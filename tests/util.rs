@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use cappa::safetensors_io::SafetensorsFile;
-use cappa::{HostTensor, Tokens};
+use cappa::{HostTensor, Precision, Tokens};
 
 /// A tolerance: `|got − want| ≤ abs + rel·|want|`.
 #[derive(Debug, Clone, Copy)]
@@ -154,6 +154,51 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// The unit roundoff of a weight format: the largest error of one stored weight relative to
+/// the weight (bf16 2⁻⁹, f16 2⁻¹²) or, for q8, relative to the largest magnitude of its channel
+/// (half a quantisation step of `max / 127`: 1/254). `None` for f32.
+pub fn weight_roundoff(p: Precision) -> Option<f32> {
+    match p {
+        Precision::F32 => None,
+        Precision::BF16 => Some(2f32.powi(-9)),
+        Precision::F16 => Some(2f32.powi(-12)),
+        Precision::Q8 => Some(1.0 / 254.0),
+    }
+}
+
+/// How many [`weight_roundoff`]s of the largest magnitude of an output tensor that output may
+/// move by when the weights are kept in a narrower format (the stated tolerance of every format;
+/// the measured figures are in `docs/benchmarks.md`, "Weight formats").
+pub const WEIGHT_STEPS: f32 = 16.0;
+
+/// The absolute tolerance weights in format `p` add to an output whose reference values are
+/// `want`: [`WEIGHT_STEPS`] roundoffs of its largest magnitude (0 for f32).
+pub fn weight_tolerance(p: Precision, want: &[f32]) -> f32 {
+    let max = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    weight_roundoff(p).map_or(0.0, |u| WEIGHT_STEPS * u * max)
+}
+
+/// `|got − want|` at its largest, in [`weight_roundoff`]s of `want`'s largest magnitude.
+pub fn roundoffs(p: Precision, got: &[f32], want: &[f32]) -> f32 {
+    let max = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let u = weight_roundoff(p).unwrap_or(f32::EPSILON);
+    max_abs_diff(got, want) / (u * max)
+}
+
+/// Top-1 minus top-2 of each row of `[.., V]` logits: how far a token decision is from a tie.
+pub fn margins(logits: &HostTensor) -> Vec<f32> {
+    let v = *logits.shape().last().unwrap();
+    logits
+        .data()
+        .chunks(v)
+        .map(|row| {
+            let mut s = row.to_vec();
+            s.sort_by(|a, b| b.total_cmp(a));
+            s[0] - s[1]
+        })
+        .collect()
 }
 
 /// Token ids as i32 (for comparing with int32 fixtures).

@@ -19,12 +19,18 @@ fn gelu(x: f32) -> f32 {
     return 0.5 * x * (1.0 + tanh(t));
 }
 
-// Tensors stored as f32 (fmt 0), bf16 (fmt 1) or f16 (fmt 2) are bound as array<u32>.
-// `word_index` gives the word holding element i; `unpack_elem` extracts element i from it.
-// bf16 is the top half of an f32, so it unpacks with a shift and needs no f16 support.
+// Tensors stored as f32 (fmt 0), bf16 (fmt 1), f16 (fmt 2) or q8 (fmt 3 and 4: signed bytes,
+// four to a word; the kernel multiplies by the scales, which it binds separately: 3 when they
+// run along the output column, 4 along the reduction or the gathered row) are bound as
+// array<u32>. `word_index` gives the word holding element i; `unpack_elem` extracts element i
+// from it (q8: the integer value, unscaled). bf16 is the top half of an f32, so it unpacks with
+// a shift and needs no f16 support.
 fn word_index(i: u32, fmt: u32) -> u32 {
     if fmt == 0u {
         return i;
+    }
+    if fmt >= 3u {
+        return i >> 2u;
     }
     return i >> 1u;
 }
@@ -32,6 +38,9 @@ fn word_index(i: u32, fmt: u32) -> u32 {
 fn unpack_elem(word: u32, i: u32, fmt: u32) -> f32 {
     if fmt == 0u {
         return bitcast<f32>(word);
+    }
+    if fmt >= 3u {
+        return f32(bitcast<i32>(word << ((3u - (i & 3u)) * 8u)) >> 24u);
     }
     let half = (word >> ((i & 1u) * 16u)) & 0xffffu;
     if fmt == 1u {
@@ -55,4 +64,10 @@ fn f16_bits_to_f32(h: u32) -> f32 {
         return bitcast<f32>(sign | 0x7f800000u | (m << 13u));
     }
     return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+}
+
+// The four signed bytes of a word, low byte first.
+fn q8x4(w: u32) -> vec4<f32> {
+    let v = vec4<i32>(bitcast<i32>(w << 24u), bitcast<i32>(w << 16u), bitcast<i32>(w << 8u), bitcast<i32>(w));
+    return vec4<f32>(v >> vec4<u32>(24u));
 }

@@ -10,7 +10,9 @@
 //   main_tiled — 64×64 output tiles with 16-deep K tiles staged in workgroup memory, 4×4
 //                outputs per invocation. The classic design for real GPUs.
 // Edges: indices are clamped into range and the value masked, so nothing is read out of
-// bounds and the inner loops have no branches. B may be f32, bf16 or f16 (B_FORMAT).
+// bounds and the inner loops have no branches. B may be f32, bf16, f16 or q8 (B_FORMAT, see
+// common.wgsl): q8 scales along the output column multiply each sum once, at the store; scales
+// along K (a transposed kernel, or a table) multiply each element as it is read.
 // A K split (B larger than one binding) runs as several dispatches: ACCUMULATE adds to C,
 // EPILOGUE (bias, activation) runs on the last one.
 
@@ -29,7 +31,8 @@ struct Params {
     // Row strides of A and B as stored (they differ from K and N when K is split).
     lda: u32,
     ldb: u32,
-    _pad0: u32,
+    // Index in SCALES of this dispatch's first K (q8 scales along K, when K is split).
+    s_off: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -40,6 +43,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> B: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> BIAS: array<f32>;
 @group(0) @binding(4) var<storage, read_write> C: array<f32>;
+// q8 scales of B (B_FORMAT 3: one per output column; 4: one per K).
+@group(0) @binding(5) var<storage, read> SCALES: array<f32>;
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -74,7 +79,11 @@ fn b_at(bi: u32, row: u32, col: u32) -> f32 {
         i = base + row * p.ldb + col;
     }
     let w = word_index(i, B_FORMAT);
-    return unpack_elem(B[w >> 2u][w & 3u], i, B_FORMAT);
+    let v = unpack_elem(B[w >> 2u][w & 3u], i, B_FORMAT);
+    if B_FORMAT == 4u {
+        return v * SCALES[p.s_off + row];
+    }
+    return v;
 }
 
 fn f16x2(w: u32) -> vec2<f32> {
@@ -82,12 +91,23 @@ fn f16x2(w: u32) -> vec2<f32> {
 }
 
 // op(B)[k, n..n+8] (VEC4 path: not transposed; n and the row start aligned to 4 elements for
-// f32, 8 for 16-bit formats, and for f32 the second half clamped to stay inside the row).
+// f32, 8 for the other formats, and for f32 the second half clamped to stay inside the row).
 fn b_row8(bi: u32, k: u32, n: u32) -> array<vec4<f32>, 2> {
     let row = p.b_off + bi * p.b_bstride + k * p.ldb;
     if B_FORMAT == 0u {
         let n1 = min(n + 4u, p.n - 4u);
         return array<vec4<f32>, 2>(bitcast<vec4<f32>>(B[(row + n) >> 2u]), bitcast<vec4<f32>>(B[(row + n1) >> 2u]));
+    }
+    if B_FORMAT >= 3u {
+        // Eight bytes: half of a vec4 of words.
+        let e = row + n;
+        let w = B[e >> 4u];
+        let pair = select(w.xy, w.zw, (e & 8u) != 0u);
+        var s = 1.0;
+        if B_FORMAT == 4u {
+            s = SCALES[p.s_off + k];
+        }
+        return array<vec4<f32>, 2>(q8x4(pair.x) * s, q8x4(pair.y) * s);
     }
     let w = B[(row + n) >> 3u];
     if B_FORMAT == 1u {
@@ -103,6 +123,9 @@ fn b_row8(bi: u32, k: u32, n: u32) -> array<vec4<f32>, 2> {
 fn store(bi: u32, row: u32, col: u32, acc: f32) {
     let i = p.c_off + bi * p.c_bstride + row * p.n + col;
     var v = acc;
+    if B_FORMAT == 3u {
+        v *= SCALES[col];
+    }
     if ACCUMULATE {
         v += C[i];
     }

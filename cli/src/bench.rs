@@ -1,12 +1,15 @@
 //! `cappa bench`: how fast a model runs here — encoder images/s, greedy ms/token, a parallel
-//! caption, zero-shot scoring, and the process's peak memory.
+//! caption, zero-shot scoring, and the process's peak memory — with its weights in the format
+//! `--dtype` asks for; and, for the greedy step, the bytes of weights it streams and the time
+//! this machine's memory bandwidth allows for them.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
+use cappa::layers::Parameters;
 use cappa::{
-    Backend, Classify, Config, Decode, DecodeOptions, Device, Greedy, HostTensor, Model, Result,
-    Tokens,
+    Backend, Checkpoint, Classify, Config, Decode, DecodeOptions, Device, Greedy, HostTensor,
+    Model, Precision, Result, Tokens,
 };
 use clap::Args;
 
@@ -31,6 +34,10 @@ pub struct BenchArgs {
     /// Device.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
+    /// The format of the weights (the kernels and the token table): f32, bf16, f16 or q8,
+    /// converted as the model loads [default: as the file stores them; f32 for a preset].
+    #[arg(long, value_parser = crate::common::parse_precision)]
+    dtype: Option<Precision>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -69,16 +76,22 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         ));
     }
     let model: Model<Device> = match &args.model {
-        Some(p) => load_model(p, args.device)?,
+        Some(p) => load_model(p, args.device, args.dtype)?,
         None => {
             let cfg = Config::preset(&args.preset)?;
             let bar = progress(None, &format!("making a random {} model", cfg.name));
-            let ckpt = Model::random_checkpoint(&cfg, 0)?;
-            let m = Model::new(&ckpt, args.device.open()?)?;
+            let ckpt: Checkpoint<'static> = Model::random_checkpoint(&cfg, 0)?;
+            let device = args.device.open()?;
+            let m = match args.dtype {
+                Some(p) => Model::new_as(&ckpt, device, p)?,
+                None => Model::new(&ckpt, device)?,
+            };
             bar.finish_and_clear();
             m
         }
     };
+    let step_bytes = greedy_step_bytes(&model);
+    let bandwidth = read_bandwidth();
     let cfg = model.config().clone();
     let be = model.backend();
     let mut rng = cappa::rng::Rng::new(1);
@@ -131,16 +144,22 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     let peak = peak_rss();
+    let dtype = args.dtype.map_or("as stored".into(), |p| p.to_string());
+    let bound = step_bytes as f64 / bandwidth;
     if args.json {
         outln!(
             "{}",
             serde_json::json!({
                 "model": cfg.name,
                 "device": be.name(),
+                "dtype": dtype,
                 "batch": args.batch,
                 "encoder_images_per_s": args.batch as f64 / encode,
                 "encoder_ms_per_batch": encode * 1e3,
                 "greedy_ms_per_token": greedy * 1e3,
+                "greedy_step_weight_bytes": step_bytes,
+                "read_bandwidth_bytes_per_s": bandwidth,
+                "greedy_bound_ms_per_token": bound * 1e3,
                 "parallel_caption_ms": parallel.map(|p| p * 1e3),
                 "scoring_10_candidates_ms": scoring * 1e3,
                 "peak_memory_bytes": peak,
@@ -149,7 +168,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         return Ok(());
     }
     outln!(
-        "{} on {} (median of {} runs)",
+        "{} on {}, weights {dtype} (median of {} runs)",
         cfg.name,
         be.name(),
         args.repeat.max(1)
@@ -164,6 +183,13 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         "  greedy             {:>9.2} ms/token  ({} tokens)",
         greedy * 1e3,
         cfg.max_len
+    )?;
+    outln!(
+        "    bound            {:>9.2} ms/token  ({:.1} MB of weights per step at {:.1} GB/s, \
+         this machine's read bandwidth)",
+        bound * 1e3,
+        step_bytes as f64 / 1e6,
+        bandwidth / 1e9
     )?;
     match parallel {
         Some(p) => outln!(
@@ -182,4 +208,54 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         None => outln!("  peak memory              n/a")?,
     }
     Ok(())
+}
+
+/// Bytes of weights a greedy step reads once: every decoder parameter as the device holds it,
+/// except the token table, of which a step reads one row.
+fn greedy_step_bytes(model: &Model<Device>) -> usize {
+    let mut bytes = 0;
+    model.decoder().visit(&mut |p| {
+        if !p.name.ends_with("EmbedTargets/embedding") {
+            bytes += p.tensor.byte_len();
+        }
+    });
+    bytes
+}
+
+/// This machine's read bandwidth in bytes/s: the best of three sums of a 512 MiB buffer split
+/// over every thread (as a greedy step's products split theirs).
+fn read_bandwidth() -> f64 {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let data = vec![1.0f32; 128 << 20];
+    let per = data.len().div_ceil(threads);
+    let sum = || {
+        std::thread::scope(|s| {
+            let parts: Vec<_> = data
+                .chunks(per)
+                .map(|part| {
+                    s.spawn(move || {
+                        let mut acc = [0.0f32; 16];
+                        for c in part.chunks_exact(16) {
+                            for (a, v) in acc.iter_mut().zip(c) {
+                                *a += v;
+                            }
+                        }
+                        acc.iter().sum::<f32>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .map(|p| p.join().unwrap_or(0.0))
+                .sum::<f32>()
+        })
+    };
+    let best = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(sum());
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    (data.len() * 4) as f64 / best
 }

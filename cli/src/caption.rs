@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 use cappa::checkpoint::write_atomic;
 use cappa::safetensors_io::{serialize, OwnedTensor};
 use cappa::{
-    Beam, Caption, ClassifyText, Decode, DecodeOptions, Error, Pool, Result, Sample, Sampling,
+    Beam, Caption, ClassifyText, Decode, DecodeOptions, Error, Pool, Precision, Result, Sample,
+    Sampling,
 };
 use clap::{Args, ValueEnum};
 
-use crate::common::{json_path, load_image, load_model, model_path, progress, shown, with_file};
+use crate::common::{
+    json_path, load_image, load_model, model_path, parse_precision, progress, shown, with_file,
+};
 use crate::DeviceArg;
 
 /// How captions are decoded.
@@ -61,6 +64,10 @@ pub struct CaptionArgs {
     /// Device.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
+    /// The format of the weights (the kernels and the token table), converted as the model
+    /// loads: f32, f16, bf16 or q8 [default: as the file stores them].
+    #[arg(long, value_parser = parse_precision)]
+    dtype: Option<Precision>,
     /// Print JSON (one array) instead of one line per image.
     #[arg(long)]
     json: bool,
@@ -102,7 +109,7 @@ pub fn caption(args: &CaptionArgs) -> Result<()> {
         return Err(Error::InvalidInput("--batch must be at least 1".into()));
     }
     let decode = args.decode()?;
-    let model = load_model(&model_path(args.model.as_deref())?, args.device)?;
+    let model = load_model(&model_path(args.model.as_deref())?, args.device, args.dtype)?;
     let opts = DecodeOptions {
         max_len: args.max_len,
     };
@@ -222,6 +229,10 @@ pub struct ClassifyArgs {
     /// Device.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
+    /// The format of the weights (the kernels and the token table), converted as the model
+    /// loads: f32, f16, bf16 or q8 [default: as the file stores them].
+    #[arg(long, value_parser = parse_precision)]
+    dtype: Option<Precision>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -257,7 +268,7 @@ pub fn classify(args: &ClassifyArgs) -> Result<()> {
     if labels.is_empty() {
         return Err(Error::InvalidInput("no labels given".into()));
     }
-    let model = load_model(&model_path(args.model.as_deref())?, args.device)?;
+    let model = load_model(&model_path(args.model.as_deref())?, args.device, args.dtype)?;
     let image = load_image(&model, &args.image)?;
     let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
     let opts = ClassifyText {
@@ -306,6 +317,10 @@ pub struct EmbedArgs {
     /// Device.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
+    /// The format of the weights (the kernels and the token table), converted as the model
+    /// loads: f32, f16, bf16 or q8 [default: as the file stores them].
+    #[arg(long, value_parser = parse_precision)]
+    dtype: Option<Precision>,
 }
 
 /// Pooled encoder features of every image.
@@ -320,7 +335,7 @@ pub fn embed(args: &EmbedArgs) -> Result<()> {
             args.out.display()
         )));
     }
-    let model = load_model(&model_path(args.model.as_deref())?, args.device)?;
+    let model = load_model(&model_path(args.model.as_deref())?, args.device, args.dtype)?;
     let bar = progress(Some(args.images.len() as u64), "embedding");
     let mut data = Vec::new();
     for paths in args.images.chunks(args.batch) {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cappa::{Checkpoint, Device, Error, Image, Model, Result};
+use cappa::{Checkpoint, Device, Error, Image, Model, Precision, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::DeviceArg;
@@ -160,14 +160,27 @@ pub fn progress(len: Option<u64>, what: &str) -> ProgressBar {
     bar
 }
 
-/// Loads the model on the device, with a spinner for big files.
-pub fn load_model(path: &Path, device: DeviceArg) -> Result<Model<Device>> {
+/// Loads the model on the device, with a spinner for big files; its kernels and token table
+/// converted to `precision` as they load, if given.
+pub fn load_model(
+    path: &Path,
+    device: DeviceArg,
+    precision: Option<Precision>,
+) -> Result<Model<Device>> {
     let bar = progress(None, &format!("loading {}", path.display()));
     let device = device.open()?;
     let ckpt = Checkpoint::load(path)?;
-    let model = Model::new(&ckpt, device).map_err(|e| with_file(path, e));
+    let model = match precision {
+        Some(p) => Model::new_as(&ckpt, device, p),
+        None => Model::new(&ckpt, device),
+    };
     bar.finish_and_clear();
-    model
+    model.map_err(|e| with_file(path, e))
+}
+
+/// `--dtype`: f32, f16, bf16 or q8.
+pub fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
+    Precision::parse(s).map_err(|_| format!("`{s}` is not one of f32, f16, bf16, q8"))
 }
 
 /// Prefixes an error with the file it concerns (once).

@@ -1,4 +1,5 @@
-//! `cappa convert IN OUT`: big_vision checkpoints (`.npz`) ⇄ cappa model files (`.safetensors`).
+//! `cappa convert IN OUT`: big_vision checkpoints (`.npz`) ⇄ cappa model files (`.safetensors`),
+//! and cappa model files to another weight format (`--dtype`).
 //!
 //! big_vision saves parameters with `np.savez` of the flattened tree: one array per parameter,
 //! keyed by its path joined with `/` — the names cappa's tensors already have. So converting is
@@ -21,13 +22,18 @@
 //!   naming the tensor — and nothing is written. A cappa model is checked the same way before it
 //!   is converted to a `.npz`.
 //!
+//! * `--dtype f32|f16|bf16` writes every tensor in that type; `--dtype q8` quantises the kernels
+//!   and the token table (the layout of `cappa::formats`) and leaves the other tensors as they
+//!   are. A `.npz` holds floats: a q8 model is dequantised on the way out.
+//!
 //! f32 in, f32 out copies bytes, so a round trip is bit-exact.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use cappa::checkpoint::{metadata, write_atomic};
-use cappa::{Checkpoint, Config, CpuBackend, DType, Error, Model, PosEmb, Result};
+use cappa::formats;
+use cappa::{Checkpoint, Config, CpuBackend, DType, Error, Model, PosEmb, Precision, Result};
 use safetensors::tensor::{Dtype, View};
 use serde_json::{Map, Value};
 
@@ -40,13 +46,14 @@ pub struct ConvertArgs {
     /// A big_vision checkpoint (.npz), or a cappa model (.safetensors, or a folder holding
     /// params.safetensors + config.json).
     pub input: PathBuf,
-    /// The converted file: .safetensors for a .npz input, .npz for a cappa model.
+    /// The converted file: .safetensors for a .npz input, .npz or .safetensors for a cappa model.
     pub output: PathBuf,
-    /// Element type of the written parameters: f32, f16 or bf16. Default: as stored, except that
-    /// bf16 goes to a .npz as f32 (numpy has no bfloat16; `--dtype bf16` writes big_vision's
-    /// 2-byte void `<V2` encoding).
-    #[arg(long, value_parser = parse_dtype)]
-    pub dtype: Option<DType>,
+    /// Format of the written parameters: f32, f16 or bf16 (every tensor), or q8 (the kernels and
+    /// the token table quantised to int8 with a scale per output channel; a .safetensors output
+    /// only). Default: as stored, except that bf16 goes to a .npz as f32 (numpy has no bfloat16;
+    /// `--dtype bf16` writes big_vision's 2-byte void `<V2` encoding) and q8 as f32.
+    #[arg(long, value_parser = crate::common::parse_precision)]
+    pub dtype: Option<Precision>,
     /// Write the .npz in big_vision's scan layout: encoder blocks stacked on axis 0
     /// (`encoder/Transformer/encoderblock/...`), decoder blocks on axis 1 (`decoder/EncDecBlock/...`).
     #[arg(long)]
@@ -156,10 +163,6 @@ impl ConfigFlags {
     }
 }
 
-fn parse_dtype(s: &str) -> std::result::Result<DType, String> {
-    DType::parse(s).map_err(|_| format!("`{s}` is not one of f32, f16, bf16"))
-}
-
 /// An error about `path`, on one line.
 fn bad(path: &Path, msg: impl std::fmt::Display) -> Error {
     Error::InvalidInput(format!("{}: {msg}", path.display()))
@@ -193,9 +196,13 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
             "a .npz converts to a .safetensors file; name the output *.safetensors",
         )),
         (Some("safetensors"), Some("npz"), _) | (_, Some("npz"), true) => safetensors_to_npz(args),
+        (Some("safetensors"), Some("safetensors"), _) | (_, Some("safetensors"), true) => {
+            safetensors_to_safetensors(args)
+        }
         (Some("safetensors"), ..) | (_, _, true) => Err(bad(
             output,
-            "a cappa model converts to a .npz file; name the output *.npz",
+            "a cappa model converts to a .npz file, or with --dtype to a .safetensors file; \
+             name the output *.npz or *.safetensors",
         )),
         _ => Err(bad(
             input,
@@ -359,7 +366,7 @@ fn npz_to_safetensors(args: &ConvertArgs) -> Result<()> {
     let arrays = tensors.len();
     let (tensors, scanned) = unstack(tensors).map_err(|m| bad(input, m))?;
     let config = config_for(args, &tensors)?;
-    let tensors = cast_all(tensors, args.dtype, &mut notes);
+    let tensors = cast_all(tensors, args.dtype.and_then(Precision::float), &mut notes);
     let meta: HashMap<String, String> = metadata(&config, None)
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -370,6 +377,10 @@ fn npz_to_safetensors(args: &ConvertArgs) -> Result<()> {
     // Load the result as any model is loaded: every tensor against the config.
     let ckpt = Checkpoint::from_bytes(&bytes).map_err(|e| bad(input, e))?;
     Model::new(&ckpt, CpuBackend::new()).map_err(|e| bad(input, e))?;
+    let bytes = match args.dtype {
+        Some(Precision::Q8) => Model::convert(&ckpt, Precision::Q8).map_err(|e| bad(input, e))?,
+        _ => bytes,
+    };
     write_atomic(output, &bytes)?;
     if let Some(path) = &args.config_out {
         write_config(path, &config)?;
@@ -377,13 +388,63 @@ fn npz_to_safetensors(args: &ConvertArgs) -> Result<()> {
     for note in notes {
         note!("cappa: note: {}: {note}", input.display());
     }
+    let formats = match args.dtype {
+        Some(Precision::Q8) => "q8 kernels and table".to_string(),
+        _ => dtypes(&tensors),
+    };
     note!(
-        "cappa: converted {} ({arrays} arrays{}) to {} ({}): {}",
+        "cappa: converted {} ({arrays} arrays{}) to {} ({formats}): {}",
         input.display(),
         if scanned { ", scan layout" } else { "" },
         output.display(),
-        dtypes(&tensors),
         describe(&config)
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// .safetensors → .safetensors
+
+/// A cappa model in another weight format: every tensor in a float type, or the kernels and
+/// the token table quantised to q8.
+fn safetensors_to_safetensors(args: &ConvertArgs) -> Result<()> {
+    let (input, output) = (&args.input, &args.output);
+    if args.scan || args.compress || args.config.is_some() || !args.flags.given().is_empty() {
+        return Err(bad(
+            input,
+            "--scan, --compress, --config and the config flags concern .npz files",
+        ));
+    }
+    let Some(precision) = args.dtype else {
+        return Err(bad(
+            output,
+            "converting a cappa model to .safetensors changes its weight format; give --dtype \
+             f32, f16, bf16 or q8",
+        ));
+    };
+    let ckpt = Checkpoint::load(input).map_err(|e| at(input, e))?;
+    Model::new(&ckpt, CpuBackend::new()).map_err(|e| at(input, e))?;
+    let bytes = match precision.float() {
+        Some(dtype) => ckpt.to_single_file(Some(dtype)),
+        None => Model::convert(&ckpt, precision),
+    }
+    .map_err(|e| at(input, e))?;
+    Model::new(&Checkpoint::from_bytes(&bytes)?, CpuBackend::new()).map_err(|e| at(input, e))?;
+    write_atomic(output, &bytes)?;
+    if let Some(path) = &args.config_out {
+        write_config(path, ckpt.config())?;
+    }
+    note!(
+        "cappa: converted {} ({:.1} MB) to {} ({:.1} MB, {}): {}",
+        input.display(),
+        ckpt.byte_len() as f64 / 1e6,
+        output.display(),
+        bytes.len() as f64 / 1e6,
+        match precision {
+            Precision::Q8 => "q8 kernels and table".to_string(),
+            p => format!("every tensor {p}"),
+        },
+        describe(ckpt.config())
     );
     Ok(())
 }
@@ -686,21 +747,37 @@ fn safetensors_to_npz(args: &ConvertArgs) -> Result<()> {
              own config",
         ));
     }
+    if args.dtype == Some(Precision::Q8) {
+        return Err(bad(
+            output,
+            "a .npz holds floats; q8 is for .safetensors outputs",
+        ));
+    }
     let ckpt = Checkpoint::load(input).map_err(|e| at(input, e))?;
     Model::new(&ckpt, CpuBackend::new()).map_err(|e| at(input, e))?;
     let file = ckpt.file().map_err(|e| at(input, e))?;
     let mut notes = Vec::new();
-    let mut widened = 0;
+    let (mut widened, mut dequantised) = (0, 0);
     let mut tensors = Tensors::new();
     for (name, e) in file.entries() {
-        let stored = e.float_dtype(name).map_err(|e| at(input, e))?;
-        let t = Tensor {
-            dtype: stored,
-            shape: e.shape.clone(),
-            bytes: e.bytes.to_vec(),
+        if formats::is_scale(&file, name) {
+            continue;
+        }
+        let t = if e.dtype == Dtype::I8 {
+            dequantised += 1;
+            let (values, _) =
+                formats::dequantize_entry(&file, name, e).map_err(|e| at(input, e))?;
+            Tensor::from_f32(e.shape.clone(), values.into_iter(), DType::F32)
+        } else {
+            Tensor {
+                dtype: e.float_dtype(name).map_err(|e| at(input, e))?,
+                shape: e.shape.clone(),
+                bytes: e.bytes.to_vec(),
+            }
         };
+        let stored = t.dtype;
         // numpy cannot hold bf16 without ml_dtypes: f32 holds every bf16 value exactly.
-        let dtype = match (args.dtype, stored) {
+        let dtype = match (args.dtype.and_then(Precision::float), stored) {
             (Some(d), _) => d,
             (None, DType::BF16) => {
                 widened += 1;
@@ -720,6 +797,11 @@ fn safetensors_to_npz(args: &ConvertArgs) -> Result<()> {
         notes.push(format!(
             "{widened} bf16 tensors are written as f32 (exactly): numpy has no bfloat16; \
              --dtype bf16 writes them as big_vision does (2-byte void `<V2`)"
+        ));
+    }
+    if dequantised > 0 {
+        notes.push(format!(
+            "{dequantised} q8 tensors are written dequantised (value × scale)"
         ));
     }
     if ckpt.tokenizer().is_some() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the browser demo into examples/web/dist (or $CAPPA_WEB_OUT): the cappa-web crate for
 # wasm32, wasm-bindgen's JS glue, the page, and, when the repository has them, the default model
-# (examples/models/shapes.safetensors) and sample images (examples/images/*). Installs what is
+# (examples/models/shapes-q8.safetensors) and sample images (examples/images/*). Installs what is
 # missing: the wasm32 target, and the wasm-bindgen CLI of exactly the version in Cargo.lock.
 # Safe to re-run; everything is incremental. `build.sh --tools` only installs the tools.
 set -euo pipefail
@@ -30,12 +30,13 @@ wasm-bindgen --target web --no-typescript --out-dir "$OUT/pkg" \
   "$TARGET_DIR/wasm32-unknown-unknown/release/cappa_web.wasm"
 cp "$WEB"/www/index.html "$WEB"/www/app.js "$WEB"/www/style.css "$OUT/"
 
-# The default model and the sample images, served beside the page.
-if [ -f examples/models/shapes.safetensors ]; then
+# The default model (q8 weights, what the page loads; the f32 file too, for ?model=) and the
+# sample images, served beside the page.
+if [ -f examples/models/shapes-q8.safetensors ]; then
   mkdir -p "$OUT/models"
-  cp examples/models/shapes.safetensors "$OUT/models/"
+  cp examples/models/shapes-q8.safetensors examples/models/shapes.safetensors "$OUT/models/"
 else
-  echo "note: no examples/models/shapes.safetensors yet; open the page with ?model=URL"
+  echo "note: no examples/models/shapes-q8.safetensors yet; open the page with ?model=URL"
 fi
 images=()
 if [ -d examples/images ]; then

@@ -138,7 +138,9 @@ typedef struct cappa_image {
 typedef int32_t cappa_device;
 
 /**
- * How weights are held. Computation is always f32.
+ * How the large weight matrices (every dense kernel and the token table) are held, on the CPU
+ * and on a GPU alike; they are converted, if asked, as the model loads. Computation is always
+ * f32; LayerNorm parameters, biases and position tables are always f32.
  */
 typedef int32_t cappa_precision;
 
@@ -152,8 +154,8 @@ typedef struct cappa_model_params {
    */
   cappa_device device;
   /**
-   * CAPPA_PRECISION_AUTO (default), CAPPA_PRECISION_F32, CAPPA_PRECISION_F16 or
-   * CAPPA_PRECISION_BF16.
+   * CAPPA_PRECISION_AUTO (default), CAPPA_PRECISION_F32, CAPPA_PRECISION_F16,
+   * CAPPA_PRECISION_BF16 or CAPPA_PRECISION_Q8.
    */
   cappa_precision precision;
 } cappa_model_params;
@@ -443,26 +445,31 @@ typedef struct cappa_classify_params {
 #define CAPPA_DEVICE_GPU 2
 
 /**
- * As stored in the file: f32 weights stay f32; f16 and bf16 weights stay 16-bit on a GPU
- * (half the memory) and are widened to f32 on the CPU.
+ * As stored in the file (f32, f16, bf16 or q8): nothing is converted.
  */
 #define CAPPA_PRECISION_AUTO 0
 
 /**
- * Every weight widened to f32 on the device (the most exact, the most memory).
+ * Widened to f32 (the most exact, the most memory).
  */
 #define CAPPA_PRECISION_F32 1
 
 /**
- * Weights rounded to f16 when loading (half the GPU memory of f32 weights; results move by a
- * few f16 roundings).
+ * Rounded to f16 (half the memory of f32 weights; results move by a few f16 roundings).
  */
 #define CAPPA_PRECISION_F16 2
 
 /**
- * Weights rounded to bfloat16 when loading (half the GPU memory of f32 weights).
+ * Rounded to bfloat16 (half the memory of f32 weights; greedy decoding about twice as fast on
+ * the CPU).
  */
 #define CAPPA_PRECISION_BF16 3
+
+/**
+ * Quantised to 8-bit integers with an f32 scale per output channel (a quarter of the memory
+ * of f32 weights; the fastest decoding; results move by up to half a quantisation step).
+ */
+#define CAPPA_PRECISION_Q8 4
 
 /**
  * The most likely token at each step (autoregressive, with a key/value cache).

@@ -44,6 +44,7 @@ impl From<Error> for Fail {
             | Error::ShapeMismatch { .. }
             | Error::UnexpectedTensor { .. }
             | Error::UnsupportedDtype { .. }
+            | Error::Quantization { .. }
             | Error::NonFiniteWeight { .. }
             | Error::Config(_)
             | Error::Tokenizer(_) => CAPPA_ERR_MODEL,

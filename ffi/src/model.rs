@@ -2,7 +2,8 @@
 
 use std::ffi::{c_char, c_void};
 
-use cappa_rt::{Backend, Checkpoint, DType, Device, DeviceKind, DeviceOptions, Model};
+use cappa_rt::formats;
+use cappa_rt::{Backend, Checkpoint, Device, DeviceKind, DeviceOptions, Model, Precision};
 
 use crate::error::{arg, guard, out, slice, Checked, Fail};
 use crate::handles::{self, Loaded};
@@ -132,26 +133,25 @@ unsafe fn model_params(p: *const cappa_model_params) -> Checked<cappa_model_para
     Ok(*arg(p, "params")?)
 }
 
-/// The loading options of `params`, checked.
+/// The loading options of `params`, checked (before the file is read).
 struct Options {
     device: DeviceKind,
-    /// Round the weights to this type once loaded.
-    stored: Option<DType>,
-    /// Keep 16-bit weights 16-bit on a GPU.
-    keep_16bit: bool,
+    /// Convert the kernels and the token table to this format as they load.
+    precision: Option<Precision>,
 }
 
 impl Options {
     fn of(params: &cappa_model_params) -> Checked<Self> {
-        let (stored, keep_16bit) = match params.precision {
-            CAPPA_PRECISION_AUTO => (None, true),
-            CAPPA_PRECISION_F32 => (None, false),
-            CAPPA_PRECISION_F16 => (Some(DType::F16), true),
-            CAPPA_PRECISION_BF16 => (Some(DType::BF16), true),
+        let precision = match params.precision {
+            CAPPA_PRECISION_AUTO => None,
+            CAPPA_PRECISION_F32 => Some(Precision::F32),
+            CAPPA_PRECISION_F16 => Some(Precision::F16),
+            CAPPA_PRECISION_BF16 => Some(Precision::BF16),
+            CAPPA_PRECISION_Q8 => Some(Precision::Q8),
             other => {
                 return Err(Fail::invalid(format!(
-                    "unknown precision {other} in `params` (CAPPA_PRECISION_AUTO, _F32, _F16 or \
-                     _BF16)"
+                    "unknown precision {other} in `params` (CAPPA_PRECISION_AUTO, _F32, _F16, \
+                     _BF16 or _Q8)"
                 )))
             }
         };
@@ -165,11 +165,7 @@ impl Options {
                 )))
             }
         };
-        Ok(Options {
-            device,
-            stored,
-            keep_16bit,
-        })
+        Ok(Options { device, precision })
     }
 }
 
@@ -183,16 +179,13 @@ fn model_error(e: cappa_rt::Error) -> Fail {
     fail
 }
 
-/// Builds the model on the device `options` asks for.
+/// Builds the model on the device `options` asks for, its weights converted as they load if
+/// `options` asks for a precision (the file itself is not rewritten).
 fn load(checkpoint: Checkpoint<'_>, options: &Options) -> Checked<Loaded> {
-    let device = device(options.device, options.keep_16bit)?;
+    let device = device(options.device)?;
     let (num_params, file_bytes) = (count_params(&checkpoint)?, checkpoint.byte_len());
-    let model = match options.stored {
-        // Rounded once here; the backends then hold and widen them as they do for such files.
-        Some(dtype) => {
-            let rounded = Checkpoint::from_vec(checkpoint.to_single_file(Some(dtype))?)?;
-            Model::new(&rounded, device)
-        }
+    let model = match options.precision {
+        Some(p) => Model::new_as(&checkpoint, device, p),
         None => Model::new(&checkpoint, device),
     }
     .map_err(model_error)?;
@@ -200,10 +193,12 @@ fn load(checkpoint: Checkpoint<'_>, options: &Options) -> Checked<Loaded> {
     Ok(Loaded { model, info })
 }
 
+/// The model's parameters (a q8 tensor's scales are not counted).
 fn count_params(checkpoint: &Checkpoint<'_>) -> Checked<u64> {
-    Ok(checkpoint
-        .file()?
+    let file = checkpoint.file()?;
+    Ok(file
         .entries()
+        .filter(|(name, _)| !formats::is_scale(&file, name))
         .map(|(_, e)| e.shape.iter().product::<usize>() as u64)
         .sum())
 }
@@ -246,26 +241,16 @@ fn copy_text(dst: &mut [c_char], s: &str) {
 }
 
 /// The device of `kind`, by the runtime's one policy (`cappa::device`: AUTO follows
-/// `CAPPA_DEVICE`, then takes a hardware GPU or the CPU). `keep_16bit`: f16 and bf16 weights
-/// stay 16-bit on a GPU.
-fn device(kind: DeviceKind, keep_16bit: bool) -> Checked<Device> {
-    #[allow(unused_mut)]
-    let mut options = DeviceOptions::default();
-    #[cfg(feature = "gpu")]
-    {
-        options.gpu.keep_16bit_weights = keep_16bit;
-    }
+/// `CAPPA_DEVICE`, then takes a hardware GPU or the CPU).
+fn device(kind: DeviceKind) -> Checked<Device> {
     #[cfg(not(feature = "gpu"))]
-    {
-        let _ = keep_16bit;
-        if kind.resolve()? == DeviceKind::Gpu {
-            return Err(Fail::new(
-                CAPPA_ERR_UNSUPPORTED,
-                "this build of libcappa has no GPU backend (cargo feature `gpu`)",
-            ));
-        }
+    if kind.resolve()? == DeviceKind::Gpu {
+        return Err(Fail::new(
+            CAPPA_ERR_UNSUPPORTED,
+            "this build of libcappa has no GPU backend (cargo feature `gpu`)",
+        ));
     }
-    Ok(Device::open(kind, &options)?)
+    Ok(Device::open(kind, &DeviceOptions::default())?)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::sync::Barrier;
 use cappa::*;
 use cappa_rt::image::PixelLayout;
 use cappa_rt::{
-    Beam, Checkpoint, ClassifyText, DType, Decode, DecodeOptions, Device, Image, Model, Pool,
+    Beam, Checkpoint, ClassifyText, Decode, DecodeOptions, Device, Image, Model, Pool, Precision,
     Sample, Sampling,
 };
 use common::{model_path, sample_image};
@@ -326,20 +326,20 @@ fn precisions_and_memory_loading_give_what_the_rust_api_gives() {
     let pixels = images();
     let c_images: Vec<_> = pixels.iter().map(Pixels::c).collect();
     let greedy = cappa_caption_default_params();
-    for (precision, dtype) in [
+    // Each precision converts the kernels and the token table as the model loads, as
+    // `Model::new_as` does (no file is written again).
+    for (precision, as_precision) in [
         (CAPPA_PRECISION_AUTO, None),
-        (CAPPA_PRECISION_F32, None),
-        (CAPPA_PRECISION_F16, Some(DType::F16)),
-        (CAPPA_PRECISION_BF16, Some(DType::BF16)),
+        (CAPPA_PRECISION_F32, Some(Precision::F32)),
+        (CAPPA_PRECISION_F16, Some(Precision::F16)),
+        (CAPPA_PRECISION_BF16, Some(Precision::BF16)),
+        (CAPPA_PRECISION_Q8, Some(Precision::Q8)),
     ] {
-        let rounded = match dtype {
-            Some(dt) => Checkpoint::from_bytes(&bytes)
-                .unwrap()
-                .to_single_file(Some(dt))
-                .unwrap(),
-            None => bytes.clone(),
+        let ckpt = Checkpoint::from_bytes(&bytes).unwrap();
+        let rust = match as_precision {
+            Some(p) => Model::new_as(&ckpt, Device::cpu(), p).unwrap(),
+            None => rust_model(&bytes),
         };
-        let rust = rust_model(&rounded);
         let images: Vec<_> = pixels.iter().map(|p| p.rust(&rust)).collect();
         let want = rust_captions(&rust, &images, &Decode::Greedy, None);
         let model = load_with(CAPPA_DEVICE_CPU, precision).unwrap();

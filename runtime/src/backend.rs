@@ -38,8 +38,8 @@ use alloc::vec::Vec;
 use core::future::Future;
 
 use crate::error::Result;
+use crate::formats::StoredTensor;
 use crate::ops::{self, Checked};
-use crate::safetensors_io::DType;
 use crate::tensor::HostTensor;
 
 /// What the shape rules read from a tensor or ids: the shape, on the host (no device round trip).
@@ -152,11 +152,11 @@ pub trait Backend {
 
     /// Copies a host tensor to the device.
     fn upload(&self, t: &HostTensor) -> Result<Self::Tensor>;
-    /// Uploads a parameter stored in the model file as `stored`; a backend may keep 16-bit
-    /// weights 16-bit (compute stays f32). The default uploads f32.
-    fn upload_weight(&self, t: &HostTensor, stored: DType) -> Result<Self::Tensor> {
-        let _ = stored;
-        self.upload(t)
+    /// Uploads a kernel or table as stored in the model file (a matmul's right operand, or a
+    /// table to [`Backend::gather`] from): a backend may keep it in its format (16-bit, q8) and
+    /// widen it inside its kernels (compute stays f32). The default uploads it widened to f32.
+    fn upload_weight(&self, t: &StoredTensor<'_>) -> Result<Self::Tensor> {
+        self.upload(&t.to_host()?)
     }
     /// Copies a tensor back to the host.
     fn download(&self, t: &Self::Tensor) -> Result<HostTensor>;

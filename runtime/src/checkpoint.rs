@@ -9,8 +9,11 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use safetensors::tensor::Dtype;
+
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::formats;
 use crate::safetensors_io::{serialize, DType, OwnedTensor, SafetensorsFile};
 use crate::tokenizer::Tokenizer;
 
@@ -109,18 +112,37 @@ impl<'a> Checkpoint<'a> {
         self.bytes.len()
     }
 
-    /// Writes the single-file form: every tensor (converted to `dtype` if given, else as
-    /// stored) with the config (and tokenizer) in `__metadata__`.
+    /// Writes the single-file form: every tensor converted to the float type `dtype` if given
+    /// (q8 tensors dequantised, their scales dropped), else as stored (with the file's
+    /// quantisation scheme), with the config (and tokenizer) in `__metadata__`.
     pub fn to_single_file(&self, dtype: Option<DType>) -> Result<Vec<u8>> {
         let file = self.file()?;
-        let tensors = file
-            .entries()
-            .map(|(name, e)| match dtype {
-                Some(dt) => Ok(OwnedTensor::float(name, &e.shape, &e.to_f32(name)?, dt)),
-                None => Ok(OwnedTensor::copy_of(name, e)),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        serialize(&tensors, &metadata(&self.config, self.tokenizer()))
+        let mut meta = metadata(&self.config, self.tokenizer());
+        let Some(dt) = dtype else {
+            let tensors: Vec<_> = file
+                .entries()
+                .map(|(n, e)| OwnedTensor::copy_of(n, e))
+                .collect();
+            if let Some(scheme) = file.metadata(formats::QUANTIZATION_KEY) {
+                meta.push((formats::QUANTIZATION_KEY, scheme.to_string()));
+            }
+            return serialize(&tensors, &meta);
+        };
+        let mut scales = Vec::new();
+        let mut tensors = Vec::new();
+        for (name, e) in file.entries() {
+            let values = match e.dtype {
+                Dtype::I8 => {
+                    let (values, scale) = formats::dequantize_entry(&file, name, e)?;
+                    scales.push(scale);
+                    values
+                }
+                _ => e.to_f32(name)?,
+            };
+            tensors.push(OwnedTensor::float(name, &e.shape, &values, dt));
+        }
+        tensors.retain(|t| !scales.iter().any(|s| s == t.name()));
+        serialize(&tensors, &meta)
     }
 
     /// Owns a single-file checkpoint's bytes.

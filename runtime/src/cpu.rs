@@ -1,6 +1,7 @@
 //! The CPU backend: exact `f32`, `no_std`, the oracle every other backend is tested against.
 //! With `std` its matmuls use the `gemm` crate's SIMD kernels and all cores; without, a blocked loop.
 
+use alloc::borrow::Cow;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -9,15 +10,29 @@ use alloc::vec::Vec;
 use crate::backend::TrainBackend;
 use crate::backend::{Activation, Backend, Mask, Shaped};
 use crate::error::Result;
+use crate::formats::{Precision, StoredTensor};
 pub use crate::ops::matmul::Gemm;
+use crate::ops::matmul::Operand;
+use crate::ops::packed::Packed;
 use crate::ops::{self, shape_error, Checked};
 use crate::tensor::{numel, HostTensor};
 
-/// An `f32` tensor of the CPU backend (shared, copy-on-write).
+/// An `f32` tensor of the CPU backend (shared, copy-on-write). A kernel or table uploaded with
+/// [`Backend::upload_weight`] stays in its stored format (bf16, f16, q8): matmuls and gathers
+/// widen it in registers, and any other op sees it widened to f32.
 #[derive(Debug, Clone)]
 pub struct CpuTensor {
     shape: Vec<usize>,
-    data: Arc<Vec<f32>>,
+    data: Data,
+}
+
+/// How a [`CpuTensor`] holds its elements.
+#[derive(Debug, Clone)]
+enum Data {
+    /// f32 values (every tensor an op makes).
+    F32(Arc<Vec<f32>>),
+    /// A weight kept as stored.
+    Packed(Arc<Packed>),
 }
 
 impl CpuTensor {
@@ -25,13 +40,56 @@ impl CpuTensor {
         debug_assert_eq!(numel(&shape), data.len());
         CpuTensor {
             shape,
-            data: Arc::new(data),
+            data: Data::F32(Arc::new(data)),
         }
     }
 
-    /// The values.
-    pub fn data(&self) -> &[f32] {
-        &self.data
+    /// The values as f32 (a copy for a weight kept 16-bit or q8, which is widened).
+    pub fn values(&self) -> Cow<'_, [f32]> {
+        match &self.data {
+            Data::F32(v) => Cow::Borrowed(v),
+            Data::Packed(p) => Cow::Owned(p.to_f32()),
+        }
+    }
+
+    /// The format the elements are kept in.
+    pub fn precision(&self) -> Precision {
+        match &self.data {
+            Data::F32(_) => Precision::F32,
+            Data::Packed(p) => match **p {
+                Packed::Bf16(_) => Precision::BF16,
+                Packed::F16(_) => Precision::F16,
+                Packed::Q8 { .. } => Precision::Q8,
+            },
+        }
+    }
+
+    /// Bytes its elements take in memory (a q8 weight's scales included).
+    pub fn byte_len(&self) -> usize {
+        match &self.data {
+            Data::F32(v) => v.len() * 4,
+            Data::Packed(p) => p.byte_len(),
+        }
+    }
+
+    /// As a matmul's right operand.
+    fn operand(&self) -> Operand<'_> {
+        match &self.data {
+            Data::F32(v) => Operand::F32(v),
+            Data::Packed(p) => Operand::Packed(p),
+        }
+    }
+
+    /// The f32 values to change in place: a copy if they are shared (copy-on-write), widened
+    /// first if the tensor is a weight kept as stored (it is f32 from then on).
+    fn values_mut(&mut self) -> &mut [f32] {
+        if let Data::Packed(p) = &self.data {
+            self.data = Data::F32(Arc::new(p.to_f32()));
+        }
+        match &mut self.data {
+            Data::F32(v) => Arc::make_mut(v).as_mut_slice(),
+            Data::Packed(_) => unreachable!("widened above"),
+        }
     }
 }
 
@@ -103,8 +161,18 @@ impl Backend for CpuBackend {
         Ok(CpuTensor::new(t.shape().to_vec(), t.data().to_vec()))
     }
 
+    fn upload_weight(&self, t: &StoredTensor<'_>) -> Result<CpuTensor> {
+        Ok(match Packed::from_stored(t) {
+            Some(p) => CpuTensor {
+                shape: t.shape().to_vec(),
+                data: Data::Packed(Arc::new(p)),
+            },
+            None => CpuTensor::new(t.shape().to_vec(), t.to_f32()),
+        })
+    }
+
     fn download(&self, t: &CpuTensor) -> Result<HostTensor> {
-        HostTensor::new(&t.shape, t.data.as_ref().clone())
+        HostTensor::new(&t.shape, t.values().into_owned())
     }
 
     fn upload_ids(&self, shape: &[usize], ids: &[u32]) -> Result<CpuIds> {
@@ -125,7 +193,7 @@ impl Backend for CpuBackend {
     }
 
     fn reshape(&self, t: &CpuTensor, shape: &[usize]) -> Result<CpuTensor> {
-        if numel(shape) != t.data.len() {
+        if numel(shape) != numel(&t.shape) {
             return Err(shape_error(
                 "reshape",
                 alloc::format!("cannot reshape {:?} to {shape:?}", t.shape),
@@ -152,8 +220,8 @@ impl Backend for CpuBackend {
         act: Activation,
         d: &Checked<ops::matmul::Dims>,
     ) -> Result<CpuTensor> {
-        let bias = bias.map(|t| t.data.as_slice());
-        let out = ops::matmul::cpu(&a.data, &b.data, bias, act, d, self.gemm);
+        let bias = bias.map(CpuTensor::values);
+        let out = ops::matmul::cpu(&a.values(), b.operand(), bias.as_deref(), act, d, self.gemm);
         Ok(CpuTensor::new(d.out_shape.clone(), out))
     }
 
@@ -165,7 +233,8 @@ impl Backend for CpuBackend {
         eps: f32,
         _: &Checked<ops::layer_norm::Dims>,
     ) -> Result<CpuTensor> {
-        let out = ops::layer_norm::cpu(&x.data, &scale.data, bias.map(|b| b.data.as_slice()), eps);
+        let bias = bias.map(CpuTensor::values);
+        let out = ops::layer_norm::cpu(&x.values(), &scale.values(), bias.as_deref(), eps);
         Ok(CpuTensor::new(x.shape.clone(), out))
     }
 
@@ -177,7 +246,7 @@ impl Backend for CpuBackend {
         mask: &Mask<'_>,
         d: &Checked<ops::attention::Dims>,
     ) -> Result<CpuTensor> {
-        let out = ops::attention::cpu(&q.data, &k.data, &v.data, **d, mask, self.gemm);
+        let out = ops::attention::cpu(&q.values(), &k.values(), &v.values(), **d, mask, self.gemm);
         Ok(CpuTensor::new(q.shape.clone(), out))
     }
 
@@ -187,7 +256,7 @@ impl Backend for CpuBackend {
         b: &CpuTensor,
         d: &Checked<ops::add::Dims>,
     ) -> Result<CpuTensor> {
-        let out = ops::add::cpu(&a.data, &b.data);
+        let out = ops::add::cpu(&a.values(), &b.values());
         Ok(CpuTensor::new(d.out_shape.clone(), out))
     }
 
@@ -198,7 +267,10 @@ impl Backend for CpuBackend {
         d: &Checked<ops::gather::Dims>,
     ) -> Result<CpuTensor> {
         ops::gather::check_ids(&ids.data, d.rows)?;
-        let out = ops::gather::cpu(&x.data, d.row_len, &ids.data);
+        let out = match &x.data {
+            Data::F32(x) => ops::gather::cpu(x, d.row_len, &ids.data),
+            Data::Packed(x) => ops::gather::cpu_packed(x, d.row_len, &ids.data),
+        };
         Ok(CpuTensor::new(d.out_shape.clone(), out))
     }
 
@@ -207,17 +279,17 @@ impl Backend for CpuBackend {
         images: &CpuTensor,
         d: &Checked<ops::patchify::Dims>,
     ) -> Result<CpuTensor> {
-        let out = ops::patchify::cpu(&images.data, &d.images, d.patch);
+        let out = ops::patchify::cpu(&images.values(), &d.images, d.patch);
         Ok(CpuTensor::new(d.out_shape.clone(), out))
     }
 
     fn mean_rows_kernel(&self, x: &CpuTensor, d: &Checked<ops::rows::Mean>) -> Result<CpuTensor> {
-        let out = ops::rows::cpu_mean(&x.data, &x.shape);
+        let out = ops::rows::cpu_mean(&x.values(), &x.shape);
         Ok(CpuTensor::new(d.out_shape(), out))
     }
 
     fn slice_rows_kernel(&self, x: &CpuTensor, d: &Checked<ops::rows::Slice>) -> Result<CpuTensor> {
-        let out = ops::rows::cpu_slice(&x.data, &x.shape, d.start, d.len);
+        let out = ops::rows::cpu_slice(&x.values(), &x.shape, d.start, d.len);
         Ok(CpuTensor::new(d.out_shape(), out))
     }
 
@@ -228,15 +300,15 @@ impl Backend for CpuBackend {
         d: &Checked<ops::rows::Write>,
     ) -> Result<()> {
         let shape = dst.shape.clone();
-        let data = Arc::make_mut(&mut dst.data);
-        ops::rows::cpu_write(data, &shape, &src.data, d.src.l, d.start);
+        let src = src.values();
+        ops::rows::cpu_write(dst.values_mut(), &shape, &src, d.src.l, d.start);
         Ok(())
     }
 
     fn argmax_kernel(&self, x: &CpuTensor, d: &Checked<ops::softmax::Argmax>) -> Result<CpuIds> {
         Ok(CpuIds {
             shape: d.out_shape.clone(),
-            data: ops::softmax::cpu_argmax(&x.data, d.classes),
+            data: ops::softmax::cpu_argmax(&x.values(), d.classes),
         })
     }
 
@@ -249,7 +321,7 @@ impl Backend for CpuBackend {
     ) -> Result<CpuIds> {
         Ok(CpuIds {
             shape: d.out_shape.clone(),
-            data: ops::sample::cpu(&logits.data, d.vocab, &d.sampling, seed, step),
+            data: ops::sample::cpu(&logits.values(), d.vocab, &d.sampling, seed, step),
         })
     }
 
@@ -259,7 +331,7 @@ impl Backend for CpuBackend {
         beam_scores: &CpuTensor,
         d: &Checked<ops::beam::Dims>,
     ) -> Result<(CpuTensor, CpuIds)> {
-        let (scores, ids) = ops::beam::cpu(&logits.data, &beam_scores.data, **d);
+        let (scores, ids) = ops::beam::cpu(&logits.values(), &beam_scores.values(), **d);
         let shape = alloc::vec![d.groups, d.k];
         Ok((
             CpuTensor::new(shape.clone(), scores),
@@ -275,8 +347,12 @@ impl Backend for CpuBackend {
         d: &Checked<ops::cross_entropy::Dims>,
     ) -> Result<CpuTensor> {
         ops::cross_entropy::check_targets(&targets.data, d.classes)?;
-        let out =
-            ops::cross_entropy::cpu(&logits.data, &logits.shape, &targets.data, label_smoothing);
+        let out = ops::cross_entropy::cpu(
+            &logits.values(),
+            &logits.shape,
+            &targets.data,
+            label_smoothing,
+        );
         Ok(CpuTensor::new(d.out_shape.clone(), out))
     }
 }
@@ -284,7 +360,7 @@ impl Backend for CpuBackend {
 #[cfg(feature = "train")]
 impl TrainBackend for CpuBackend {
     fn gelu_kernel(&self, x: &CpuTensor, _: &Checked<ops::gelu::Dims>) -> Result<CpuTensor> {
-        let mut out = x.data.as_ref().clone();
+        let mut out = x.values().into_owned();
         ops::gelu::cpu(&mut out);
         Ok(CpuTensor::new(x.shape.clone(), out))
     }
@@ -297,7 +373,8 @@ impl TrainBackend for CpuBackend {
         eps: f32,
         _: &Checked<ops::layer_norm_backward::Dims>,
     ) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
-        let (dx, ds, db) = ops::layer_norm_backward::cpu(&x.data, &scale.data, &dy.data, eps);
+        let (dx, ds, db) =
+            ops::layer_norm_backward::cpu(&x.values(), &scale.values(), &dy.values(), eps);
         Ok((
             CpuTensor::new(x.shape.clone(), dx),
             CpuTensor::new(scale.shape.clone(), ds),
@@ -316,7 +393,14 @@ impl TrainBackend for CpuBackend {
         d: &Checked<ops::attention_backward::Dims>,
     ) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
         let (dq, dk, dv) = ops::attention_backward::cpu(
-            &q.data, &k.data, &v.data, &o.data, &d_o.data, d.forward, mask, self.gemm,
+            &q.values(),
+            &k.values(),
+            &v.values(),
+            &o.values(),
+            &d_o.values(),
+            d.forward,
+            mask,
+            self.gemm,
         );
         Ok((
             CpuTensor::new(q.shape.clone(), dq),
@@ -333,7 +417,7 @@ impl TrainBackend for CpuBackend {
     ) -> Result<CpuTensor> {
         Ok(CpuTensor::new(
             x.shape.clone(),
-            ops::gelu_backward::cpu(&x.data, &dy.data, self.gemm),
+            ops::gelu_backward::cpu(&x.values(), &dy.values(), self.gemm),
         ))
     }
 
@@ -344,12 +428,12 @@ impl TrainBackend for CpuBackend {
         d: &Checked<ops::gather_backward::Dims>,
     ) -> Result<CpuTensor> {
         ops::gather::check_ids(&ids.data, d.rows)?;
-        let out = ops::gather_backward::cpu(&dy.data, d.row_len, &ids.data, d.rows);
+        let out = ops::gather_backward::cpu(&dy.values(), d.row_len, &ids.data, d.rows);
         Ok(CpuTensor::new(d.out_shape.clone(), out))
     }
 
     fn sum_axis0_kernel(&self, x: &CpuTensor, d: &Checked<ops::sums::Axis0>) -> Result<CpuTensor> {
-        let out = ops::sums::cpu_axis0(&x.data, d.m);
+        let out = ops::sums::cpu_axis0(&x.values(), d.m);
         Ok(CpuTensor::new(d.out_shape.clone(), out))
     }
 
@@ -358,7 +442,10 @@ impl TrainBackend for CpuBackend {
         xs: &[&CpuTensor],
         _: &Checked<ops::sums::Squares>,
     ) -> Result<CpuTensor> {
-        let out = xs.iter().map(|x| ops::sums::cpu_squares(&x.data)).collect();
+        let out = xs
+            .iter()
+            .map(|x| ops::sums::cpu_squares(&x.values()))
+            .collect();
         Ok(CpuTensor::new(alloc::vec![xs.len()], out))
     }
 
@@ -372,7 +459,7 @@ impl TrainBackend for CpuBackend {
     ) -> Result<CpuTensor> {
         ops::cross_entropy::check_targets(&targets.data, d.v)?;
         let out = ops::cross_entropy_backward::cpu(
-            &logits.data,
+            &logits.values(),
             &logits.shape,
             &targets.data,
             pad_id,
@@ -391,10 +478,10 @@ impl TrainBackend for CpuBackend {
         _: &Checked<ops::adamw::Dims>,
     ) -> Result<()> {
         ops::adamw::cpu(
-            Arc::make_mut(&mut param.data).as_mut_slice(),
-            Arc::make_mut(&mut m.data).as_mut_slice(),
-            Arc::make_mut(&mut v.data).as_mut_slice(),
-            &grad.data,
+            param.values_mut(),
+            m.values_mut(),
+            v.values_mut(),
+            &grad.values(),
             op,
         );
         Ok(())

@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 use crate::backend::{Activation, Backend, Mask};
 use crate::config::{Config, PosEmb};
 use crate::error::{Error, Result};
+use crate::formats::Role;
 use crate::layers::{
     Dense, KernelInit, LayerNorm, Mlp, MultiHeadAttention, Param, Parameters, Positions,
 };
@@ -220,7 +221,7 @@ impl<B: Backend> Decoder<B> {
             &table,
             &table,
             normal,
-            true,
+            Role::Table,
         )?;
         let blocks = (0..cfg.dec_depth)
             .map(|i| DecoderBlock::load(be, &s.pp(&format!("EncDecBlock{i}")), cfg))

@@ -24,10 +24,10 @@ use crate::backend::TrainBackend;
 use crate::backend::{Activation, Backend, Mask, Shaped};
 use crate::cpu::{CpuBackend, CpuIds, CpuTensor};
 use crate::error::{Error, Result};
+use crate::formats::StoredTensor;
 #[cfg(feature = "gpu")]
 use crate::gpu::{GpuBackend, GpuIds, GpuOptions, GpuTensor};
 use crate::ops::{self, Checked};
-use crate::safetensors_io::DType;
 use crate::tensor::HostTensor;
 
 /// Which device to open (see the [module docs](self) for the policy).
@@ -240,6 +240,15 @@ fn mixed() -> Error {
 }
 
 impl DeviceTensor {
+    /// Bytes its elements take on the device (16-bit and q8 weights take fewer).
+    pub fn byte_len(&self) -> usize {
+        match self {
+            DeviceTensor::Cpu(t) => t.byte_len(),
+            #[cfg(feature = "gpu")]
+            DeviceTensor::Gpu(t) => t.byte_len(),
+        }
+    }
+
     fn cpu(&self) -> Result<&CpuTensor> {
         match self {
             DeviceTensor::Cpu(t) => Ok(t),
@@ -331,10 +340,8 @@ impl Backend for Device {
         on_device!(self, |be, _t, _i, w, _wi| Ok(w(be.upload(x)?)))
     }
 
-    fn upload_weight(&self, x: &HostTensor, stored: DType) -> Result<DeviceTensor> {
-        on_device!(self, |be, _t, _i, w, _wi| Ok(w(
-            be.upload_weight(x, stored)?
-        )))
+    fn upload_weight(&self, x: &StoredTensor<'_>) -> Result<DeviceTensor> {
+        on_device!(self, |be, _t, _i, w, _wi| Ok(w(be.upload_weight(x)?)))
     }
 
     fn download(&self, x: &DeviceTensor) -> Result<HostTensor> {

@@ -44,6 +44,15 @@ pub enum Error {
         /// Element type found in the file.
         dtype: String,
     },
+    /// A quantised (q8) tensor breaks the rules of the format (see [`crate::formats`]): no
+    /// scheme in the file's metadata, a missing or misshapen scale tensor, a bad scale or value,
+    /// or a parameter that may not be quantised.
+    Quantization {
+        /// Name of the tensor.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The configuration is missing, unparsable, or inconsistent.
     Config(String),
     /// An input tensor has the wrong shape.
@@ -186,8 +195,12 @@ impl fmt::Display for Error {
             ),
             Error::UnsupportedDtype { name, dtype } => write!(
                 f,
-                "tensor `{name}` has dtype {dtype}; only F32, F16 and BF16 are supported"
+                "tensor `{name}` has dtype {dtype}; only F32, F16 and BF16 are supported (and I8 \
+                 in a q8 model file)"
             ),
+            Error::Quantization { name, problem } => {
+                write!(f, "tensor `{name}`: {problem}")
+            }
             Error::Config(m) => write!(f, "invalid config: {m}"),
             Error::InputShape {
                 what,

@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 
 use crate::backend::{Activation, Attention, Backend, Mask, Matmul};
 use crate::error::Result;
+use crate::formats::Role;
 use crate::tensor::HostTensor;
 use crate::weights::{Init, Scope};
 
@@ -33,7 +34,7 @@ pub struct Param<B: Backend> {
 
 impl<B: Backend> Param<B> {
     /// Loads `name` of `s` with its file `shape`, as a tensor of shape `as_shape` (same size).
-    /// `weight` keeps the file's element type where the backend can (large matrices); other
+    /// Kernels and tables (`role`) stay in their stored format where the backend can; other
     /// parameters are f32.
     pub(crate) fn load(
         be: &B,
@@ -42,13 +43,12 @@ impl<B: Backend> Param<B> {
         shape: &[usize],
         as_shape: &[usize],
         init: Init,
-        weight: bool,
+        role: Role,
     ) -> Result<Self> {
-        let (values, stored) = s.get_stored(name, shape, init)?;
-        let values = values.reshape(as_shape)?;
-        let tensor = match weight {
-            true => be.upload_weight(&values, stored)?,
-            false => be.upload(&values)?,
+        let stored = s.get(name, shape, init, role)?.reshape(as_shape)?;
+        let tensor = match role {
+            Role::Plain => be.upload(&stored.to_host()?)?,
+            Role::Kernel { .. } | Role::Table => be.upload_weight(&stored)?,
         };
         Ok(Param {
             name: s.path(name),
@@ -114,9 +114,10 @@ impl<B: Backend> Dense<B> {
             },
             KernelInit::Zeros => Init::Zeros,
         };
-        let kernel = Param::load(be, s, "kernel", shape, &[rows, cols], init, true)?;
+        let role = Role::Kernel { in_axes };
+        let kernel = Param::load(be, s, "kernel", shape, &[rows, cols], init, role)?;
         let bias = match bias {
-            Some((bs, init)) => Some(Param::load(be, s, "bias", bs, &[cols], init, false)?),
+            Some((bs, init)) => Some(Param::load(be, s, "bias", bs, &[cols], init, Role::Plain)?),
             None => None,
         };
         Ok(Dense { kernel, bias })
@@ -181,7 +182,7 @@ pub struct LayerNorm<B: Backend> {
 impl<B: Backend> LayerNorm<B> {
     /// Loads `scale` (and `bias`) of width `d`.
     pub fn load(be: &B, s: &Scope<'_>, d: usize, bias: bool, eps: f32) -> Result<Self> {
-        let vector = |name, init| Param::load(be, s, name, &[d], &[d], init, false);
+        let vector = |name, init| Param::load(be, s, name, &[d], &[d], init, Role::Plain);
         Ok(LayerNorm {
             scale: vector("scale", Init::Ones)?,
             bias: match bias {
@@ -398,7 +399,8 @@ impl<B: Backend> Positions<B> {
                 let init = Init::Normal {
                     std: 1.0 / libm::sqrtf(d as f32),
                 };
-                Positions::Learned(Param::load(be, s, name, &shape, &shape, init, false)?)
+                let plain = Role::Plain;
+                Positions::Learned(Param::load(be, s, name, &shape, &shape, init, plain)?)
             }
             false => {
                 Positions::Fixed(be.upload(&HostTensor::new(&shape, posemb_sincos_2d(h, w, d))?)?)

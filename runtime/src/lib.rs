@@ -72,6 +72,7 @@ pub mod encoder;
 pub mod error;
 #[cfg(feature = "std")]
 pub mod files;
+pub mod formats;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod image;
@@ -104,6 +105,7 @@ pub use decoding::{
 };
 pub use device::{Device, DeviceKind, DeviceOptions};
 pub use error::{Error, Result};
+pub use formats::{Precision, StoredTensor};
 #[cfg(feature = "gpu")]
 pub use gpu::{GpuBackend, GpuOptions};
 pub use loss::LossOutput;

@@ -3,6 +3,7 @@
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 
 use crate::backend::{Backend, Mask};
 use crate::checkpoint::{metadata, Checkpoint};
@@ -11,12 +12,13 @@ use crate::cpu::{CpuBackend, Gemm};
 use crate::decoder::Decoder;
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
+use crate::formats::{Precision, Role, StoredTensor, Q8_SCHEME, QUANTIZATION_KEY};
 use crate::layers::{Param, Parameters, Tap};
 use crate::loss::{caption_loss, LossOutput};
 use crate::safetensors_io::{serialize, OwnedTensor};
 use crate::tensor::{HostTensor, Tokens};
 use crate::tokenizer::Tokenizer;
-use crate::weights::{FileParams, ParamSource, RandomParams, Scope};
+use crate::weights::{FileParams, Init, ParamSource, RandomParams, Scope};
 
 /// How the decoder reads its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +41,23 @@ pub struct Model<B: Backend = CpuBackend> {
 
 impl<B: Backend> Model<B> {
     /// Builds the model from a checkpoint: every parameter the config implies must be present
-    /// with its shape, and nothing else may be in the file.
+    /// with its shape, and nothing else may be in the file. Parameters reach the backend as the
+    /// file stores them (f32, f16, bf16 or q8; see [`crate::formats`]), which keeps them so where
+    /// it can.
     pub fn new(ckpt: &Checkpoint<'_>, backend: B) -> Result<Self> {
+        Self::load(ckpt, backend, None)
+    }
+
+    /// [`Model::new`], with every kernel and the token table converted to `precision` as they
+    /// load, whatever the file stores (LayerNorm parameters, biases and position tables are f32
+    /// in any case): an f32 file runs with bf16 or q8 weights, a q8 file with f32 ones.
+    pub fn new_as(ckpt: &Checkpoint<'_>, backend: B, precision: Precision) -> Result<Self> {
+        Self::load(ckpt, backend, Some(precision))
+    }
+
+    fn load(ckpt: &Checkpoint<'_>, backend: B, precision: Option<Precision>) -> Result<Self> {
         let file = ckpt.file()?;
-        let params = FileParams::new(&file);
+        let params = FileParams::new(&file).with_precision(precision);
         let mut model = Self::from_source(ckpt.config(), &params, backend)?;
         params.finish()?;
         model.tokenizer = ckpt.load_tokenizer()?;
@@ -295,6 +310,43 @@ impl Model<CpuBackend> {
     /// [`Model::random`] as a model file (made on the CPU): a checkpoint for tests and demos.
     pub fn random_checkpoint(config: &Config, seed: u64) -> Result<Checkpoint<'static>> {
         Model::random(config, seed, CpuBackend::with_gemm(Gemm::Blocked))?.to_checkpoint()
+    }
+
+    /// The model file of `ckpt` with every kernel and the token table in `precision` (q8:
+    /// quantised per channel, with the file layout of [`crate::formats`]); every other tensor,
+    /// the config and the tokenizer as they are. The file is checked as [`Model::new`] checks
+    /// it.
+    pub fn convert(ckpt: &Checkpoint<'_>, precision: Precision) -> Result<Vec<u8>> {
+        let file = ckpt.file()?;
+        let params = FileParams::new(&file).with_precision(Some(precision));
+        let recording = Recording {
+            inner: &params,
+            tensors: RefCell::new(Vec::new()),
+        };
+        Model::from_source(ckpt.config(), &recording, CpuBackend::new())?;
+        params.finish()?;
+        let mut meta = metadata(ckpt.config(), ckpt.tokenizer());
+        if precision == Precision::Q8 {
+            meta.push((QUANTIZATION_KEY, Q8_SCHEME.into()));
+        }
+        serialize(&recording.tensors.into_inner(), &meta)
+    }
+}
+
+/// A parameter source that hands out another's parameters and keeps each as a model file
+/// stores it.
+struct Recording<'s> {
+    inner: &'s dyn ParamSource,
+    tensors: RefCell<Vec<OwnedTensor>>,
+}
+
+impl ParamSource for Recording<'_> {
+    fn get(&self, path: &str, shape: &[usize], init: Init, role: Role) -> Result<StoredTensor<'_>> {
+        let t = self.inner.get(path, shape, init, role)?;
+        self.tensors
+            .borrow_mut()
+            .extend(t.file_tensors(path, shape, role)?);
+        Ok(t)
     }
 }
 

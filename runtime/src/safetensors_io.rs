@@ -34,7 +34,8 @@ impl DType {
         }
     }
 
-    fn to_safetensors(self) -> Dtype {
+    /// The safetensors element type.
+    pub(crate) fn to_safetensors(self) -> Dtype {
         match self {
             DType::F32 => Dtype::F32,
             DType::F16 => Dtype::F16,
@@ -273,6 +274,16 @@ impl OwnedTensor {
         OwnedTensor {
             name: name.to_string(),
             dtype: dtype.to_safetensors(),
+            shape: shape.to_vec(),
+            bytes,
+        }
+    }
+
+    /// A tensor of any element type from its little-endian bytes.
+    pub fn raw(name: &str, dtype: Dtype, shape: &[usize], bytes: Vec<u8>) -> Self {
+        OwnedTensor {
+            name: name.to_string(),
+            dtype,
             shape: shape.to_vec(),
             bytes,
         }

@@ -4,8 +4,9 @@
 //! reference's initialiser for it (`scope.pp("encoder").get("embedding/kernel", &[p, p, 3,
 //! width], init)`, as candle's `VarBuilder`), so the code and the weight file name the same
 //! things, once. A [`FileParams`] source checks every request against the file (presence, shape,
-//! element type) and, once the model is built, [`FileParams::finish`] reports any tensor nobody
-//! asked for; an [`InitParams`] source draws fresh parameters the way the reference initialises
+//! element type, q8 scales) and hands out the stored bytes as they are
+//! ([`crate::formats::StoredTensor`]), so each backend keeps them in the file's format where it
+//! can; once the model is built, [`FileParams::finish`] reports any tensor nobody asked for; an [`InitParams`] source draws fresh parameters the way the reference initialises
 //! them (training from scratch).
 
 use alloc::collections::BTreeSet;
@@ -15,9 +16,10 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use crate::error::{Error, Result};
+use crate::formats::{self, Precision, Role, StoredTensor};
 use crate::rng::Rng;
-use crate::safetensors_io::{DType, SafetensorsFile};
-use crate::tensor::{numel, HostTensor};
+use crate::safetensors_io::SafetensorsFile;
+use crate::tensor::numel;
 
 /// How the reference initialises a parameter (spec §6; Flax's initialisers), for a model
 /// trained from scratch. Sources that read parameters ignore it.
@@ -78,14 +80,10 @@ impl Init {
 
 /// Where parameters come from.
 pub trait ParamSource {
-    /// The parameter at `path`, which must have `shape`, with the element type it is stored in;
+    /// The parameter at `path`, which must have `shape`, as stored (f32 values for sources
+    /// that make them): `role` says what it is to the model, and so which formats it may be in;
     /// `init` is how the reference initialises it.
-    fn get_stored(&self, path: &str, shape: &[usize], init: Init) -> Result<(HostTensor, DType)>;
-
-    /// [`ParamSource::get_stored`] without the element type.
-    fn get(&self, path: &str, shape: &[usize], init: Init) -> Result<HostTensor> {
-        Ok(self.get_stored(path, shape, init)?.0)
-    }
+    fn get(&self, path: &str, shape: &[usize], init: Init, role: Role) -> Result<StoredTensor<'_>>;
 }
 
 /// A position in the parameter tree: a path prefix over a source.
@@ -121,40 +119,50 @@ impl<'s> Scope<'s> {
         }
     }
 
-    /// The parameter `name` of this scope, checked to have `shape`, initialised (by sources
-    /// that make parameters) as `init`.
-    pub fn get(&self, name: &str, shape: &[usize], init: Init) -> Result<HostTensor> {
-        self.source.get(&self.path(name), shape, init)
-    }
-
-    /// [`Scope::get`] and the element type the file stores it in.
-    pub fn get_stored(
+    /// The parameter `name` of this scope as stored, checked to have `shape`, initialised (by
+    /// sources that make parameters) as `init`; `role` says what it is to the model.
+    pub fn get(
         &self,
         name: &str,
         shape: &[usize],
         init: Init,
-    ) -> Result<(HostTensor, DType)> {
-        self.source.get_stored(&self.path(name), shape, init)
+        role: Role,
+    ) -> Result<StoredTensor<'s>> {
+        self.source.get(&self.path(name), shape, init, role)
     }
 }
 
-/// Parameters read from a safetensors file, checked against the shapes the model asks for.
+/// Parameters read from a safetensors file, checked against the shapes the model asks for,
+/// handed out as the file stores them (borrowed, not converted) or, with
+/// [`FileParams::with_precision`], with the large matrices converted to one format.
 pub struct FileParams<'f, 'a> {
     file: &'f SafetensorsFile<'a>,
+    precision: Option<Precision>,
     used: RefCell<BTreeSet<String>>,
 }
 
 impl<'f, 'a> FileParams<'f, 'a> {
-    /// Wraps a parsed file.
+    /// Wraps a parsed file; parameters come as stored.
     pub fn new(file: &'f SafetensorsFile<'a>) -> Self {
         FileParams {
             file,
+            precision: None,
             used: RefCell::new(BTreeSet::new()),
         }
     }
 
-    /// Fails on the first tensor in the file that was never asked for.
+    /// Converts every kernel and table ([`Role::Kernel`], [`Role::Table`]) to `precision` as it
+    /// is handed out, whatever the file stores (`None`: as stored). Other parameters come as
+    /// stored.
+    pub fn with_precision(mut self, precision: Option<Precision>) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    /// Fails on the first tensor in the file that was never asked for (or on a quantisation
+    /// scheme this version does not read).
     pub fn finish(&self) -> Result<()> {
+        formats::check_file_scheme(self.file)?;
         let used = self.used.borrow();
         match self.file.entries().find(|(n, _)| !used.contains(*n)) {
             Some((name, e)) => Err(Error::UnexpectedTensor {
@@ -167,7 +175,13 @@ impl<'f, 'a> FileParams<'f, 'a> {
 }
 
 impl ParamSource for FileParams<'_, '_> {
-    fn get_stored(&self, path: &str, shape: &[usize], _init: Init) -> Result<(HostTensor, DType)> {
+    fn get(
+        &self,
+        path: &str,
+        shape: &[usize],
+        _init: Init,
+        role: Role,
+    ) -> Result<StoredTensor<'_>> {
         let e = self.file.get(path).ok_or_else(|| Error::MissingTensor {
             name: path.to_string(),
             expected: shape.to_vec(),
@@ -179,15 +193,23 @@ impl ParamSource for FileParams<'_, '_> {
                 found: e.shape.clone(),
             });
         }
-        let values = e.to_f32(path)?;
-        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+        let (stored, scales) = formats::read(self.file, path, e, role)?;
+        if let Some(index) = stored.first_non_finite() {
             return Err(Error::NonFiniteWeight {
                 name: path.to_string(),
                 index,
             });
         }
-        self.used.borrow_mut().insert(path.to_string());
-        Ok((HostTensor::new(shape, values)?, e.float_dtype(path)?))
+        let stored = match (self.precision, role.matrix(shape)) {
+            (Some(p), Some(matrix)) => {
+                stored.reshape(&matrix)?.convert(path, p, role.channels())?
+            }
+            _ => stored,
+        };
+        let mut used = self.used.borrow_mut();
+        used.insert(path.to_string());
+        used.extend(scales);
+        Ok(stored)
     }
 }
 
@@ -207,7 +229,7 @@ impl RandomParams {
 }
 
 impl ParamSource for RandomParams {
-    fn get_stored(&self, path: &str, shape: &[usize], _init: Init) -> Result<(HostTensor, DType)> {
+    fn get(&self, path: &str, shape: &[usize], _init: Init, _: Role) -> Result<StoredTensor<'_>> {
         let n = numel(shape);
         let last = *shape.last().unwrap_or(&1);
         let fan_in = (n / last.max(1)).max(1);
@@ -221,8 +243,8 @@ impl ParamSource for RandomParams {
         } else {
             (0.0, 1.0 / libm::sqrtf(fan_in as f32))
         };
-        let data = (0..n).map(|_| mean + std * rng.normal()).collect();
-        Ok((HostTensor::new(shape, data)?, DType::F32))
+        let data: Vec<f32> = (0..n).map(|_| mean + std * rng.normal()).collect();
+        StoredTensor::from_f32(shape, &data)
     }
 }
 
@@ -242,8 +264,8 @@ impl InitParams {
 }
 
 impl ParamSource for InitParams {
-    fn get_stored(&self, _path: &str, shape: &[usize], init: Init) -> Result<(HostTensor, DType)> {
+    fn get(&self, _path: &str, shape: &[usize], init: Init, _: Role) -> Result<StoredTensor<'_>> {
         let values = init.draw(numel(shape), &mut self.rng.borrow_mut());
-        Ok((HostTensor::new(shape, values)?, DType::F32))
+        StoredTensor::from_f32(shape, &values)
     }
 }

@@ -21,7 +21,7 @@
 // The model and images under test:
 //  * CAPPA_WEB_MODEL=FILE (a single-file model with its tokenizer) and CAPPA_WEB_IMAGES=DIR or
 //    FILE,FILE,... (and optionally CAPPA_WEB_LABELS=a,b,c; default: examples/web/labels.txt);
-//  * else the default model, examples/models/shapes.safetensors, with examples/images/*.png;
+//  * else the page's default model, examples/models/shapes-q8.safetensors, with examples/images/*.png;
 //  * else (until the default model is committed) the reference fixture tests/fixtures/cappa-tiny
 //    with a word vocabulary, and generated images (web-test-assets writes them).
 //
@@ -44,7 +44,8 @@ const SITE = join(OUT, "site");
 const ASSETS = join(OUT, "assets");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/lib/chromium/chromium";
 
-const DEFAULT_MODEL = join(ROOT, "examples/models/shapes.safetensors");
+// The model the page loads by default (q8 weights; the native CLI reads the same file).
+const DEFAULT_MODEL = join(ROOT, "examples/models/shapes-q8.safetensors");
 const DEFAULT_IMAGES = join(ROOT, "examples/images");
 const FIXTURE = "tests/fixtures/cappa-tiny";
 const IMAGE_TYPES = /\.(png|jpe?g|webp|ppm)$/i;

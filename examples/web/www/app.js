@@ -9,7 +9,8 @@
 import init, { Demo } from "./pkg/cappa_web.js";
 
 const params = new URLSearchParams(location.search);
-const MODEL_URL = params.get("model") ?? "models/shapes.safetensors";
+// The default model with q8 weights: a quarter of the f32 file's download (README, "Weight formats").
+const MODEL_URL = params.get("model") ?? "models/shapes-q8.safetensors";
 const SAMPLES_URL = params.get("samples") ?? "images/index.json";
 const BACKEND = params.get("backend") ?? "auto";
 
@@ -41,7 +42,7 @@ async function fetchWithProgress(url) {
   if (!response.ok) {
     const hint = params.has("model")
       ? ""
-      : " (build.sh copies examples/models/shapes.safetensors here when it exists; or open the page with ?model=URL)";
+      : " (build.sh copies examples/models/shapes-q8.safetensors here when it exists; or open the page with ?model=URL)";
     throw new Error(`cannot fetch the model at ${url}: HTTP ${response.status}${hint}`);
   }
   const total = Number(response.headers.get("content-length")) || 0;

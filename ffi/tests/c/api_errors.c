@@ -157,9 +157,9 @@ int main(int argc, char **argv) {
     EXPECT(cappa_model_load_memory(bytes, size, &mp, NULL), CAPPA_ERR_NULL_POINTER,
            "`out_model`");
     bad = mp;
-    bad.precision = 4;
+    bad.precision = 5;
     EXPECT(cappa_model_load_memory(bytes, size, &bad, &model), CAPPA_ERR_INVALID_ARGUMENT,
-           "unknown precision 4");
+           "unknown precision 5");
     cappa_model *from_memory = NULL;
     EXPECT(cappa_model_load_memory(bytes, size, NULL, &from_memory), CAPPA_OK, "");
     free(bytes);

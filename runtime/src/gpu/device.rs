@@ -63,8 +63,6 @@ pub struct GpuOptions {
     /// Largest storage binding in bytes; `None` uses the device limit. Tests lower it to
     /// exercise the splitting of large tensors.
     pub max_binding: Option<u64>,
-    /// Keep bf16 and f16 weights 16-bit on the device (default true).
-    pub keep_16bit_weights: bool,
     /// The wgpu backends to look for an adapter on; `None`: `CAPPA_GPU_BACKENDS`, else
     /// `WGPU_BACKEND`, else Vulkan, Metal, DX12 and WebGPU — OpenGL only when asked for (see
     /// [`super::adapter`]).
@@ -77,7 +75,6 @@ impl Default for GpuOptions {
             runtime_checks: cfg!(debug_assertions),
             matmul: None,
             max_binding: None,
-            keep_16bit_weights: true,
             backends: None,
         }
     }

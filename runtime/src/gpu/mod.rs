@@ -8,7 +8,8 @@
 //!   [`GpuBackend::new_async`].
 //! * Buffers come from a pool keyed by size, so a warmed-up pass allocates nothing; pipelines
 //!   are compiled once per (shader, entry point, specialisation).
-//! * Weights stored as bf16 or f16 can stay 16-bit on the device; compute is f32.
+//! * Weights reach the device as the model file stores them — bf16 and f16 16-bit, q8 as packed
+//!   bytes with a buffer of f32 scales — and are widened in the shaders; compute is f32.
 //! * Tensors larger than one storage binding are bound as windows (matmul operands, embedding
 //!   tables); anything else too large for the device is a clear error.
 //!
@@ -25,6 +26,7 @@ mod readback;
 mod recorder;
 pub mod shaders;
 
+use std::borrow::Cow;
 use std::string::String;
 use std::sync::Arc;
 use std::vec::Vec;
@@ -41,6 +43,7 @@ pub use wgpu;
 use crate::backend::TrainBackend;
 use crate::backend::{Activation, Backend, Mask, Shaped};
 use crate::error::{Error, Result};
+use crate::formats::{Channels, Stored, StoredTensor};
 use crate::ops::{self, Checked};
 use crate::safetensors_io::DType;
 use crate::tensor::{numel, HostTensor};
@@ -51,6 +54,8 @@ pub(crate) enum Format {
     F32 = 0,
     Bf16 = 1,
     F16 = 2,
+    /// Signed bytes, four to a word; the scales are in [`GpuTensor::scales`].
+    Q8 = 3,
 }
 
 impl Format {
@@ -58,21 +63,51 @@ impl Format {
         match self {
             Format::F32 => 4,
             Format::Bf16 | Format::F16 => 2,
+            Format::Q8 => 1,
         }
     }
 
-    /// The value of the shaders' `*_FORMAT` override.
-    pub fn code(self) -> f64 {
-        self as u32 as f64
+    /// The value of the shaders' `*_FORMAT` override (`wgsl/common.wgsl`); for q8, `per_k` says
+    /// that the scales run along the reduction (or gathered row) rather than the output column.
+    pub fn code(self, per_k: bool) -> f64 {
+        match (self, per_k) {
+            (Format::Q8, true) => 4.0,
+            (f, _) => f as u32 as f64,
+        }
     }
 }
 
-/// An `f32` tensor on the GPU (weights may be stored 16-bit).
+/// An `f32` tensor on the GPU (weights may be stored 16-bit or q8).
 #[derive(Debug, Clone)]
 pub struct GpuTensor {
     pub(crate) buf: Arc<Buf>,
     pub(crate) shape: Vec<usize>,
     pub(crate) format: Format,
+    /// q8: the scales.
+    pub(crate) scales: Option<Scales>,
+}
+
+/// The scales of a q8 tensor on the device.
+#[derive(Debug, Clone)]
+pub(crate) struct Scales {
+    /// One f32 per channel.
+    pub buf: Arc<Buf>,
+    /// Which way the channels run.
+    pub channels: Channels,
+    /// The matrix `[rows, cols]` they belong to.
+    pub matrix: [usize; 2],
+}
+
+impl Scales {
+    /// Whether they run along the reduction of a product whose right operand is this matrix,
+    /// transposed or not (rather than along its output columns).
+    pub fn along_k(&self, trans_b: bool) -> bool {
+        (self.channels == Channels::Columns) == trans_b
+    }
+
+    fn count(&self) -> usize {
+        self.channels.count(self.matrix)
+    }
 }
 
 impl Shaped for GpuTensor {
@@ -85,6 +120,12 @@ impl GpuTensor {
     /// The shape.
     pub fn shape_vec(&self) -> Vec<usize> {
         self.shape.clone()
+    }
+
+    /// Bytes its elements take on the device (a q8 weight's scales included).
+    pub fn byte_len(&self) -> usize {
+        let scales = self.scales.as_ref().map_or(0, |s| s.count() * 4);
+        self.numel() * self.format.size() as usize + scales
     }
 
     pub(crate) fn numel(&self) -> usize {
@@ -102,8 +143,21 @@ impl GpuTensor {
         )
     }
 
+    /// The scales of a q8 tensor (`None` for the other formats); an error for one reshaped away
+    /// from its matrix, whose channels are no longer its rows or columns.
+    pub(crate) fn q8_scales(&self, op: &str) -> Result<Option<&Scales>> {
+        match &self.scales {
+            Some(s) if self.shape != s.matrix => Err(Error::Backend(std::format!(
+                "{op}: a q8 tensor {:?} reshaped from {:?}",
+                self.shape,
+                s.matrix
+            ))),
+            s => Ok(s.as_ref()),
+        }
+    }
+
     /// Fails unless the tensor is stored as f32 (only matmul weights and embedding tables may
-    /// be 16-bit).
+    /// be 16-bit or q8).
     pub(crate) fn f32(&self, op: &str) -> Result<&Self> {
         match self.format {
             Format::F32 => Ok(self),
@@ -262,6 +316,7 @@ impl GpuBackend {
             buf: self.ctx.buffer(numel(shape) as u64 * 4, false)?,
             shape: shape.to_vec(),
             format: Format::F32,
+            scales: None,
         })
     }
 
@@ -282,6 +337,7 @@ impl GpuBackend {
                 .copy(&t.buf, 0, &copy.buf, 0, t.numel() as u64 * t.format.size());
             *t = GpuTensor {
                 format: t.format,
+                scales: t.scales.clone(),
                 ..copy
             };
         }
@@ -311,27 +367,48 @@ fn words(raw: Vec<u8>) -> Vec<u32> {
         .collect()
 }
 
-/// A tensor's values from its bytes as stored on the device.
-fn host_tensor(t: &GpuTensor, raw: Vec<u8>) -> Result<HostTensor> {
-    let data = match t.format {
-        Format::F32 => words(raw).into_iter().map(f32::from_bits).collect(),
-        Format::Bf16 => raw
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Format::F16 => raw
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
+/// The bytes of a q8 tensor's scales, as a part of a readback.
+fn scales_part(t: &GpuTensor) -> Option<(&Buf, u64, u64)> {
+    let s = t.scales.as_ref()?;
+    Some((&s.buf, 0, s.count() as u64 * 4))
+}
+
+/// A tensor's values from its bytes as stored on the device (and, for q8, its scales').
+fn host_tensor(t: &GpuTensor, mut raw: Vec<Vec<u8>>) -> Result<HostTensor> {
+    let mut take = || raw.remove(0);
+    let bytes = take();
+    let stored = match (t.format, &t.scales) {
+        (Format::Q8, Some(s)) => {
+            let scales = words(take()).into_iter().map(f32::from_bits).collect();
+            let values = Cow::Borrowed(&bytes[..t.numel()]);
+            StoredTensor::q8("download", s.matrix, values, scales, s.channels)?.to_f32()
+        }
+        (Format::Q8, None) => return Err(Error::Backend("a q8 tensor without scales".into())),
+        (f, _) => {
+            let dtype = match f {
+                Format::Bf16 => DType::BF16,
+                Format::F16 => DType::F16,
+                _ => DType::F32,
+            };
+            let len = t.numel() * dtype.size();
+            StoredTensor::float(&t.shape, dtype, Cow::Borrowed(&bytes[..len]))?.to_f32()
+        }
     };
-    HostTensor::new(&t.shape, data)
+    HostTensor::new(&t.shape, stored)
 }
 
 /// An f32 tensor and token ids from one readback of both.
 fn tensor_and_ids(t: &GpuTensor, mut raw: Vec<Vec<u8>>) -> Result<(HostTensor, Vec<u32>)> {
     let ids = words(raw.pop().expect("two parts"));
-    let values = host_tensor(t, raw.pop().expect("two parts"))?;
+    let values = host_tensor(t, raw)?;
     Ok((values, ids))
+}
+
+/// The parts of a readback of tensor `t` (its bytes, and a q8 tensor's scales).
+fn parts(t: &GpuTensor) -> Vec<(&Buf, u64, u64)> {
+    core::iter::once(tensor_part(t))
+        .chain(scales_part(t))
+        .collect()
 }
 
 impl Backend for GpuBackend {
@@ -348,45 +425,44 @@ impl Backend for GpuBackend {
             buf: self.ctx.upload_bytes(bytemuck::cast_slice(t.data()))?,
             shape: t.shape().to_vec(),
             format: Format::F32,
+            scales: None,
         })
     }
 
-    fn upload_weight(&self, t: &HostTensor, stored: DType) -> Result<GpuTensor> {
-        let format = match stored {
-            _ if !self.ctx.options.keep_16bit_weights => Format::F32,
-            DType::F32 => Format::F32,
-            DType::BF16 => Format::Bf16,
-            DType::F16 => Format::F16,
-        };
-        let bytes: Vec<u8> = match format {
-            Format::F32 => return self.upload(t),
-            // The values came from 16-bit storage, so converting back is exact.
-            Format::Bf16 => t
-                .data()
-                .iter()
-                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
-                .collect(),
-            Format::F16 => t
-                .data()
-                .iter()
-                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                .collect(),
+    /// The file's bytes go to the device as they are: f32, bf16 and f16 elements, or q8 values
+    /// (four to a word) with a buffer of their f32 scales.
+    fn upload_weight(&self, t: &StoredTensor<'_>) -> Result<GpuTensor> {
+        let (format, bytes, scales) = match t.stored() {
+            Stored::Float(DType::F32, b) => (Format::F32, b, None),
+            Stored::Float(DType::BF16, b) => (Format::Bf16, b, None),
+            Stored::Float(DType::F16, b) => (Format::F16, b, None),
+            Stored::Q8 {
+                values,
+                scales,
+                channels,
+            } => {
+                let scales = Scales {
+                    buf: self.ctx.upload_bytes(bytemuck::cast_slice(scales))?,
+                    channels: *channels,
+                    matrix: [t.shape()[0], t.shape()[1]],
+                };
+                (Format::Q8, values, Some(scales))
+            }
         };
         Ok(GpuTensor {
-            buf: self.ctx.upload_bytes(&bytes)?,
+            buf: self.ctx.upload_bytes(bytes)?,
             shape: t.shape().to_vec(),
             format,
+            scales,
         })
     }
 
     fn download(&self, t: &GpuTensor) -> Result<HostTensor> {
-        let raw = self.ctx.read(&[tensor_part(t)])?.remove(0);
-        host_tensor(t, raw)
+        host_tensor(t, self.ctx.read(&parts(t))?)
     }
 
     async fn download_async(&self, t: &GpuTensor) -> Result<HostTensor> {
-        let raw = self.ctx.read_async(&[tensor_part(t)]).await?.remove(0);
-        host_tensor(t, raw)
+        host_tensor(t, self.ctx.read_async(&parts(t)).await?)
     }
 
     fn download_with_ids(&self, t: &GpuTensor, ids: &GpuIds) -> Result<(HostTensor, Vec<u32>)> {

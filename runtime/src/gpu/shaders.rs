@@ -87,8 +87,11 @@ impl Shader {
 
 /// Override values of a boolean.
 pub(crate) const BOOL: &[f64] = &[0.0, 1.0];
-/// Override values of a storage format (f32, bf16, f16) or of a three-way mask.
+/// Override values of a three-way mask.
 pub(crate) const FORMATS: &[f64] = &[0.0, 1.0, 2.0];
+/// Override values of a weight's storage format: f32, bf16, f16, and q8 with its scales along
+/// the output column (3) or along the reduction or gathered row (4); see `wgsl/common.wgsl`.
+pub(crate) const WEIGHT_FORMATS: &[f64] = &[0.0, 1.0, 2.0, 3.0, 4.0];
 
 /// Every shader of this build: the inference kernels, and with the feature `train` the
 /// trainer's (backward ops, reductions, optimizer).

@@ -6,11 +6,13 @@
 //!
 //! `x` is `[N, ..]` (at least 1-D); `ids` has any shape `S`, read flat in row-major order; the
 //! output is `S ++ x.shape[1..]`. Every id must be below `N` (so `N ≥ 1` unless there are no ids).
-//! The GPU may keep `x` 16-bit (an embedding table stored bf16 or f16); the rows come out f32.
+//! A table kept as stored (bf16, f16 or q8: the token embedding) is widened row by row as it is
+//! read, on the CPU ([`cpu_packed`]) as on the GPU; the rows come out f32.
 
 use alloc::format;
 use alloc::vec::Vec;
 
+use super::packed::Packed;
 use super::{shape_error, Checked};
 use crate::error::{Error, Result};
 use crate::tensor::numel;
@@ -63,6 +65,16 @@ pub fn cpu(x: &[f32], row_len: usize, ids: &[u32]) -> Vec<f32> {
     for &i in ids {
         let r = i as usize * row_len;
         out.extend_from_slice(&x[r..r + row_len]);
+    }
+    out
+}
+
+/// [`cpu`] from a table kept as stored: each picked row widened (or dequantised).
+pub fn cpu_packed(x: &Packed, row_len: usize, ids: &[u32]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(ids.len() * row_len);
+    for &i in ids {
+        let r = i as usize * row_len;
+        x.extend_f32(r..r + row_len, &mut out);
     }
     out
 }

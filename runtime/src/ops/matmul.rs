@@ -9,14 +9,22 @@
 //! The CPU reference has two GEMMs that agree within f32 rounding: a plain blocked loop that
 //! needs nothing but `core`, and with `std` the `gemm` crate's SIMD kernels split over threads
 //! (with a streaming loop for products of a few rows, where packing would dominate).
+//!
+//! The right operand may be a weight the CPU keeps as stored (bf16, f16 or q8,
+//! [`super::packed::Packed`]). A product of a few rows with one (a decoding step) streams it
+//! once, widening in registers ([`super::packed`]); q8's per-column scales multiply the sums,
+//! its per-row scales (a table) the columns of A. Any other product with such a B widens B to
+//! f32 once for the call and runs the f32 GEMM.
 
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::packed::{self, Elem, Packed};
 use super::{shape_error, Checked};
 use crate::backend::Activation;
 use crate::error::Result;
+use crate::formats::Channels;
 
 /// The sizes of one matmul, after the shape rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,15 +124,32 @@ pub(crate) struct View<'a> {
     pub cs: usize,
 }
 
+/// A matmul's right operand on the CPU: f32 values, or a weight kept as stored.
+#[derive(Debug, Clone, Copy)]
+pub enum Operand<'a> {
+    /// f32 values.
+    F32(&'a [f32]),
+    /// A bf16, f16 or q8 weight.
+    Packed(&'a Packed),
+}
+
 /// CPU reference: `act(op(a) · op(b) + bias)`.
 pub fn cpu(
     a: &[f32],
-    b: &[f32],
+    b: Operand<'_>,
     bias: Option<&[f32]>,
     act: Activation,
     d: &Dims,
     gemm: Gemm,
 ) -> Vec<f32> {
+    let b = match b {
+        Operand::F32(b) => b,
+        Operand::Packed(p) => {
+            let mut out = with_packed(a, p, d, gemm);
+            epilogue(&mut out, d.n, bias, act);
+            return out;
+        }
+    };
     let (m, n, k) = (d.m, d.n, d.k);
     let mut out = vec![0.0f32; d.batch * m * n];
     let (a_step, b_step) = (m * k, k * n);
@@ -173,8 +198,7 @@ pub(crate) fn gemm_serial(
         // A decoding step's attention: `sgemm`'s packing would cost more than the product.
         #[cfg(feature = "std")]
         Gemm::Fast if m <= FEW_ROWS && b.cs == 1 => {
-            c.fill(0.0);
-            few_rows_axpy(n, a, b, 0..k, c)
+            few_rows(m, n, k, a, None, b.data, b.rs, c, false)
         }
         #[cfg(feature = "std")]
         Gemm::Fast if m <= FEW_ROWS && a.cs == 1 && b.rs == 1 => few_rows_dots(m, n, k, a, b, c),
@@ -234,11 +258,10 @@ fn gemm_blocked(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut 
     }
 }
 
-/// Up to this many rows (greedy decoding: one row per image and step), [`gemm_few_rows`] streams
-/// B once instead of calling `sgemm`, which packs all of B on every call: for a single row that
-/// packing costs more than the product itself.
-#[cfg(feature = "std")]
-const FEW_ROWS: usize = 4;
+/// Up to this many rows (greedy decoding: one row per image and step; beam search: one per
+/// beam), [`few_rows`] streams B once instead of calling `sgemm`, which packs all of B on every
+/// call: for a single row that packing costs more than the product itself.
+const FEW_ROWS: usize = packed::MAX_ROWS;
 
 /// A raw output pointer that threads writing disjoint parts of `C` may share.
 #[cfg(feature = "std")]
@@ -272,7 +295,7 @@ fn gemm_fast(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f3
         return;
     }
     if m <= FEW_ROWS && b.cs == 1 {
-        return gemm_few_rows(m, n, k, a, b, c);
+        return few_rows(m, n, k, a, None, b.data, b.rs, c, true);
     }
     let split_rows = m >= n;
     let (len, work) = if split_rows { (m, n * k) } else { (n, m * k) };
@@ -364,25 +387,90 @@ unsafe fn sgemm_block(
     }
 }
 
-/// Rows of B per block of [`gemm_few_rows`]: a block is one contiguous stretch of memory.
-#[cfg(feature = "std")]
-const FEW_ROWS_BLOCK: usize = 64;
+/// Bytes of B per block of [`few_rows`] (at least [`MIN_BLOCK_ROWS`] rows): enough work per
+/// block to amortise handing it to a thread, and few enough partial products to add up.
+const BLOCK_BYTES: usize = 64 << 10;
+/// Fewest rows of B per block of [`few_rows`].
+const MIN_BLOCK_ROWS: usize = 64;
+/// Columns per chunk when [`few_rows`] splits a wide B by columns: each chunk's piece of a row is
+/// still a long contiguous stretch (16 KiB of f32).
+const COLUMN_CHUNK: usize = 4096;
 
-/// `C = A·B` for a few rows of A and a row-major B, which is read once from front to back. B's
-/// rows are cut into fixed blocks of [`FEW_ROWS_BLOCK`] rows, each a contiguous stretch of memory
-/// (which streams at full memory bandwidth, where a split by columns would read short pieces of
-/// every row); threads take blocks in turn and the blocks' partial products are summed in block
-/// order, so the result does not depend on the number of threads.
-#[cfg(feature = "std")]
-fn gemm_few_rows(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut [f32]) {
-    let blocks = k.div_ceil(FEW_ROWS_BLOCK);
+/// `C = A·B` for a few rows of A (each column `kk` multiplied by `a_scale[kk]`, if given) and a
+/// row-major B of elements `E`, rows `ldb` apart, which is read once from front to back and
+/// widened to f32 in registers ([`packed::rows`]). With `threads` the work is cut into pieces
+/// fixed by the shape alone, so the result does not depend on the number of threads: a B of at
+/// least two [`COLUMN_CHUNK`]s of columns (the logits) into column chunks, each over all of K;
+/// any other into blocks of whole rows, each one contiguous stretch of memory (which streams at
+/// full bandwidth, where a split by columns would read short pieces of every row), whose partial
+/// products are added in block order.
+#[allow(clippy::too_many_arguments)]
+fn few_rows<E: Elem>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: View<'_>,
+    a_scale: Option<&[f32]>,
+    b: &[E],
+    ldb: usize,
+    c: &mut [f32],
+    threads: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(m <= FEW_ROWS && c.len() == m * n);
+    let level = packed::Level::detect();
+    // A's rows, scaled, contiguous: `m × k`.
+    let scale = |kk: usize| a_scale.map_or(1.0, |s| s[kk]);
+    let a: Vec<f32> = (0..m)
+        .flat_map(|i| (0..k).map(move |kk| a.data[i * a.rs + kk * a.cs] * scale(kk)))
+        .collect();
+    let product = |k0: usize, k1: usize, j0: usize, j1: usize| packed::Product {
+        m,
+        k: k1 - k0,
+        n: j1 - j0,
+        a: &a[k0..],
+        lda: k,
+        b: &b[k0 * ldb + j0..],
+        ldb,
+    };
+    c.fill(0.0);
+    let block_rows = (BLOCK_BYTES / (n * core::mem::size_of::<E>()))
+        .next_multiple_of(16)
+        .max(MIN_BLOCK_ROWS);
+    let blocks = k.div_ceil(block_rows);
+    if !threads || (blocks <= 1 && n < 2 * COLUMN_CHUNK) {
+        return packed::rows(level, product(0, k, 0, n), c, n);
+    }
+    if n >= 2 * COLUMN_CHUNK {
+        // Chunk after chunk of `m × COLUMN_CHUNK` results, copied into place.
+        let chunks = n.div_ceil(COLUMN_CHUNK);
+        let mut parts = vec![0.0f32; chunks * m * COLUMN_CHUNK];
+        let work = COLUMN_CHUNK * m * k;
+        crate::threads::for_row_chunks(&mut parts, m * COLUMN_CHUNK, work, |first, chunk| {
+            for (ci, acc) in chunk.chunks_exact_mut(m * COLUMN_CHUNK).enumerate() {
+                let j0 = (first + ci) * COLUMN_CHUNK;
+                let j1 = (j0 + COLUMN_CHUNK).min(n);
+                packed::rows(level, product(0, k, j0, j1), acc, COLUMN_CHUNK);
+            }
+        });
+        for (ci, part) in parts.chunks_exact(m * COLUMN_CHUNK).enumerate() {
+            let j0 = ci * COLUMN_CHUNK;
+            let j1 = (j0 + COLUMN_CHUNK).min(n);
+            for (i, row) in part.chunks_exact(COLUMN_CHUNK).enumerate() {
+                c[i * n + j0..i * n + j1].copy_from_slice(&row[..j1 - j0]);
+            }
+        }
+        return;
+    }
     let mut partial = vec![0.0f32; blocks * m * n];
-    let work = FEW_ROWS_BLOCK * m * n;
+    let work = block_rows * m * n;
     crate::threads::for_row_chunks(&mut partial, m * n, work, |first, chunk| {
         for (bi, acc) in chunk.chunks_exact_mut(m * n).enumerate() {
-            let k0 = (first + bi) * FEW_ROWS_BLOCK;
-            let k1 = (k0 + FEW_ROWS_BLOCK).min(k);
-            few_rows_axpy(n, a, b, k0..k1, acc);
+            let k0 = (first + bi) * block_rows;
+            let k1 = (k0 + block_rows).min(k);
+            packed::rows(level, product(k0, k1, 0, n), acc, n);
         }
     });
     let mut blocks = partial.chunks_exact(m * n);
@@ -394,33 +482,128 @@ fn gemm_few_rows(m: usize, n: usize, k: usize, a: View<'_>, b: View<'_>, c: &mut
     }
 }
 
-/// `acc += A[:, ks]·B[ks, :]` for a few rows of A (`acc` row-major `m × n`) and a row-major B,
-/// B read once: four rows of B per pass over the accumulators (a quarter of their loads and
-/// stores), all rows of A per pass over B.
+/// `op(A)·op(B)` with B a weight kept as stored: a few rows stream it as stored
+/// ([`packed_few_rows`]); more rows widen it a column block at a time on the fast GEMM
+/// ([`packed_by_columns`]), or all at once on the blocked one.
+fn with_packed(a: &[f32], b: &Packed, d: &Dims, gemm: Gemm) -> Vec<f32> {
+    if let Some(out) = packed_few_rows(a, b, d, gemm) {
+        return out;
+    }
+    #[cfg(feature = "std")]
+    if gemm == Gemm::Fast && d.batch == 1 {
+        return packed_by_columns(a, b, d);
+    }
+    let widened = b.to_f32();
+    cpu(a, Operand::F32(&widened), None, Activation::None, d, gemm)
+}
+
+/// f32 elements of B a [`packed_by_columns`] block widens at a time (1 MiB: it stays in L2
+/// while `sgemm` packs it).
 #[cfg(feature = "std")]
-fn few_rows_axpy(n: usize, a: View<'_>, b: View<'_>, ks: core::ops::Range<usize>, acc: &mut [f32]) {
-    let b_row = |kk: usize| &b.data[kk * b.rs..kk * b.rs + n];
-    let at = |i: usize, kk: usize| a.data[i * a.rs + kk * a.cs];
-    let mut kk = ks.start;
-    while kk + 4 <= ks.end {
-        let (b0, b1, b2, b3) = (b_row(kk), b_row(kk + 1), b_row(kk + 2), b_row(kk + 3));
-        for (i, acc) in acc.chunks_exact_mut(n).enumerate() {
-            let (a0, a1, a2, a3) = (at(i, kk), at(i, kk + 1), at(i, kk + 2), at(i, kk + 3));
-            let rows = b0.iter().zip(b1).zip(b2.iter().zip(b3));
-            for (o, ((b0, b1), (b2, b3))) in acc.iter_mut().zip(rows) {
-                *o += a0 * b0 + a1 * b1 + a2 * b2 + a3 * b3;
+const WIDEN_BLOCK: usize = 1 << 18;
+
+/// `C = op(A)·op(B)` for many rows and a B kept as stored: B's columns are cut into blocks of a
+/// width fixed by K alone ([`WIDEN_BLOCK`] elements), threads take blocks in turn, and each
+/// widens its block into a buffer of its own and runs [`sgemm_block`] on it. B is never widened
+/// whole (no allocation of its f32 size, no page faults on it), and each element is computed
+/// the same way whatever the number of threads.
+#[cfg(feature = "std")]
+fn packed_by_columns(a: &[f32], b: &Packed, d: &Dims) -> Vec<f32> {
+    let (m, n, k) = (d.m, d.n, d.k);
+    let mut c = vec![0.0f32; m * n];
+    if m == 0 || n == 0 || k == 0 {
+        return c;
+    }
+    let a = View {
+        data: a,
+        rs: if d.trans_a { 1 } else { k },
+        cs: if d.trans_a { m } else { 1 },
+    };
+    assert!((m - 1) * a.rs + (k - 1) * a.cs < a.data.len());
+    let width = (WIDEN_BLOCK / k).next_multiple_of(16).min(n);
+    let blocks = n.div_ceil(width);
+    let out = OutPtr(c.as_mut_ptr());
+    crate::threads::for_ranges(blocks, m * k * width, |r| {
+        let mut buf = Vec::with_capacity(k * width);
+        for block in r {
+            let (j0, j1) = (block * width, ((block + 1) * width).min(n));
+            buf.clear();
+            // The block as `k × (j1 - j0)`: stored rows j0..j1 of a transposed B, or a stretch
+            // of each of its K rows.
+            let view = if d.trans_b {
+                b.extend_f32(j0 * k..j1 * k, &mut buf);
+                View {
+                    data: &buf,
+                    rs: 1,
+                    cs: k,
+                }
+            } else {
+                for kk in 0..k {
+                    b.extend_f32(kk * n + j0..kk * n + j1, &mut buf);
+                }
+                View {
+                    data: &buf,
+                    rs: j1 - j0,
+                    cs: 1,
+                }
+            };
+            // SAFETY: A's view was checked above and the block's view holds `k × (j1 - j0)`
+            // elements; columns j0..j1 of the m × n C are this block's alone.
+            unsafe { sgemm_block(m, j1 - j0, k, a, 0, view, 0, out.at(j0), n) }
+        }
+    });
+    c
+}
+
+/// A product of a few rows with a weight kept as stored, without widening it ([`few_rows`] on
+/// its elements; q8 scales per column multiply the sums, per row the columns of A). `None` when
+/// the product is not of that kind (many rows, batched, or B transposed).
+fn packed_few_rows(a: &[f32], b: &Packed, d: &Dims, gemm: Gemm) -> Option<Vec<f32>> {
+    let (m, n, k) = (d.m, d.n, d.k);
+    if d.batch != 1 || d.trans_b || m > FEW_ROWS {
+        return None;
+    }
+    let a = View {
+        data: a,
+        rs: if d.trans_a { 1 } else { k },
+        cs: if d.trans_a { m } else { 1 },
+    };
+    let threads = match gemm {
+        Gemm::Blocked => false,
+        #[cfg(feature = "std")]
+        Gemm::Fast => true,
+    };
+    let mut c = vec![0.0f32; m * n];
+    if k == 0 {
+        return Some(c);
+    }
+    match b {
+        Packed::Bf16(v) => few_rows(m, n, k, a, None, v, n, &mut c, threads),
+        Packed::F16(v) => few_rows(m, n, k, a, None, v, n, &mut c, threads),
+        // A q8 matrix reshaped away from its `[rows, cols]` (whose channels then are not B's
+        // rows or columns) is widened instead.
+        Packed::Q8 { cols, .. } if *cols != n => return None,
+        Packed::Q8 {
+            values,
+            scales,
+            channels: Channels::Rows,
+            ..
+        } => few_rows(m, n, k, a, Some(scales), values, n, &mut c, threads),
+        Packed::Q8 {
+            values,
+            scales,
+            channels: Channels::Columns,
+            ..
+        } => {
+            few_rows(m, n, k, a, None, values, n, &mut c, threads);
+            for row in c.chunks_exact_mut(n) {
+                for (o, s) in row.iter_mut().zip(scales) {
+                    *o *= s;
+                }
             }
         }
-        kk += 4;
     }
-    for kk in kk..ks.end {
-        for (i, acc) in acc.chunks_exact_mut(n).enumerate() {
-            let aik = at(i, kk);
-            for (o, bv) in acc.iter_mut().zip(b_row(kk)) {
-                *o += aik * bv;
-            }
-        }
-    }
+    Some(c)
 }
 
 /// `C = A·B` for a few rows of A whose rows and B's columns are both contiguous (attention
@@ -494,9 +677,60 @@ mod tests {
                     let b: Vec<f32> = (0..batch * k * n).map(|_| rng.normal()).collect();
                     let want = naive(&a, &b, &d);
                     for &g in &gemms {
-                        let got = cpu(&a, &b, None, Activation::None, &d, g);
+                        let got = cpu(&a, Operand::F32(&b), None, Activation::None, &d, g);
                         for (x, y) in got.iter().zip(&want) {
                             assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{g:?} {d:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A B kept as stored (every format, q8 with scales along either axis) gives the product
+    /// of its widened values, for few rows (streamed as stored) and many (widened by blocks),
+    /// transposed or not, on both GEMMs.
+    #[test]
+    fn weights_kept_as_stored_match_their_widened_values() {
+        use crate::formats::{Precision, StoredTensor};
+        let mut rng = Rng::new(4);
+        let gemms = [
+            Gemm::Blocked,
+            #[cfg(feature = "std")]
+            Gemm::Fast,
+        ];
+        let formats = [
+            (Precision::BF16, Channels::Columns),
+            (Precision::F16, Channels::Columns),
+            (Precision::Q8, Channels::Columns),
+            (Precision::Q8, Channels::Rows),
+        ];
+        // Several column blocks of `packed_by_columns` (K = 3000: 96 columns a block).
+        for &(m, n, k) in &[(1, 37, 19), (4, 130, 70), (5, 33, 17), (40, 300, 3000)] {
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let a_shape = if ta { [k, m] } else { [m, k] };
+                    let b_shape = if tb { [n, k] } else { [k, n] };
+                    let d = check(&a_shape, &b_shape, ta, tb, false, None).unwrap();
+                    let a: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
+                    let w: Vec<f32> = (0..k * n).map(|_| rng.normal()).collect();
+                    for (p, channels) in formats {
+                        let stored = StoredTensor::from_f32(&b_shape, &w)
+                            .and_then(|t| t.convert("b", p, Some(channels)))
+                            .unwrap();
+                        let packed = Packed::from_stored(&stored).unwrap();
+                        let want = naive(&a, &stored.to_f32(), &d);
+                        for &g in &gemms {
+                            let got =
+                                cpu(&a, Operand::Packed(&packed), None, Activation::None, &d, g);
+                            // f32 rounding of sums of K products of size ~1.
+                            let tol = |y: f32| 1e-4 * (1.0 + y.abs()) + 1e-7 * k as f32;
+                            for (x, y) in got.iter().zip(&want) {
+                                assert!(
+                                    (x - y).abs() < tol(*y),
+                                    "{p} {channels:?} {g:?} {d:?}: {x} vs {y}"
+                                );
+                            }
                         }
                     }
                 }

@@ -17,6 +17,7 @@ pub mod gather;
 pub mod gelu;
 pub mod layer_norm;
 pub mod matmul;
+pub mod packed;
 pub mod patchify;
 pub mod rows;
 pub mod sample;

@@ -57,6 +57,7 @@ pub(crate) fn attention_backward(
         buf: ctx.buffer(((dq_len + stats_len) * 4) as u64, false)?,
         shape: q.shape.clone(),
         format: Format::F32,
+        scales: None,
     };
     let dk = be.alloc(&k.shape)?;
     let dv = be.alloc(&k.shape)?;

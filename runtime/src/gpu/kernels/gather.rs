@@ -5,8 +5,9 @@
 use std::format;
 
 use crate::error::Result;
-use crate::gpu::shaders::{Shader, Uniform, COMMON, FORMATS};
-use crate::gpu::{grid_1d, GpuBackend, GpuIds, GpuTensor, Kernel};
+use crate::formats::Channels;
+use crate::gpu::shaders::{Shader, Uniform, COMMON, WEIGHT_FORMATS};
+use crate::gpu::{grid_1d, Arg, GpuBackend, GpuIds, GpuTensor, Kernel};
 use crate::ops::gather::Dims;
 use crate::ops::shape_error;
 
@@ -32,9 +33,9 @@ pub static SHADER: Shader = Shader {
     name: "gather",
     parts: &[COMMON, include_str!("../../../../wgsl/gather.wgsl")],
     params: &Params::LAYOUT,
-    read_only: &[true, true, false],
+    read_only: &[true, true, false, true],
     entries: &["main"],
-    overrides: &[("FORMAT", FORMATS)],
+    overrides: &[("FORMAT", WEIGHT_FORMATS)],
 };
 
 /// Rows of `x` picked by `ids`.
@@ -53,7 +54,10 @@ pub(crate) fn gather(be: &GpuBackend, x: &GpuTensor, ids: &GpuIds, d: &Dims) -> 
             format!("a row of {row_len} values exceeds one binding"),
         ));
     }
-    let constants = [("FORMAT", x.format.code())];
+    // q8 scales per row of a table run along the gathered row.
+    let scales = x.q8_scales("gather")?;
+    let per_row = scales.is_some_and(|s| s.channels == Channels::Rows);
+    let constants = [("FORMAT", x.format.code(per_row))];
     let kernel = Kernel {
         shader: &SHADER,
         entry: "main",
@@ -71,10 +75,14 @@ pub(crate) fn gather(be: &GpuBackend, x: &GpuTensor, ids: &GpuIds, d: &Dims) -> 
             x_off,
             ..Params::default()
         };
+        let scales_arg = match scales {
+            Some(s) => Arg::window(&s.buf, 0, s.buf.size),
+            None => ctx.dummy(),
+        };
         ctx.dispatch(
             &kernel,
             &params,
-            &[ids.arg(), x_arg, out.arg()],
+            &[ids.arg(), x_arg, out.arg(), scales_arg],
             grid_1d(n * row_len, 64),
         )?;
     }

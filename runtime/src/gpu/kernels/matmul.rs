@@ -7,8 +7,8 @@ use std::format;
 
 use crate::backend::Activation;
 use crate::error::{Error, Result};
-use crate::gpu::shaders::{Shader, Uniform, BOOL, COMMON, FORMATS};
-use crate::gpu::{Format, GpuBackend, GpuTensor, Kernel, MatmulKernel};
+use crate::gpu::shaders::{Shader, Uniform, BOOL, COMMON, WEIGHT_FORMATS};
+use crate::gpu::{Arg, Format, GpuBackend, GpuTensor, Kernel, MatmulKernel};
 use crate::ops::matmul::Dims;
 
 uniform! {
@@ -29,7 +29,8 @@ uniform! {
         lda: u32,
         /// Row stride of B as stored.
         ldb: u32,
-        _pad0: u32,
+        /// Index of the window's first K among q8 scales that run along K.
+        s_off: u32,
         _pad1: u32,
         _pad2: u32,
     }
@@ -40,12 +41,12 @@ pub static SHADER: Shader = Shader {
     name: "matmul",
     parts: &[COMMON, include_str!("../../../../wgsl/matmul.wgsl")],
     params: &Params::LAYOUT,
-    read_only: &[true, true, true, false],
+    read_only: &[true, true, true, false, true],
     entries: &["main_reg", "main_tiled"],
     overrides: &[
         ("TRANS_A", BOOL),
         ("TRANS_B", BOOL),
-        ("B_FORMAT", FORMATS),
+        ("B_FORMAT", WEIGHT_FORMATS),
         ("HAS_BIAS", BOOL),
         ("ACT", BOOL),
         ("ACCUMULATE", BOOL),
@@ -68,6 +69,13 @@ pub(crate) fn matmul(
     if let Some(bias) = bias {
         bias.f32("matmul bias")?;
     }
+    let scales = b.q8_scales("matmul")?;
+    if scales.is_some() && d.batch > 1 {
+        return Err(Error::Backend(
+            "matmul: a q8 right operand in a batched product".into(),
+        ));
+    }
+    let scales_along_k = scales.is_some_and(|s| s.along_k(d.trans_b));
     let ctx = be.ctx();
     let out = be.alloc(&d.out_shape)?;
     let (m, n, k) = (d.m, d.n, d.k);
@@ -167,6 +175,7 @@ pub(crate) fn matmul(
                 c_bstride: (m * n) as u32,
                 lda: if d.trans_a { m as u32 } else { k as u32 },
                 ldb: if d.trans_b { k as u32 } else { n as u32 },
+                s_off: k0 as u32,
                 ..Params::default()
             };
             let vec4 = register
@@ -180,7 +189,7 @@ pub(crate) fn matmul(
             let constants = [
                 ("TRANS_A", flag(d.trans_a)),
                 ("TRANS_B", flag(d.trans_b)),
-                ("B_FORMAT", b.format.code()),
+                ("B_FORMAT", b.format.code(scales_along_k)),
                 ("HAS_BIAS", flag(bias.is_some())),
                 ("ACT", flag(act == Activation::Gelu)),
                 ("ACCUMULATE", flag(k0 > 0)),
@@ -199,7 +208,12 @@ pub(crate) fn matmul(
                 (m1 - m0).div_ceil(tile_rows) as u32,
                 d.batch as u32,
             ];
-            ctx.dispatch(&kernel, &params, &[a_arg, b_arg, bias_arg, c_arg], groups)?;
+            let scales_arg = match scales {
+                Some(s) => Arg::window(&s.buf, 0, s.buf.size),
+                None => ctx.dummy(),
+            };
+            let args = [a_arg, b_arg, bias_arg, c_arg, scales_arg];
+            ctx.dispatch(&kernel, &params, &args, groups)?;
             k0 = k1;
             if k0 >= k {
                 break;
