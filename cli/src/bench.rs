@@ -225,35 +225,11 @@ fn greedy_step_bytes(model: &Model<Device>) -> usize {
 /// This machine's read bandwidth in bytes/s: the best of three sums of a 512 MiB buffer split
 /// over every thread (as a greedy step's products split theirs).
 fn read_bandwidth() -> f64 {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let data = vec![1.0f32; 128 << 20];
-    let per = data.len().div_ceil(threads);
-    let sum = || {
-        std::thread::scope(|s| {
-            let parts: Vec<_> = data
-                .chunks(per)
-                .map(|part| {
-                    s.spawn(move || {
-                        let mut acc = [0.0f32; 16];
-                        for c in part.chunks_exact(16) {
-                            for (a, v) in acc.iter_mut().zip(c) {
-                                *a += v;
-                            }
-                        }
-                        acc.iter().sum::<f32>()
-                    })
-                })
-                .collect();
-            parts
-                .into_iter()
-                .map(|p| p.join().unwrap_or(0.0))
-                .sum::<f32>()
-        })
-    };
     let best = (0..3)
         .map(|_| {
             let t = Instant::now();
-            std::hint::black_box(sum());
+            std::hint::black_box(cappa::streaming_sum(&data));
             t.elapsed().as_secs_f64()
         })
         .fold(f64::INFINITY, f64::min);

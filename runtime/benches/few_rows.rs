@@ -78,33 +78,14 @@ fn bench_few_rows(c: &mut Criterion) {
 }
 
 /// Read bandwidth: the sum of a 512 MiB buffer, split over every core (as the few-row products
-/// split theirs), in eight lanes so that the adds keep up with memory.
+/// split theirs; `cappa::streaming_sum`).
 fn bench_bandwidth(c: &mut Criterion) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let data = vec![1.0f32; 128 << 20];
     let mut g = group(c, "bandwidth");
     g.throughput(Throughput::Bytes((data.len() * 4) as u64));
     g.bench_function(format!("sum_{threads}_threads"), |bench| {
-        bench.iter(|| {
-            let per = data.len().div_ceil(threads);
-            std::thread::scope(|s| {
-                let parts: Vec<_> = data
-                    .chunks(per)
-                    .map(|part| {
-                        s.spawn(move || {
-                            let mut acc = [0.0f32; 16];
-                            for c in part.chunks_exact(16) {
-                                for (a, v) in acc.iter_mut().zip(c) {
-                                    *a += v;
-                                }
-                            }
-                            acc.iter().sum::<f32>()
-                        })
-                    })
-                    .collect();
-                parts.into_iter().map(|p| p.join().unwrap()).sum::<f32>()
-            })
-        })
+        bench.iter(|| cappa::streaming_sum(&data))
     });
     g.finish();
 }

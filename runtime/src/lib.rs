@@ -113,4 +113,6 @@ pub use model::{Mode, Model};
 pub use safetensors_io::DType;
 pub use scoring::{Classification, Classify};
 pub use tensor::{HostTensor, Tokens};
+#[cfg(all(feature = "std", not(target_family = "wasm")))]
+pub use threads::streaming_sum;
 pub use tokenizer::Tokenizer;

@@ -170,6 +170,32 @@ where
     items.into_iter().for_each(f);
 }
 
+/// Sums `data`, every thread of the machine reading its own contiguous part once, in 16 lanes so
+/// that the adds keep up with memory: what a read-bandwidth probe times (`cappa bench`, the
+/// `few_rows` benchmark), as a decoding step's products split their weights.
+#[cfg(all(feature = "std", not(target_family = "wasm")))]
+pub fn streaming_sum(data: &[f32]) -> f32 {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = data.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let parts: alloc::vec::Vec<_> = data
+            .chunks(per)
+            .map(|part| {
+                s.spawn(move || {
+                    let mut acc = [0.0f32; 16];
+                    for c in part.chunks_exact(16) {
+                        for (a, v) in acc.iter_mut().zip(c) {
+                            *a += v;
+                        }
+                    }
+                    acc.iter().sum::<f32>()
+                })
+            })
+            .collect();
+        parts.into_iter().map(|p| p.join().unwrap_or(0.0)).sum()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
