@@ -460,8 +460,8 @@ typedef struct cappa_classify_params {
 #define CAPPA_PRECISION_F16 2
 
 /**
- * Rounded to bfloat16 (half the memory of f32 weights; greedy decoding about twice as fast on
- * the CPU).
+ * Rounded to bfloat16 (half the memory of f32 weights; greedy decoding about 1.5x as fast on
+ * the CPU for a B/16 model, docs/benchmarks.md).
  */
 #define CAPPA_PRECISION_BF16 3
 

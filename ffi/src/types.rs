@@ -68,8 +68,8 @@ pub const CAPPA_PRECISION_AUTO: cappa_precision = 0;
 pub const CAPPA_PRECISION_F32: cappa_precision = 1;
 /// Rounded to f16 (half the memory of f32 weights; results move by a few f16 roundings).
 pub const CAPPA_PRECISION_F16: cappa_precision = 2;
-/// Rounded to bfloat16 (half the memory of f32 weights; greedy decoding about twice as fast on
-/// the CPU).
+/// Rounded to bfloat16 (half the memory of f32 weights; greedy decoding about 1.5x as fast on
+/// the CPU for a B/16 model, docs/benchmarks.md).
 pub const CAPPA_PRECISION_BF16: cappa_precision = 3;
 /// Quantised to 8-bit integers with an f32 scale per output channel (a quarter of the memory
 /// of f32 weights; the fastest decoding; results move by up to half a quantisation step).
