@@ -1,11 +1,13 @@
 //! Splitting row-parallel CPU work over threads (with `std`); a plain loop without it, and in
 //! WebAssembly, which has no threads.
 //!
-//! The threads are a persistent rayon pool: a decoding step runs dozens of small parallel
-//! products, and spawning fresh threads for each cost about 60 µs apiece (a tenth of a step).
+//! The threads are a persistent team (see [`team::Team`]): a decoding step runs dozens of small
+//! parallel products, and spawning fresh threads for each cost about 60 µs apiece (a tenth of a
+//! step); a rayon pool that slept between them, 40–50 µs.
 
 /// Below this many multiply-adds (or similar units) a job runs on the calling thread: handing
 /// work to the pool and waiting for it costs microseconds.
+#[cfg(feature = "std")]
 const MIN_WORK_PER_THREAD: usize = 1 << 15;
 
 /// `CAPPA_NUM_THREADS` as read: `Ok(None)` when unset or empty, the count (clamped to
@@ -55,26 +57,22 @@ pub fn num_threads() -> usize {
     })
 }
 
-/// The pool, made on first use with [`num_threads`] threads; `None` if the system refused the
-/// threads (the work then runs on the calling thread).
-#[cfg(all(feature = "std", not(target_family = "wasm")))]
-fn pool() -> Option<&'static rayon::ThreadPool> {
-    use std::sync::OnceLock;
-    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(num_threads())
-            .thread_name(|i| alloc::format!("cappa-cpu-{i}"))
-            .build()
-            .ok()
-    })
-    .as_ref()
-}
-
-/// Threads to use without `std`, or in WebAssembly: one.
-#[cfg(any(not(feature = "std"), target_family = "wasm"))]
+/// Threads to use in WebAssembly: one.
+#[cfg(all(feature = "std", target_family = "wasm"))]
 pub fn num_threads() -> usize {
     1
+}
+
+#[cfg(feature = "std")]
+/// Splits `len` items into as many contiguous ranges as threads are worth using when each item
+/// costs `work_per_item`: one range when the job is too small to share.
+fn ranges(len: usize, work_per_item: usize) -> (usize, usize) {
+    let threads = num_threads()
+        .min(len)
+        .min(len.saturating_mul(work_per_item) / MIN_WORK_PER_THREAD)
+        .max(1);
+    let per = len.div_ceil(threads).max(1);
+    (len.div_ceil(per), per)
 }
 
 /// Calls `f(range)` for contiguous ranges that together cover `0..len`, in parallel when the
@@ -84,26 +82,8 @@ pub fn for_ranges<F>(len: usize, work_per_item: usize, f: F)
 where
     F: Fn(core::ops::Range<usize>) + Sync,
 {
-    let threads = num_threads()
-        .min(len)
-        .min((len * work_per_item) / MIN_WORK_PER_THREAD)
-        .max(1);
-    if threads == 1 {
-        f(0..len);
-        return;
-    }
-    #[cfg(not(target_family = "wasm"))]
-    if let Some(pool) = pool() {
-        let per = len.div_ceil(threads);
-        pool.scope(|s| {
-            let f = &f;
-            for start in (0..len).step_by(per) {
-                s.spawn(move |_| f(start..(start + per).min(len)));
-            }
-        });
-        return;
-    }
-    f(0..len);
+    let (pieces, per) = ranges(len, work_per_item);
+    run_pieces(pieces, &|i| f(i * per..((i + 1) * per).min(len)));
 }
 
 /// Calls `f(first_row, rows)` over contiguous chunks of `out`, whose rows are `row_len` long,
@@ -112,27 +92,26 @@ pub fn for_row_chunks<F>(out: &mut [f32], row_len: usize, work_per_row: usize, f
 where
     F: Fn(usize, &mut [f32]) + Sync,
 {
-    let rows = out.len().checked_div(row_len).unwrap_or(0);
-    let threads = num_threads()
-        .min(rows)
-        .min((rows * work_per_row) / MIN_WORK_PER_THREAD)
-        .max(1);
-    if threads == 1 {
-        f(0, out);
-        return;
-    }
     #[cfg(all(feature = "std", not(target_family = "wasm")))]
-    if let Some(pool) = pool() {
-        let per = rows.div_ceil(threads);
-        pool.scope(|s| {
-            let f = &f;
-            for (i, chunk) in out.chunks_mut(per * row_len).enumerate() {
-                s.spawn(move |_| f(i * per, chunk));
-            }
-        });
-        return;
+    {
+        use std::sync::{Mutex, PoisonError};
+        let rows = out.len().checked_div(row_len).unwrap_or(0);
+        let (pieces, per) = ranges(rows, work_per_row);
+        if pieces > 1 {
+            // Each piece locks its own chunk, once: the locks only hand the disjoint chunks over.
+            let chunks: alloc::vec::Vec<Mutex<&mut [f32]>> =
+                out.chunks_mut(per * row_len).map(Mutex::new).collect();
+            return run_pieces(pieces, &|i| {
+                f(
+                    i * per,
+                    &mut chunks[i].lock().unwrap_or_else(PoisonError::into_inner),
+                )
+            });
+        }
     }
-    f(0, out);
+    #[cfg(not(all(feature = "std", not(target_family = "wasm"))))]
+    let _ = (row_len, work_per_row);
+    f(0, out)
 }
 
 /// Calls `f` on every item (disjoint pieces of the outputs, say), in parallel when the total
@@ -144,30 +123,268 @@ where
     T: Send,
     F: Fn(T) + Sync,
 {
-    let threads = num_threads()
-        .min(items.len())
-        .min((items.len() * work_per_item) / MIN_WORK_PER_THREAD)
-        .max(1);
+    let (pieces, per) = ranges(items.len(), work_per_item);
+    if pieces <= 1 {
+        return items.into_iter().for_each(f);
+    }
     #[cfg(all(feature = "std", not(target_family = "wasm")))]
-    if threads > 1 {
-        if let Some(pool) = pool() {
-            let per = items.len().div_ceil(threads);
-            let mut items = items.into_iter();
-            pool.scope(|s| {
-                let f = &f;
-                loop {
-                    let group: alloc::vec::Vec<T> = items.by_ref().take(per).collect();
-                    if group.is_empty() {
-                        break;
-                    }
-                    s.spawn(move |_| group.into_iter().for_each(f));
-                }
-            });
-            return;
+    {
+        use std::sync::{Mutex, PoisonError};
+        let mut items = items.into_iter();
+        let groups: alloc::vec::Vec<Mutex<alloc::vec::Vec<T>>> = (0..pieces)
+            .map(|_| Mutex::new(items.by_ref().take(per).collect()))
+            .collect();
+        run_pieces(pieces, &|i| {
+            let group =
+                core::mem::take(&mut *groups[i].lock().unwrap_or_else(PoisonError::into_inner));
+            group.into_iter().for_each(&f)
+        })
+    }
+    #[cfg(not(all(feature = "std", not(target_family = "wasm"))))]
+    items.into_iter().for_each(f)
+}
+
+/// The helper threads, made on first use (one fewer than [`num_threads`]: the calling thread
+/// works too); `None` if the system refused them (the work then runs on the calling thread).
+#[cfg(all(feature = "std", not(target_family = "wasm")))]
+fn team() -> Option<&'static team::Team> {
+    use std::sync::OnceLock;
+    static TEAM: OnceLock<Option<team::Team>> = OnceLock::new();
+    TEAM.get_or_init(|| team::Team::new(num_threads() - 1))
+        .as_ref()
+}
+
+#[cfg(feature = "std")]
+/// Runs `piece(i)` for every `i` in `0..pieces`, on the calling thread and the helpers: each
+/// piece exactly once, in whatever order threads claim them.
+fn run_pieces(pieces: usize, piece: &(dyn Fn(usize) + Sync)) {
+    #[cfg(all(feature = "std", not(target_family = "wasm")))]
+    if pieces > 1 {
+        if let Some(team) = team() {
+            return team.run(pieces, piece);
         }
     }
-    let _ = threads;
-    items.into_iter().for_each(f);
+    (0..pieces).for_each(piece);
+}
+
+/// A persistent team of helper threads for the row-parallel jobs of one calling thread at a
+/// time.
+///
+/// A decoding step runs dozens of parallel products a few tens of microseconds apart, each
+/// worth only 20–100 µs of work. Handing them to a pool that sleeps between jobs (rayon's,
+/// before) cost 40–50 µs per call on a 2-core VM: waking a worker, then waking the caller that
+/// slept waiting for it. Here the caller works on the pieces itself while the helpers join in
+/// (so a helper that is slow to wake costs nothing: the caller takes its piece), and helpers
+/// spin for a short while after each job before they sleep, yielding the core to any other
+/// runnable thread (the trainer's data loaders) as they spin.
+#[cfg(all(feature = "std", not(target_family = "wasm")))]
+mod team {
+    use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::SeqCst};
+    use std::sync::{Condvar, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// How long a helper watches for the next job before it sleeps: longer than the gaps
+    /// between a decoding step's products, short enough that an idle program sleeps at once.
+    const SPIN: Duration = Duration::from_micros(300);
+
+    /// One job, on the calling thread's stack while it runs.
+    struct Job<'a> {
+        /// Which job this is, counting from 1.
+        number: u64,
+        piece: &'a (dyn Fn(usize) + Sync),
+        pieces: usize,
+        /// The next piece to claim.
+        next: AtomicUsize,
+        /// Pieces finished.
+        done: AtomicUsize,
+        /// Whether a piece panicked on a helper.
+        panicked: AtomicBool,
+    }
+
+    impl Job<'_> {
+        /// Claims and runs pieces until none is left; false if one of them panicked.
+        fn work(&self) -> bool {
+            let mut ok = true;
+            loop {
+                let i = self.next.fetch_add(1, SeqCst);
+                if i >= self.pieces {
+                    return ok;
+                }
+                let run = std::panic::AssertUnwindSafe(|| (self.piece)(i));
+                ok &= std::panic::catch_unwind(run).is_ok();
+                self.done.fetch_add(1, SeqCst);
+            }
+        }
+    }
+
+    struct Shared {
+        /// The open job, or null.
+        job: AtomicPtr<Job<'static>>,
+        /// Helpers between seeing the job and letting go of it: the caller waits for none
+        /// before its job (on its stack) goes away.
+        users: AtomicUsize,
+        /// Jobs opened so far.
+        opened: AtomicU64,
+        /// Helpers asleep (or about to be) on `wake`.
+        sleepers: AtomicUsize,
+        lock: Mutex<()>,
+        wake: Condvar,
+    }
+
+    pub struct Team {
+        shared: &'static Shared,
+        /// Whether a caller holds the team (one at a time; others run their work alone).
+        busy: AtomicBool,
+    }
+
+    std::thread_local! {
+        /// Whether this thread is inside a job (a helper, or a caller holding the team): a
+        /// parallel call nested in a piece runs on its own thread.
+        static IN_JOB: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    }
+
+    impl Team {
+        pub fn new(helpers: usize) -> Option<Team> {
+            if helpers == 0 {
+                return None;
+            }
+            // The helpers live as long as the program, and so does what they share.
+            let shared: &'static Shared = alloc::boxed::Box::leak(alloc::boxed::Box::new(Shared {
+                job: AtomicPtr::new(core::ptr::null_mut()),
+                users: AtomicUsize::new(0),
+                opened: AtomicU64::new(0),
+                sleepers: AtomicUsize::new(0),
+                lock: Mutex::new(()),
+                wake: Condvar::new(),
+            }));
+            for i in 0..helpers {
+                let spawned = std::thread::Builder::new()
+                    .name(alloc::format!("cappa-cpu-{i}"))
+                    .spawn(move || helper(shared));
+                // With fewer helpers than asked for, pieces wait for the ones there are.
+                if spawned.is_err() && i == 0 {
+                    return None;
+                }
+            }
+            Some(Team {
+                shared,
+                busy: AtomicBool::new(false),
+            })
+        }
+
+        pub fn run(&self, pieces: usize, piece: &(dyn Fn(usize) + Sync)) {
+            let nested = IN_JOB.with(|f| f.get());
+            if nested
+                || self
+                    .busy
+                    .compare_exchange(false, true, SeqCst, SeqCst)
+                    .is_err()
+            {
+                return (0..pieces).for_each(piece);
+            }
+            let s = self.shared;
+            let job = Job {
+                number: s.opened.fetch_add(1, SeqCst) + 1,
+                piece,
+                pieces,
+                next: AtomicUsize::new(0),
+                done: AtomicUsize::new(0),
+                panicked: AtomicBool::new(false),
+            };
+            // Closes the job and frees the team even if a piece panics on this thread.
+            let open = Open { team: self };
+            IN_JOB.with(|f| f.set(true));
+            s.job
+                .store(&job as *const Job<'_> as *mut Job<'static>, SeqCst);
+            if s.sleepers.load(SeqCst) > 0 {
+                let _held = s.lock.lock().unwrap_or_else(|e| e.into_inner());
+                s.wake.notify_all();
+            }
+            let mine_ok = job.work();
+            let mut spins = 0u32;
+            while job.done.load(SeqCst) < pieces {
+                pause(&mut spins);
+            }
+            drop(open);
+            if !mine_ok || job.panicked.load(SeqCst) {
+                panic!("a piece of a parallel CPU job panicked");
+            }
+        }
+    }
+
+    /// The open job of a caller: on drop, no new helper may join it, the caller waits for the
+    /// ones inside it to leave, and the team is free again.
+    struct Open<'a> {
+        team: &'a Team,
+    }
+
+    impl Drop for Open<'_> {
+        fn drop(&mut self) {
+            let s = self.team.shared;
+            s.job.store(core::ptr::null_mut(), SeqCst);
+            let mut spins = 0u32;
+            while s.users.load(SeqCst) != 0 {
+                pause(&mut spins);
+            }
+            IN_JOB.with(|f| f.set(false));
+            self.team.busy.store(false, SeqCst);
+        }
+    }
+
+    /// One round of waiting: a spin hint, and now and then the core given to another thread.
+    fn pause(spins: &mut u32) {
+        *spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(64) {
+            std::thread::yield_now();
+        } else {
+            core::hint::spin_loop();
+        }
+    }
+
+    fn helper(s: &'static Shared) {
+        IN_JOB.with(|f| f.set(true));
+        let mut idle_since = Instant::now();
+        let mut spins = 0u32;
+        // The number of the last job this helper worked on (a finished job stays open until
+        // its caller sees every piece done).
+        let mut last = 0u64;
+        loop {
+            if !s.job.load(SeqCst).is_null() {
+                s.users.fetch_add(1, SeqCst);
+                // Still open (this job or a later one): it stays alive until `users` drops
+                // back, because its caller waits for that after closing it.
+                let job = s.job.load(SeqCst);
+                if !job.is_null() {
+                    // SAFETY: non-null while counted in `users` (see `Open::drop`).
+                    let job = unsafe { &*job };
+                    if job.number != last {
+                        last = job.number;
+                        if !job.work() {
+                            job.panicked.store(true, SeqCst);
+                        }
+                        idle_since = Instant::now();
+                    }
+                }
+                s.users.fetch_sub(1, SeqCst);
+                pause(&mut spins);
+                continue;
+            }
+            if idle_since.elapsed() < SPIN {
+                pause(&mut spins);
+                continue;
+            }
+            let held = s.lock.lock().unwrap_or_else(|e| e.into_inner());
+            s.sleepers.fetch_add(1, SeqCst);
+            let held = if s.job.load(SeqCst).is_null() {
+                s.wake.wait(held).unwrap_or_else(|e| e.into_inner())
+            } else {
+                held
+            };
+            s.sleepers.fetch_sub(1, SeqCst);
+            drop(held);
+            idle_since = Instant::now();
+        }
+    }
 }
 
 /// Sums `data`, every thread of the machine reading its own contiguous part once, in 16 lanes so
@@ -200,6 +417,75 @@ pub fn streaming_sum(data: &[f32]) -> f32 {
 mod tests {
     use super::*;
     use alloc::string::ToString;
+
+    /// Every index of every job is visited exactly once: many small jobs back to back (the
+    /// helpers between spinning and sleeping), from several callers at once (one holds the
+    /// team, the others run alone), and with jobs nested in a piece (run on their own thread).
+    #[cfg(feature = "std")]
+    #[test]
+    fn every_piece_runs_once_whoever_calls() {
+        use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+        fn check(len: usize, nested: bool) {
+            let hits: alloc::vec::Vec<AtomicUsize> =
+                (0..len).map(|_| AtomicUsize::new(0)).collect();
+            for_ranges(len, MIN_WORK_PER_THREAD, |r| {
+                for i in r {
+                    if nested {
+                        for_ranges(3, MIN_WORK_PER_THREAD, |inner| {
+                            hits[i].fetch_add(inner.len(), Relaxed);
+                        });
+                    } else {
+                        hits[i].fetch_add(3, Relaxed);
+                    }
+                }
+            });
+            assert!(hits.iter().all(|h| h.load(Relaxed) == 3), "len {len}");
+        }
+        std::thread::scope(|s| {
+            for caller in 0..3 {
+                s.spawn(move || {
+                    for round in 0..2000 {
+                        check(1 + (round + caller) % 9, round % 5 == 0);
+                    }
+                    // After a pause long enough for the helpers to sleep.
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    check(7, false);
+                });
+            }
+        });
+        let mut out = alloc::vec![0.0f32; 6 * 4];
+        for_row_chunks(&mut out, 4, MIN_WORK_PER_THREAD, |first, chunk| {
+            for (i, row) in chunk.chunks_exact_mut(4).enumerate() {
+                row.fill((first + i) as f32);
+            }
+        });
+        assert!(out
+            .chunks_exact(4)
+            .enumerate()
+            .all(|(i, r)| r.iter().all(|&v| v == i as f32)));
+    }
+
+    /// A piece that panics makes the call panic (on the calling thread, never a hang), and the
+    /// threads serve the next call.
+    #[cfg(feature = "std")]
+    #[test]
+    fn a_panicking_piece_panics_the_call_and_the_threads_go_on() {
+        for _ in 0..20 {
+            let r = std::panic::catch_unwind(|| {
+                for_ranges(4, MIN_WORK_PER_THREAD, |r| {
+                    if r.contains(&3) {
+                        panic!("piece 3");
+                    }
+                })
+            });
+            assert!(r.is_err());
+            let sum = core::sync::atomic::AtomicUsize::new(0);
+            for_ranges(4, MIN_WORK_PER_THREAD, |r| {
+                sum.fetch_add(r.len(), core::sync::atomic::Ordering::Relaxed);
+            });
+            assert_eq!(sum.into_inner(), 4);
+        }
+    }
 
     #[test]
     fn thread_counts_are_clamped_and_non_numbers_rejected() {
