@@ -7,7 +7,7 @@
 //! ```
 //!
 //! With `--shapes-size` instead of a fixture it writes a model of the default model's size
-//! (`examples/models/shapes.toml`: 48×48 images, patch 8, width 128, 4 + 2 blocks, sin-cos
+//! (`examples/models/shapes.toml`: 64×64 images, patch 8, width 128, 4 + 2 blocks, sin-cos
 //! position embeddings, the shapes-world vocabulary) with random weights, and shapes scenes as images: the same work per
 //! caption as the trained model, for measuring the page's speed before that model exists.
 
@@ -35,7 +35,7 @@ fn shapes_size(out: &PathBuf) -> Result<(), String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let cfg = Config {
         name: "shapes-size (random weights)".to_string(),
-        image_size: 48,
+        image_size: 64,
         patch_size: 8,
         enc_width: 128,
         enc_depth: 4,
@@ -57,7 +57,7 @@ fn shapes_size(out: &PathBuf) -> Result<(), String> {
     ckpt.set_tokenizer(Some(tok.to_metadata()));
     ckpt.save(out.join("model.safetensors"), None)
         .map_err(|e| e.to_string())?;
-    // A shape of a colour on a light background, 96×96 (resized to 48 by the model).
+    // A shape of a colour on a light background, 96×96 (resized to 64 by the model).
     let scenes: [(&str, [u8; 3], Inside); 3] = [
         ("red-circle.png", [220, 40, 40], |x, y| x * x + y * y < 0.16),
         ("blue-square.png", [40, 80, 220], |x, y| {
