@@ -63,9 +63,9 @@ pub fn num_threads() -> usize {
     1
 }
 
-#[cfg(feature = "std")]
 /// Splits `len` items into as many contiguous ranges as threads are worth using when each item
 /// costs `work_per_item`: one range when the job is too small to share.
+#[cfg(feature = "std")]
 fn ranges(len: usize, work_per_item: usize) -> (usize, usize) {
     let threads = num_threads()
         .min(len)
@@ -154,11 +154,11 @@ fn team() -> Option<&'static team::Team> {
         .as_ref()
 }
 
-#[cfg(feature = "std")]
 /// Runs `piece(i)` for every `i` in `0..pieces`, on the calling thread and the helpers: each
 /// piece exactly once, in whatever order threads claim them.
+#[cfg(feature = "std")]
 fn run_pieces(pieces: usize, piece: &(dyn Fn(usize) + Sync)) {
-    #[cfg(all(feature = "std", not(target_family = "wasm")))]
+    #[cfg(not(target_family = "wasm"))]
     if pieces > 1 {
         if let Some(team) = team() {
             return team.run(pieces, piece);
