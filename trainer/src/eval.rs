@@ -404,7 +404,9 @@ fn ridge(x: &[Vec<f64>], y: &[Vec<f64>], lambda: f64) -> Vec<Vec<f64>> {
     (0..d).map(|i| a[i][d..].to_vec()).collect()
 }
 
-/// Ridge strength of the linear probe, on standardised features.
+/// Ridge strength of the linear probe, on standardised features. The reference's few-shot
+/// evaluator defaults to 2¹⁰, a strength for wide features; on the default model's 128-wide ones
+/// it probes worse (docs/experiments.md, "A longer schedule").
 pub const PROBE_RIDGE: f64 = 10.0;
 
 /// Few-shot linear probe: ridge regression (closed form) on the GAP features of `shots` training
