@@ -56,16 +56,19 @@ fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Times `f` `repeat` times (after one warm-up run) and returns the median in seconds.
-fn time<T>(repeat: usize, mut f: impl FnMut() -> Result<T>) -> Result<f64> {
+/// Runs `f` once, then times it `repeat` times; returns the median and the first call's time, in
+/// seconds. The first call is timed apart because on a GPU it builds the kernels it meets.
+fn time<T>(repeat: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, f64)> {
+    let s = Instant::now();
     f()?;
+    let first = s.elapsed().as_secs_f64();
     let mut t = Vec::with_capacity(repeat);
     for _ in 0..repeat.max(1) {
         let s = Instant::now();
         f()?;
         t.push(s.elapsed().as_secs_f64());
     }
-    Ok(median(t))
+    Ok((median(t), first))
 }
 
 /// Runs the measurements and prints them.
@@ -101,7 +104,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         (0..n).map(|_| rng.uniform() * 2.0 - 1.0).collect(),
     )?;
     let bar = progress(Some(4), "measuring");
-    let encode = time(args.repeat, || {
+    let (encode, encode_first) = time(args.repeat, || {
         let enc = model.encode(&images)?;
         be.download(&model.gap(&enc)?)
     })?;
@@ -116,12 +119,15 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         stop_at_eos: false,
         ..Greedy::default()
     };
-    let greedy = time(args.repeat, || model.greedy(&enc, &greedy_opts))? / cfg.max_len as f64;
+    let greedy = time(args.repeat, || model.greedy(&enc, &greedy_opts))?.0 / cfg.max_len as f64;
     bar.inc(1);
     let parallel = if cfg.has_mask_token() {
-        Some(time(args.repeat, || {
-            model.caption_tokens(&enc, &Decode::Parallel, &DecodeOptions::default(), None)
-        })?)
+        Some(
+            time(args.repeat, || {
+                model.caption_tokens(&enc, &Decode::Parallel, &DecodeOptions::default(), None)
+            })?
+            .0,
+        )
     } else {
         None
     };
@@ -141,7 +147,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let cands = Tokens::new(ids, 10, len)?;
     let scoring = time(args.repeat, || {
         model.classify_tokens(&enc, &cands, &Classify::default())
-    })?;
+    })?
+    .0;
     bar.finish_and_clear();
     let peak = peak_rss();
     let dtype = args.dtype.map_or("as stored".into(), |p| p.to_string());
@@ -156,6 +163,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 "batch": args.batch,
                 "encoder_images_per_s": args.batch as f64 / encode,
                 "encoder_ms_per_batch": encode * 1e3,
+                "encoder_first_call_ms": encode_first * 1e3,
                 "greedy_ms_per_token": greedy * 1e3,
                 "greedy_step_weight_bytes": step_bytes,
                 "read_bandwidth_bytes_per_s": bandwidth,
@@ -174,10 +182,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         args.repeat.max(1)
     )?;
     outln!(
-        "  encoder            {:>9.2} images/s  ({:.1} ms per batch of {})",
+        "  encoder            {:>9.2} images/s  ({:.1} ms per batch of {}; the first call {:.1} ms)",
         args.batch as f64 / encode,
         encode * 1e3,
-        args.batch
+        args.batch,
+        encode_first * 1e3
     )?;
     outln!(
         "  greedy             {:>9.2} ms/token  ({} tokens)",

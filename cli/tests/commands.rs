@@ -221,6 +221,7 @@ fn bench_reports_positive_numbers_for_the_tiny_preset() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     for key in [
         "encoder_images_per_s",
+        "encoder_first_call_ms",
         "greedy_ms_per_token",
         "parallel_caption_ms",
         "scoring_10_candidates_ms",
