@@ -56,8 +56,8 @@ fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Runs `f` once, then times it `repeat` times; returns the median and the first call's time, in
-/// seconds. The first call is timed apart because on a GPU it builds the kernels it meets.
+/// Times a first call of `f`, then `repeat` more; returns the median of the later calls and the
+/// first call's time, in seconds. The first is kept apart: on a GPU it builds the kernels it meets.
 fn time<T>(repeat: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, f64)> {
     let s = Instant::now();
     f()?;
