@@ -177,6 +177,7 @@ fn matmul_all_layouts_and_odd_sizes() {
             (1, 130, 20, 8),
             (2, 17, 24, 36),
             (1, 200, 8, 4),
+            (1, 130, 132, 8),
         ] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 for (bias, gelu) in [(false, false), (true, true)] {
@@ -222,7 +223,8 @@ fn matmul_16bit_and_q8_weights() {
     for g in &matmul_gpus() {
         for b in WEIGHT_FORMATS {
             // K = 33 reads element by element; K a multiple of 4 with N a multiple of 8 takes
-            // the vector path (and 150 rows its 16-row blocks). Up to 4 rows is the CPU's
+            // the vector path (and 150 rows its 16-row blocks; N = 136 their 16-column blocks,
+            // the last one half past N). Up to 4 rows is the CPU's
             // few-row product, which keeps the weight as stored; more rows widen it. A
             // transposed B puts q8 scales of columns along K.
             for (n, k, tb) in [
@@ -232,6 +234,7 @@ fn matmul_16bit_and_q8_weights() {
                 (64, 32, false),
                 (24, 16, false),
                 (40, 24, true),
+                (136, 32, false),
             ] {
                 for m in [1, 3, 150] {
                     let case = MatmulCase {

@@ -1,7 +1,7 @@
 // C = act(op(A) · op(B) + bias), batched, any M, N, K (runtime/src/ops/matmul.rs has the shape
 // rules). Two entry points share the loaders:
 //   main_reg   — register-blocked, no workgroup memory and no barriers: each invocation
-//                computes a ROWS × 8 block straight from memory. Fastest on CPU-like adapters
+//                computes a ROWS × COLS block straight from memory. Fastest on CPU-like adapters
 //                (lavapipe), where each invocation is one SIMD lane, every lane-varying load is
 //                a gather, barriers are expensive and caches do the tiling — so the larger the
 //                block, the fewer loads per multiply-add. With VEC4 (operands 16-byte aligned,
@@ -55,7 +55,9 @@ override ACCUMULATE: bool = false;
 override EPILOGUE: bool = true;
 override VEC4: bool = false;
 override ROWS: u32 = 16u;
-const COLS: u32 = 8u;
+// 8 or 16 columns per invocation of main_reg; the accumulators below hold at most 16 × 16.
+override COLS: u32 = 8u;
+const MAX_ACC: u32 = 64u;
 
 // op(A)[row, col] of batch entry bi; row < M and col < K.
 fn a_at(bi: u32, row: u32, col: u32) -> f32 {
@@ -160,36 +162,48 @@ fn main_reg(@builtin(global_invocation_id) gid: vec3<u32>) {
     if n0 >= p.n || m0 >= p.m {
         return;
     }
-    // acc[2i + h] holds row m0 + i, columns n0 + 4h .. n0 + 4h + 3.
-    var acc: array<vec4<f32>, 32>;
-    for (var i = 0u; i < 2u * ROWS; i++) {
+    // acc[V * i + h] holds row m0 + i, columns n0 + 4h .. n0 + 4h + 3 (V vectors per row).
+    let V = COLS / 4u;
+    var acc: array<vec4<f32>, MAX_ACC>;
+    for (var i = 0u; i < V * ROWS; i++) {
         acc[i] = vec4<f32>(0.0);
     }
     if VEC4 {
         let a_base = p.a_off + bi * p.a_bstride;
+        // The second group of 8 columns, clamped into the row (past N only where every column it
+        // would hold is past N, so the store drops them).
+        let n8 = min(n0 + 8u, p.n - select(8u, 4u, B_FORMAT == 0u));
         for (var k = 0u; k < p.k; k += 4u) {
-            let b0 = b_row8(bi, k, n0);
-            let b1 = b_row8(bi, k + 1u, n0);
-            let b2 = b_row8(bi, k + 2u, n0);
-            let b3 = b_row8(bi, k + 3u, n0);
+            var b: array<array<vec4<f32>, 4>, 4>; // [K offset][column vector]
+            for (var kk = 0u; kk < 4u; kk++) {
+                let lo = b_row8(bi, k + kk, n0);
+                b[kk][0] = lo[0];
+                b[kk][1] = lo[1];
+                if COLS == 16u {
+                    let hi = b_row8(bi, k + kk, n8);
+                    b[kk][2] = hi[0];
+                    b[kk][3] = hi[1];
+                }
+            }
             for (var i = 0u; i < ROWS; i++) {
                 let row = min(m0 + i, p.m - 1u);
                 let a = A[(a_base + row * p.lda + k) >> 2u];
-                for (var h = 0u; h < 2u; h++) {
-                    acc[2u * i + h] = fma(vec4<f32>(a.x), b0[h], fma(vec4<f32>(a.y), b1[h], fma(vec4<f32>(a.z), b2[h], fma(vec4<f32>(a.w), b3[h], acc[2u * i + h]))));
+                for (var h = 0u; h < V; h++) {
+                    acc[V * i + h] = fma(vec4<f32>(a.x), b[0][h], fma(vec4<f32>(a.y), b[1][h], fma(vec4<f32>(a.z), b[2][h], fma(vec4<f32>(a.w), b[3][h], acc[V * i + h]))));
                 }
             }
         }
     } else {
         for (var k = 0u; k < p.k; k++) {
-            var b: array<vec4<f32>, 2>;
+            var b: array<vec4<f32>, 4>;
             for (var j = 0u; j < COLS; j++) {
                 b[j / 4u][j % 4u] = b_at(bi, k, min(n0 + j, p.n - 1u));
             }
             for (var i = 0u; i < ROWS; i++) {
                 let a = vec4<f32>(a_at(bi, min(m0 + i, p.m - 1u), k));
-                acc[2u * i] = fma(a, b[0], acc[2u * i]);
-                acc[2u * i + 1u] = fma(a, b[1], acc[2u * i + 1u]);
+                for (var h = 0u; h < V; h++) {
+                    acc[V * i + h] = fma(a, b[h], acc[V * i + h]);
+                }
             }
         }
     }
@@ -197,7 +211,7 @@ fn main_reg(@builtin(global_invocation_id) gid: vec3<u32>) {
         if m0 + i < p.m {
             for (var j = 0u; j < COLS; j++) {
                 if n0 + j < p.n {
-                    store(bi, m0 + i, n0 + j, acc[2u * i + j / 4u][j % 4u]);
+                    store(bi, m0 + i, n0 + j, acc[V * i + j / 4u][j % 4u]);
                 }
             }
         }
