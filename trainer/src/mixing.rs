@@ -7,7 +7,57 @@
 //! the same on every backend.
 
 use cappa::rng::Rng;
-use cappa::Mode;
+use cappa::{Error, Mode, Result};
+use serde::{Deserialize, Serialize};
+
+/// A schedule of the Pa probability over a run (`[run.pa_schedule]` in a run file): `start` at
+/// step 0, moving linearly to the model's `masked_pred_prob` at step `ramp_steps`, constant
+/// after. Without one every step uses `masked_pred_prob`, as the paper's CapPa does.
+///
+/// ```
+/// use cappa_trainer::mixing::PaSchedule;
+/// let s = PaSchedule { start: 0.0, ramp_steps: 100 };
+/// assert_eq!(s.probability(0.75, 0), 0.0);
+/// assert_eq!(s.probability(0.75, 50), 0.375);
+/// assert_eq!(s.probability(0.75, 1000), 0.75);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaSchedule {
+    /// The Pa probability of the first step.
+    pub start: f32,
+    /// Steps over which it moves to the model's `masked_pred_prob`.
+    pub ramp_steps: u64,
+}
+
+impl PaSchedule {
+    /// Checks `start` is a probability, and that a model without a `[MASK]` token (Cap only,
+    /// `masked_pred_prob` = 0) is not asked for Pa.
+    pub fn validate(&self, masked_pred_prob: f32) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.start) {
+            return Err(Error::Config(format!(
+                "pa_schedule.start must be in [0, 1], not {}",
+                self.start
+            )));
+        }
+        if self.start > 0.0 && masked_pred_prob == 0.0 {
+            return Err(Error::Config(
+                "pa_schedule.start > 0 needs a model with Pa (masked_pred_prob > 0: its [MASK] token)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The Pa probability of step `step` (0-based) when the model's is `end`.
+    pub fn probability(&self, end: f32, step: u64) -> f32 {
+        if step >= self.ramp_steps {
+            return end;
+        }
+        let t = step as f32 / self.ramp_steps as f32;
+        self.start + (end - self.start) * t
+    }
+}
 
 /// The generator of step `step` of a run seeded with `seed`.
 pub fn step_rng(seed: u64, step: u64, stream: u64) -> Rng {
@@ -53,5 +103,34 @@ mod tests {
         assert!((frac - 0.75).abs() < 0.02, "{frac}");
         assert!(choose_modes(1, 1, 20, 0.0).iter().all(|m| *m == Mode::Cap));
         assert!(choose_modes(1, 1, 20, 1.0).iter().all(|m| *m == Mode::Pa));
+    }
+
+    #[test]
+    fn schedule_ramps_both_ways_and_is_checked() {
+        let up = PaSchedule {
+            start: 0.25,
+            ramp_steps: 4,
+        };
+        let got: Vec<f32> = (0..6).map(|t| up.probability(0.75, t)).collect();
+        assert_eq!(got, [0.25, 0.375, 0.5, 0.625, 0.75, 0.75]);
+        let down = PaSchedule {
+            start: 1.0,
+            ramp_steps: 2,
+        };
+        assert_eq!(down.probability(0.5, 1), 0.75);
+        let none = PaSchedule {
+            start: 0.0,
+            ramp_steps: 0,
+        };
+        assert_eq!(none.probability(0.75, 0), 0.75);
+        assert!(up.validate(0.75).is_ok());
+        assert!(up.validate(0.0).is_err(), "a Cap-only model has no [MASK]");
+        for bad in [-0.1, 1.5, f32::NAN] {
+            let s = PaSchedule {
+                start: bad,
+                ramp_steps: 1,
+            };
+            assert!(s.validate(0.75).is_err(), "{bad}");
+        }
     }
 }

@@ -22,7 +22,7 @@ use cappa::{Config, Error, Mode, Model, Result, Tokenizer, TrainBackend};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Batch, Dataset, Loader, LoaderOptions, Prep};
-use crate::mixing::choose_modes;
+use crate::mixing::{choose_modes, PaSchedule};
 use crate::optim::{AdamState, OptimConfig};
 
 /// `__metadata__` key of the training state in a checkpoint.
@@ -50,6 +50,10 @@ pub struct RunConfig {
     pub eval_batches: usize,
     /// The optimizer.
     pub optimizer: OptimConfig,
+    /// How the Pa probability moves over the run (None: the model's `masked_pred_prob` at
+    /// every step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pa_schedule: Option<PaSchedule>,
 }
 
 impl Default for RunConfig {
@@ -62,6 +66,7 @@ impl Default for RunConfig {
             eval_every: 100,
             eval_batches: 0,
             optimizer: OptimConfig::default(),
+            pa_schedule: None,
         }
     }
 }
@@ -122,6 +127,9 @@ impl<B: TrainBackend> Trainer<B> {
         if run.batch_size == 0 {
             return Err(Error::Config("batch_size must be positive".into()));
         }
+        if let Some(s) = &run.pa_schedule {
+            s.validate(model.config().masked_pred_prob)?;
+        }
         let opt = AdamState::new(&model)?;
         Ok(Trainer {
             model,
@@ -161,13 +169,23 @@ impl<B: TrainBackend> Trainer<B> {
         self.cursor
     }
 
+    /// The Pa probability of the next step: the model's `masked_pred_prob`, or where the run's
+    /// `pa_schedule` has it.
+    pub fn pa_probability(&self) -> f32 {
+        let end = self.model.config().masked_pred_prob;
+        match &self.run.pa_schedule {
+            Some(s) => s.probability(end, self.opt.step),
+            None => end,
+        }
+    }
+
     /// One training step on `batch`: each example takes Pa with probability
-    /// `masked_pred_prob` (seeded by the run's seed and the step), the loss and its gradient,
-    /// then one AdamW update.
+    /// [`Self::pa_probability`] (seeded by the run's seed and the step), the loss and its
+    /// gradient, then one AdamW update.
     pub fn train_step(&mut self, batch: &Batch) -> Result<StepStats> {
-        let cfg = self.model.config();
         let b = batch.targets.batch();
-        let modes = choose_modes(self.run.seed, self.opt.step, b, cfg.masked_pred_prob);
+        let modes = choose_modes(self.run.seed, self.opt.step, b, self.pa_probability());
+        let cfg = self.model.config();
         let (loss, grads) = self.model.loss_and_grads(
             &batch.images,
             &batch.targets,

@@ -14,6 +14,7 @@ use cappa::{
 };
 use cappa_tests::{assert_close, fixture_dirs, Fixture, Tol};
 use cappa_trainer::data::{Dataset, Loader, LoaderOptions, Prep};
+use cappa_trainer::mixing::PaSchedule;
 use cappa_trainer::optim::{decays, AdamState, OptimConfig};
 use cappa_trainer::shapes::{self, ShapesWorld, Split};
 use cappa_trainer::train::{run, Outcome, CHECKPOINT_FILE, MODEL_FILE};
@@ -163,6 +164,7 @@ fn setup(steps: u64) -> (Config, Arc<Dataset>, Prep, RunConfig) {
             warmup_steps: 2,
             ..OptimConfig::default()
         },
+        pa_schedule: None,
     };
     (
         config,
@@ -215,6 +217,43 @@ fn train<B: TrainBackend>(
 fn fresh<B: TrainBackend>(be: B, config: &Config, run: &RunConfig) -> Trainer<B> {
     let model = Model::from_source(config, &InitParams::new(run.seed), be).unwrap();
     Trainer::new(model, run.clone()).unwrap()
+}
+
+#[test]
+fn a_pa_schedule_sets_each_steps_mix() {
+    let (config, ds, prep, mut run_cfg) = setup(4);
+    let config = Config {
+        masked_pred_prob: 1.0,
+        ..config
+    };
+    // Cap only at step 0, half Pa at step 1 (drawn), all Pa from step 2.
+    run_cfg.pa_schedule = Some(PaSchedule {
+        start: 0.0,
+        ramp_steps: 2,
+    });
+    let be = CpuBackend::new();
+    let mut t = fresh(be, &config, &run_cfg);
+    assert_eq!(t.pa_probability(), 0.0);
+    let mut l = loader(&ds, &prep, &run_cfg, 0);
+    let mut pa = Vec::new();
+    for _ in 0..4 {
+        let batch = l.next_batch().unwrap().unwrap();
+        pa.push(t.train_step(&batch).unwrap().pa_examples);
+    }
+    assert_eq!((pa[0], pa[2], pa[3]), (0, 4, 4), "{pa:?}");
+    assert_eq!(t.pa_probability(), 1.0);
+
+    // A Cap-only model (no [MASK] token) cannot be scheduled into Pa.
+    let cap_only = Config {
+        masked_pred_prob: 0.0,
+        ..config
+    };
+    let model = Model::from_source(&cap_only, &InitParams::new(1), be).unwrap();
+    run_cfg.pa_schedule = Some(PaSchedule {
+        start: 0.5,
+        ramp_steps: 2,
+    });
+    assert!(Trainer::new(model, run_cfg).is_err());
 }
 
 #[test]
