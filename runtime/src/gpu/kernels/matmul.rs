@@ -188,8 +188,9 @@ pub(crate) fn matmul(
                 && n.is_multiple_of(align_b)
                 && (b_off as usize).is_multiple_of(align_b);
             // 16 × 16 blocks for big products on the vector path: half the loads of A per
-            // multiply-add again (2.7 vs 2.5 GFLOP/s stand-alone on lavapipe). Only CPU-like
-            // adapters run this kernel, so the 64 accumulators cost no GPU occupancy.
+            // multiply-add again (an S/16 encode on lavapipe 1.26× faster than with 16 × 8,
+            // docs/benchmarks.md). Only CPU-like adapters run this kernel, so the 64
+            // accumulators cost no GPU occupancy.
             let cols_per = if vec4 && rows_per == 16 && n >= 128 {
                 16
             } else {
