@@ -409,6 +409,10 @@ fn ridge(x: &[Vec<f64>], y: &[Vec<f64>], lambda: f64) -> Vec<Vec<f64>> {
 /// it probes worse (docs/experiments.md, "A longer schedule").
 pub const PROBE_RIDGE: f64 = 10.0;
 
+/// Most shots per class the probe takes: the shots are found by scanning the training split and
+/// their features held at once.
+pub const MAX_PROBE_SHOTS: usize = 1000;
+
 /// Few-shot linear probe: ridge regression (closed form) on the GAP features of `shots` training
 /// scenes per class, accuracy on `test` one-object scenes. `label` picks the attribute.
 pub fn linear_probe<B: Backend>(
@@ -419,14 +423,25 @@ pub fn linear_probe<B: Backend>(
     shots: usize,
     test: &[Scene],
 ) -> Result<f32> {
+    if !(1..=MAX_PROBE_SHOTS).contains(&shots) {
+        return Err(Error::InvalidInput(format!(
+            "probe shots must be 1..={MAX_PROBE_SHOTS}, not {shots}"
+        )));
+    }
+    // Batches of 32, so that many shots do not make one large batch.
     let feats = |scenes: &[Scene]| -> Result<Vec<Vec<f64>>> {
-        let enc = model.encode(&images(model, scenes)?)?;
-        let g = model.backend().download(&model.gap(&enc)?)?;
-        let d = g.shape()[1];
-        Ok(g.data()
-            .chunks(d)
-            .map(|r| r.iter().map(|&v| v as f64).collect())
-            .collect())
+        let mut out = Vec::with_capacity(scenes.len());
+        for chunk in scenes.chunks(32) {
+            let enc = model.encode(&images(model, chunk)?)?;
+            let g = model.backend().download(&model.gap(&enc)?)?;
+            let d = g.shape()[1];
+            out.extend(
+                g.data()
+                    .chunks(d)
+                    .map(|r| r.iter().map(|&v| v as f64).collect::<Vec<f64>>()),
+            );
+        }
+        Ok(out)
     };
     let mut per_class = vec![Vec::new(); classes];
     for i in 0.. {
@@ -468,20 +483,18 @@ pub fn linear_probe<B: Backend>(
         .collect();
     let w = ridge(&x, &y, PROBE_RIDGE);
     let mut ok = 0usize;
-    for chunk in test.chunks(32) {
-        for (f, s) in feats(chunk)?.iter().zip(chunk) {
-            let f = standardise(f);
-            let scores: Vec<f32> = (0..classes)
-                .map(|c| {
-                    (f.iter()
-                        .chain(core::iter::once(&1.0))
-                        .zip(&w)
-                        .map(|(a, wr)| a * wr[c])
-                        .sum::<f64>()) as f32
-                })
-                .collect();
-            ok += usize::from(argmax(&scores) == label(s));
-        }
+    for (f, s) in feats(test)?.iter().zip(test) {
+        let f = standardise(f);
+        let scores: Vec<f32> = (0..classes)
+            .map(|c| {
+                (f.iter()
+                    .chain(core::iter::once(&1.0))
+                    .zip(&w)
+                    .map(|(a, wr)| a * wr[c])
+                    .sum::<f64>()) as f32
+            })
+            .collect();
+        ok += usize::from(argmax(&scores) == label(s));
     }
     Ok(ok as f32 / test.len().max(1) as f32)
 }
@@ -505,16 +518,24 @@ pub struct Report {
     pub zero_shot: (f32, f32),
     /// Word-order accuracy.
     pub word_order: f32,
-    /// 10-shot linear probe accuracy on shape and on colour.
+    /// Linear probe accuracy on shape and on colour, with [`Report::probe_shots`] shots per class.
     pub probe: (f32, f32),
+    /// Training scenes per class of the linear probe ([`PROBE_SHOTS`] unless asked otherwise).
+    pub probe_shots: usize,
 }
 
-/// Runs every evaluation on `n` test scenes of each kind.
+/// Shots per class of the linear probe in the default report: the 10-shot measure.
+pub const PROBE_SHOTS: usize = 10;
+
+/// Runs every evaluation on `n` test scenes of each kind, the linear probe with `shots` training
+/// scenes per class ([`PROBE_SHOTS`] for the standard report; more tells how much shape the pooled
+/// features hold beyond what ten examples can find).
 pub fn report<B: Backend>(
     model: &Model<B>,
     tok: &Tokenizer,
     world: &ShapesWorld,
     n: usize,
+    shots: usize,
 ) -> Result<Report> {
     let one = scenes(world, Split::Test, Objects::One, n, 0);
     let two = scenes(world, Split::Test, Objects::Two, n, 0);
@@ -544,9 +565,24 @@ pub fn report<B: Backend>(
         zero_shot: zero_shot(model, tok, &one)?,
         word_order: word_order(model, tok, &two)?,
         probe: (
-            linear_probe(model, world, 6, |s| s.objects[0].shape as usize, 10, &one)?,
-            linear_probe(model, world, 6, |s| s.objects[0].colour as usize, 10, &one)?,
+            linear_probe(
+                model,
+                world,
+                6,
+                |s| s.objects[0].shape as usize,
+                shots,
+                &one,
+            )?,
+            linear_probe(
+                model,
+                world,
+                6,
+                |s| s.objects[0].colour as usize,
+                shots,
+                &one,
+            )?,
         ),
+        probe_shots: shots,
     })
 }
 
@@ -582,7 +618,8 @@ impl Report {
         );
         out += &format!("word order (true > swapped)  {}\n", pct(self.word_order));
         out += &format!(
-            "10-shot probe shape / colour {} / {}\n",
+            "{:<29}{} / {}\n",
+            format!("{}-shot probe shape / colour", self.probe_shots),
             pct(self.probe.0),
             pct(self.probe.1)
         );
@@ -751,7 +788,7 @@ mod tests {
         let world = ShapesWorld::new(2);
         for (p, parallel) in [(0.75, true), (0.0, false)] {
             let (m, tok) = random_model(p);
-            let r = report(&m, &tok, &world, 4).unwrap();
+            let r = report(&m, &tok, &world, 4, 3).unwrap();
             assert_eq!(r.parallel.is_some(), parallel);
             let scores = [
                 r.greedy.0,
@@ -776,6 +813,11 @@ mod tests {
             // A random model does not caption.
             assert!(r.greedy.0.exact_match < 0.5, "{r:?}");
             assert!(r.table().contains("word order"));
+            assert!(
+                r.table().contains("3-shot probe shape / colour"),
+                "{}",
+                r.table()
+            );
         }
     }
 
@@ -877,6 +919,17 @@ mod tests {
         // A one-object caption of a two-object scene names nothing.
         let w = words(&truth[..1], &["a small red circle"]).two;
         assert_eq!((w.colours, w.objects, w.exact), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn a_probe_without_shots_or_with_too_many_is_an_error() {
+        let world = ShapesWorld::new(2);
+        let (m, _) = random_model(0.75);
+        let one = scenes(&world, Split::Test, Objects::One, 2, 0);
+        for shots in [0, MAX_PROBE_SHOTS + 1] {
+            let r = linear_probe(&m, &world, 6, |s| s.objects[0].shape as usize, shots, &one);
+            assert!(matches!(r, Err(Error::InvalidInput(_))), "{shots}: {r:?}");
+        }
     }
 
     #[test]

@@ -86,7 +86,7 @@ enum Command {
         device: String,
     },
     /// Evaluate a model on the shapes world's test split: captioning (greedy, beam, parallel),
-    /// zero-shot shape and colour, word order, 10-shot linear probe, and the words of its
+    /// zero-shot shape and colour, word order, linear probe (10-shot unless `--probe-shots`), and the words of its
     /// captions. With `--checkset`, instead the words of its captions of a check set's pictures.
     Eval {
         /// Model file trained on the shapes world.
@@ -104,6 +104,10 @@ enum Command {
         /// Seed of the shapes world.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Training scenes per class of the linear probe (1 to 1000; the standard measure is
+        /// 10-shot).
+        #[arg(long, default_value_t = eval::PROBE_SHOTS)]
+        probe_shots: usize,
         /// Backend.
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -306,6 +310,7 @@ fn real_main() -> Result<ExitCode> {
             checkset,
             scenes,
             seed,
+            probe_shots,
             device,
             json,
         } => {
@@ -331,7 +336,14 @@ fn real_main() -> Result<ExitCode> {
             if scenes == 0 {
                 return Err(Error::InvalidInput("--scenes must be positive".into()));
             }
-            let report = eval::report(&m, &tokenizer, &ShapesWorld::new(seed), scenes)?;
+            if !(1..=eval::MAX_PROBE_SHOTS).contains(&probe_shots) {
+                return Err(Error::InvalidInput(format!(
+                    "--probe-shots must be 1..={}, not {probe_shots}",
+                    eval::MAX_PROBE_SHOTS
+                )));
+            }
+            let report =
+                eval::report(&m, &tokenizer, &ShapesWorld::new(seed), scenes, probe_shots)?;
             let title = format!(
                 "{} on {scenes} + {scenes} test scenes of the shapes world (seed {seed}):",
                 model.display()
@@ -733,7 +745,7 @@ fn shapes_report<B: TrainBackend>(
     let tokenizer = model
         .tokenizer()
         .ok_or_else(|| Error::Config(format!("{}: no tokenizer", model.config().name)))?;
-    eval::report(model, tokenizer, world, n)
+    eval::report(model, tokenizer, world, n, eval::PROBE_SHOTS)
 }
 
 /// The model file at `path` with every tensor as f32 (training updates f32 parameters).
