@@ -86,8 +86,9 @@ enum Command {
         device: String,
     },
     /// Evaluate a model on the shapes world's test split: captioning (greedy, beam, parallel),
-    /// zero-shot shape and colour, word order, linear probe (10-shot unless `--probe-shots`), and the words of its
-    /// captions. With `--checkset`, instead the words of its captions of a check set's pictures.
+    /// zero-shot shape and colour, word order, linear probe (10-shot unless `--probe-shots`), and
+    /// the words of its captions. With `--checkset`, instead the words of its captions of a check
+    /// set's pictures.
     Eval {
         /// Model file trained on the shapes world.
         #[arg(long)]
