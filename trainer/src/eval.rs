@@ -413,6 +413,17 @@ pub const PROBE_RIDGE: f64 = 10.0;
 /// their features held at once.
 pub const MAX_PROBE_SHOTS: usize = 1000;
 
+/// An error unless `shots` is a probe's number of shots per class: 1 to [`MAX_PROBE_SHOTS`].
+pub fn check_probe_shots(shots: usize) -> Result<()> {
+    if (1..=MAX_PROBE_SHOTS).contains(&shots) {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "probe shots must be 1..={MAX_PROBE_SHOTS}, not {shots}"
+        )))
+    }
+}
+
 /// Few-shot linear probe: ridge regression (closed form) on the GAP features of `shots` training
 /// scenes per class, accuracy on `test` one-object scenes. `label` picks the attribute.
 pub fn linear_probe<B: Backend>(
@@ -423,11 +434,7 @@ pub fn linear_probe<B: Backend>(
     shots: usize,
     test: &[Scene],
 ) -> Result<f32> {
-    if !(1..=MAX_PROBE_SHOTS).contains(&shots) {
-        return Err(Error::InvalidInput(format!(
-            "probe shots must be 1..={MAX_PROBE_SHOTS}, not {shots}"
-        )));
-    }
+    check_probe_shots(shots)?;
     // Batches of 32, so that many shots do not make one large batch.
     let feats = |scenes: &[Scene]| -> Result<Vec<Vec<f64>>> {
         let mut out = Vec::with_capacity(scenes.len());
@@ -537,6 +544,8 @@ pub fn report<B: Backend>(
     n: usize,
     shots: usize,
 ) -> Result<Report> {
+    // Before the captioning, so that a bad count fails at once.
+    check_probe_shots(shots)?;
     let one = scenes(world, Split::Test, Objects::One, n, 0);
     let two = scenes(world, Split::Test, Objects::Two, n, 0);
     let truths: Vec<Description> = one.iter().chain(&two).map(Scene::description).collect();
