@@ -198,4 +198,18 @@ fn eval_checkset_scores_every_picture() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+    // A probe without shots, or with more than the probe takes, is refused by name.
+    for shots in ["0", "1001"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cappa-train"))
+            .args(["eval", "--scenes", "2", "--probe-shots", shots, "--model"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("probe shots must be 1..=1000"),
+            "{shots}: {err}"
+        );
+    }
 }
