@@ -368,7 +368,7 @@ fn mask_of(causal: &[bool]) -> Mask<'_> {
 }
 
 #[cfg(feature = "train")]
-pub use self::train::Tape;
+pub use self::train::{KeptTokens, Tape};
 
 #[cfg(feature = "train")]
 mod train {
@@ -378,10 +378,62 @@ mod train {
     use crate::encoder::EncoderTape;
     use crate::layers::Grads;
 
+    /// Token dropout for the decoder in training: which of each image's encoded tokens its
+    /// caption's cross-attention sees. `index` is `[B, per_example]` row-major, each entry a
+    /// token of that example's encoding (`0..tokens`). Not in the paper (whose decoder sees every
+    /// token): an image's tokens can only name an object the decoder may not see if the
+    /// encoder spreads it over the picture. Inference always sees every token.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct KeptTokens {
+        /// Tokens each example keeps.
+        pub per_example: usize,
+        /// The kept tokens, `per_example` per example.
+        pub index: Vec<u32>,
+    }
+
+    impl KeptTokens {
+        /// The rows of the flattened encodings `[B * tokens, D]` the decoder sees, after
+        /// checking the subset fits a batch of `batch` images of `tokens` tokens each.
+        fn rows(&self, batch: usize, tokens: usize) -> Result<Vec<u32>> {
+            if self.per_example == 0 || self.per_example > tokens {
+                return Err(Error::InvalidInput(format!(
+                    "kept tokens: {} per example, but the images have {tokens} tokens",
+                    self.per_example
+                )));
+            }
+            if self.index.len() != batch * self.per_example {
+                return Err(Error::InputShape {
+                    what: "kept tokens".into(),
+                    expected: vec![batch * self.per_example],
+                    found: vec![self.index.len()],
+                });
+            }
+            if let Some(&t) = self.index.iter().find(|&&t| t as usize >= tokens) {
+                return Err(Error::InvalidInput(format!(
+                    "kept tokens: token {t} is not below the image's {tokens} tokens"
+                )));
+            }
+            let rows = self.index.iter().enumerate().map(|(i, &t)| {
+                let example = (i / self.per_example) as u32;
+                example * tokens as u32 + t
+            });
+            Ok(rows.collect())
+        }
+    }
+
+    /// The gather that takes the kept tokens out of the encodings, for the reverse pass.
+    #[derive(Debug, Clone)]
+    struct KeptRows<B: Backend> {
+        rows: B::Ids,
+        /// The encodings' shape `[B, T, D]`.
+        shape: Vec<usize>,
+    }
+
     /// What [`Model::forward_train`] keeps for the reverse pass of one batch.
     #[derive(Debug, Clone)]
     pub struct Tape<B: Backend> {
         encoder: EncoderTape<B>,
+        kept: Option<KeptRows<B>>,
         decoder: DecoderTape<B>,
         targets: B::Ids,
         causal: Vec<bool>,
@@ -392,12 +444,14 @@ mod train {
     impl<B: TrainBackend> Model<B> {
         /// The forward pass of a training batch: images `[B, H, W, C]` (in [-1, 1]) and caption
         /// targets `[B, L]` with a mode per caption (CapPa mixes both in one batch), keeping
-        /// what [`Model::backward`] needs. The tape holds the logits.
+        /// what [`Model::backward`] needs. The tape holds the logits. With `kept`, the decoder
+        /// sees only those tokens of each image (token dropout).
         pub fn forward_train(
             &self,
             images: &HostTensor,
             targets: &Tokens,
             modes: &[Mode],
+            kept: Option<&KeptTokens>,
         ) -> Result<Tape<B>> {
             let be = &self.backend;
             let images = self.upload_images(images)?;
@@ -410,6 +464,16 @@ mod train {
             }
             self.check_targets(targets)?;
             let (encoded, encoder) = self.encoder.forward_train(be, &images)?;
+            let (encoded, kept) = match kept {
+                None => (encoded, None),
+                Some(k) => {
+                    let shape = be.shape(&encoded);
+                    let (b, t, d) = (shape[0], shape[1], shape[2]);
+                    let rows = be.upload_ids(&[b, k.per_example], &k.rows(b, t)?)?;
+                    let flat = be.reshape(&encoded, &[b * t, d])?;
+                    (be.gather(&flat, &rows)?, Some(KeptRows { rows, shape }))
+                }
+            };
             let ids = self.upload_decoder_inputs(targets, modes)?;
             let causal = causal_rows(modes);
             let (logits, decoder) =
@@ -417,6 +481,7 @@ mod train {
                     .forward_train(be, &encoded, &ids, targets.len(), mask_of(&causal))?;
             Ok(Tape {
                 encoder,
+                kept,
                 decoder,
                 targets: be.upload_ids(&[targets.batch(), targets.len()], targets.ids())?,
                 causal,
@@ -437,9 +502,15 @@ mod train {
                 label_smoothing,
             )?;
             let mask = mask_of(&tape.causal);
-            let d_encoded = self
-                .decoder
-                .backward(be, &tape.decoder, &d_logits, mask, &mut g)?;
+            let mut d_encoded =
+                self.decoder
+                    .backward(be, &tape.decoder, &d_logits, mask, &mut g)?;
+            if let Some(k) = &tape.kept {
+                // Tokens the decoder did not see get no gradient from it.
+                let (b, t) = (k.shape[0], k.shape[1]);
+                let d = be.gather_backward(&d_encoded, &k.rows, b * t)?;
+                d_encoded = be.reshape(&d, &k.shape)?;
+            }
             self.encoder
                 .backward(be, &tape.encoder, &d_encoded, &mut g)?;
             Ok(g)
@@ -452,9 +523,10 @@ mod train {
             images: &HostTensor,
             targets: &Tokens,
             modes: &[Mode],
+            kept: Option<&KeptTokens>,
             label_smoothing: f32,
         ) -> Result<(LossOutput, Grads<B>)> {
-            let tape = self.forward_train(images, targets, modes)?;
+            let tape = self.forward_train(images, targets, modes, kept)?;
             // The reverse pass is recorded before the loss is read back, so a device backend
             // submits the whole step at once.
             let grads = self.backward(&tape, label_smoothing)?;

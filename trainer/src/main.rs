@@ -451,7 +451,7 @@ fn grads(
             (modes, "mixed")
         }
     };
-    let (loss, grads) = model.loss_and_grads(&images, &tokens, &modes, ls)?;
+    let (loss, grads) = model.loss_and_grads(&images, &tokens, &modes, None, ls)?;
     let mut tensors = vec![OwnedTensor::f32(
         &format!("loss_{key}"),
         &HostTensor::new(&[1], vec![loss.mean])?,

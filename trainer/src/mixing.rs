@@ -6,6 +6,7 @@
 //! generator, so its whole state is the seed and the step, which checkpoints store — and are
 //! the same on every backend.
 
+use cappa::model::KeptTokens;
 use cappa::rng::Rng;
 use cappa::{Error, Mode, Result};
 use serde::{Deserialize, Serialize};
@@ -83,6 +84,48 @@ pub fn choose_modes(seed: u64, step: u64, batch: usize, masked_pred_prob: f32) -
         .collect()
 }
 
+/// Token dropout of step `step` (`token_keep` in a run file): for each of `batch` images of
+/// `tokens` encoded tokens, `round(keep * tokens)` of them (at least one) drawn without
+/// replacement, in increasing order, for the decoder to see. `None` when `keep` is 1 (every
+/// token, as in the paper).
+pub fn choose_tokens(
+    seed: u64,
+    step: u64,
+    batch: usize,
+    tokens: usize,
+    keep: f32,
+) -> Option<KeptTokens> {
+    let per_example = ((keep * tokens as f32).round() as usize).clamp(1, tokens);
+    if keep >= 1.0 || per_example == tokens {
+        return None;
+    }
+    let mut rng = step_rng(seed, step, 3);
+    let mut order: Vec<u32> = (0..tokens as u32).collect();
+    let mut index = Vec::with_capacity(batch * per_example);
+    for _ in 0..batch {
+        // A partial Fisher–Yates shuffle: the first `per_example` places are the draw.
+        for i in 0..per_example {
+            let j = i + (rng.next_u64() % (tokens - i) as u64) as usize;
+            order.swap(i, j);
+        }
+        let mut picked = order[..per_example].to_vec();
+        picked.sort_unstable();
+        index.extend_from_slice(&picked);
+    }
+    Some(KeptTokens { per_example, index })
+}
+
+/// Checks `token_keep` is a fraction in (0, 1].
+pub fn validate_token_keep(keep: f32) -> Result<()> {
+    if keep > 0.0 && keep <= 1.0 {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "token_keep must be in (0, 1] (the fraction of tokens the decoder sees), not {keep}"
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +174,41 @@ mod tests {
                 ramp_steps: 1,
             };
             assert!(s.validate(0.75).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn token_draws_are_seeded_distinct_and_cover_every_token() {
+        assert_eq!(choose_tokens(1, 2, 4, 64, 1.0), None);
+        assert_eq!(
+            choose_tokens(1, 2, 4, 3, 0.9),
+            None,
+            "rounds to every token"
+        );
+        let k = choose_tokens(1, 2, 8, 64, 0.5).unwrap();
+        assert_eq!(k, choose_tokens(1, 2, 8, 64, 0.5).unwrap());
+        assert_ne!(k, choose_tokens(1, 3, 8, 64, 0.5).unwrap());
+        assert_eq!((k.per_example, k.index.len()), (32, 8 * 32));
+        for row in k.index.chunks(32) {
+            assert!(
+                row.windows(2).all(|w| w[0] < w[1]),
+                "distinct, sorted: {row:?}"
+            );
+            assert!(row.iter().all(|&t| t < 64));
+        }
+        assert_ne!(k.index[..32], k.index[32..64], "each example draws its own");
+        assert_eq!(choose_tokens(1, 2, 2, 64, 0.001).unwrap().per_example, 1);
+        // Over many draws every token is kept about half the time.
+        let mut seen = [0usize; 16];
+        for step in 0..400 {
+            for &t in &choose_tokens(5, step, 4, 16, 0.5).unwrap().index {
+                seen[t as usize] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&n| (700..900).contains(&n)), "{seen:?}");
+        assert!(validate_token_keep(0.5).is_ok() && validate_token_keep(1.0).is_ok());
+        for bad in [0.0, -0.5, 1.01, f32::NAN] {
+            assert!(validate_token_keep(bad).is_err(), "{bad}");
         }
     }
 }

@@ -22,7 +22,7 @@ use cappa::{Config, Error, Mode, Model, Result, Tokenizer, TrainBackend};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Batch, Dataset, Loader, LoaderOptions, Prep};
-use crate::mixing::{choose_modes, PaSchedule};
+use crate::mixing::{choose_modes, choose_tokens, validate_token_keep, PaSchedule};
 use crate::optim::{AdamState, OptimConfig};
 
 /// `__metadata__` key of the training state in a checkpoint.
@@ -54,6 +54,10 @@ pub struct RunConfig {
     /// every step).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pa_schedule: Option<PaSchedule>,
+    /// Token dropout: the fraction of each image's encoded tokens the decoder's
+    /// cross-attention sees in a training step, drawn per example and step (1: all, as in the
+    /// paper; see [`crate::mixing::choose_tokens`]).
+    pub token_keep: f32,
 }
 
 impl Default for RunConfig {
@@ -67,6 +71,7 @@ impl Default for RunConfig {
             eval_batches: 0,
             optimizer: OptimConfig::default(),
             pa_schedule: None,
+            token_keep: 1.0,
         }
     }
 }
@@ -130,6 +135,7 @@ impl<B: TrainBackend> Trainer<B> {
         if let Some(s) = &run.pa_schedule {
             s.validate(model.config().masked_pred_prob)?;
         }
+        validate_token_keep(run.token_keep)?;
         let opt = AdamState::new(&model)?;
         Ok(Trainer {
             model,
@@ -186,10 +192,13 @@ impl<B: TrainBackend> Trainer<B> {
         let b = batch.targets.batch();
         let modes = choose_modes(self.run.seed, self.opt.step, b, self.pa_probability());
         let cfg = self.model.config();
+        let tokens = (cfg.image_size / cfg.patch_size).pow(2);
+        let kept = choose_tokens(self.run.seed, self.opt.step, b, tokens, self.run.token_keep);
         let (loss, grads) = self.model.loss_and_grads(
             &batch.images,
             &batch.targets,
             &modes,
+            kept.as_ref(),
             cfg.label_smoothing,
         )?;
         let upd = self

@@ -46,7 +46,7 @@ fn two_updates<B: TrainBackend>(be: B) -> Vec<HostTensor> {
     let tokens = fix.tokens("tokens");
     let modes = vec![Mode::Cap; tokens.batch()];
     let (_, cpu_grads) = cpu
-        .loss_and_grads(&fix.images(), &tokens, &modes, 0.0)
+        .loss_and_grads(&fix.images(), &tokens, &modes, None, 0.0)
         .unwrap();
     let mut model = Model::new(&ckpt, be).unwrap();
     let cfg = OptimConfig {
@@ -165,6 +165,7 @@ fn setup(steps: u64) -> (Config, Arc<Dataset>, Prep, RunConfig) {
             ..OptimConfig::default()
         },
         pa_schedule: None,
+        token_keep: 1.0,
     };
     (
         config,
@@ -258,15 +259,23 @@ fn a_pa_schedule_sets_each_steps_mix() {
 
 #[test]
 fn resume_continues_exactly() {
-    let (config, ds, prep, run_cfg) = setup(8);
+    // Token dropout's draws, like the task mixing's, are the seed's and the step's.
+    for token_keep in [1.0, 0.5] {
+        resume_continues_exactly_with(token_keep);
+    }
+}
+
+fn resume_continues_exactly_with(token_keep: f32) {
+    let (config, ds, prep, mut run_cfg) = setup(8);
+    run_cfg.token_keep = token_keep;
     let be = CpuBackend::new();
-    let out_a = temp_dir("resume-a");
+    let out_a = temp_dir(&format!("resume-a-{token_keep}"));
     let mut a = fresh(be, &config, &run_cfg);
     let (losses_a, outcome) = train(&mut a, &ds, &prep, &out_a, None);
     assert_eq!(outcome, Outcome::Finished);
     assert_eq!(losses_a.len(), 8);
 
-    let out_b = temp_dir("resume-b");
+    let out_b = temp_dir(&format!("resume-b-{token_keep}"));
     let mut b = fresh(be, &config, &run_cfg);
     let (first, outcome) = train(&mut b, &ds, &prep, &out_b, Some(4));
     assert_eq!((outcome, first.len()), (Outcome::Interrupted, 4));
