@@ -380,9 +380,9 @@ mod train {
 
     /// Token dropout for the decoder in training: which of each image's encoded tokens its
     /// caption's cross-attention sees. `index` is `[B, per_example]` row-major, each entry a
-    /// token of that example's encoding (`0..tokens`). Not in the paper (whose decoder sees every
-    /// token): an image's tokens can only name an object the decoder may not see if the
-    /// encoder spreads it over the picture. Inference always sees every token.
+    /// token of that example's encoding (`0..tokens`). Not in the paper, whose decoder sees every
+    /// token: with some hidden, the decoder can name an object only where the encoder has spread
+    /// it beyond the tokens that cover it. Inference always sees every token.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct KeptTokens {
         /// Tokens each example keeps.
@@ -407,6 +407,11 @@ mod train {
                     expected: vec![batch * self.per_example],
                     found: vec![self.index.len()],
                 });
+            }
+            if u32::try_from(batch * tokens).is_err() {
+                return Err(Error::InvalidInput(format!(
+                    "kept tokens: {batch} images of {tokens} tokens are more rows than ids address"
+                )));
             }
             if let Some(&t) = self.index.iter().find(|&&t| t as usize >= tokens) {
                 return Err(Error::InvalidInput(format!(

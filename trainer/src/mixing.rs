@@ -4,7 +4,8 @@
 //!
 //! The draws of step `t` come from a SplitMix64 stream seeded with `(seed, t)` — a counter-based
 //! generator, so its whole state is the seed and the step, which checkpoints store — and are
-//! the same on every backend.
+//! the same on every backend. Token dropout's draws (which tokens of each image the decoder
+//! sees, where a run asks for it) come from the same kind of stream.
 
 use cappa::model::KeptTokens;
 use cappa::rng::Rng;
