@@ -109,9 +109,9 @@ pub fn choose_tokens(
             let j = i + (rng.next_u64() % (tokens - i) as u64) as usize;
             order.swap(i, j);
         }
-        let mut picked = order[..per_example].to_vec();
-        picked.sort_unstable();
-        index.extend_from_slice(&picked);
+        let start = index.len();
+        index.extend_from_slice(&order[..per_example]);
+        index[start..].sort_unstable();
     }
     Some(KeptTokens { per_example, index })
 }

@@ -192,7 +192,7 @@ impl<B: TrainBackend> Trainer<B> {
         let b = batch.targets.batch();
         let modes = choose_modes(self.run.seed, self.opt.step, b, self.pa_probability());
         let cfg = self.model.config();
-        let tokens = (cfg.image_size / cfg.patch_size).pow(2);
+        let tokens = cfg.num_patches();
         let kept = choose_tokens(self.run.seed, self.opt.step, b, tokens, self.run.token_keep);
         let (loss, grads) = self.model.loss_and_grads(
             &batch.images,

@@ -98,7 +98,7 @@ fn check_token_dropout<B: TrainBackend + Clone>(be: &B, label: &str) {
     let b = tokens.batch();
     let modes = vec![Mode::Cap; b];
     let cfg = model.config().clone();
-    let t = (cfg.image_size / cfg.patch_size).pow(2);
+    let t = cfg.num_patches();
     let loss = |m: &Model<B>, kept: Option<&KeptTokens>| {
         m.loss_and_grads(&images, &tokens, &modes, kept, 0.0)
             .unwrap()
@@ -199,7 +199,7 @@ fn token_dropout_refuses_subsets_that_do_not_fit_the_batch() {
     let (images, tokens) = (fix.images(), fix.tokens("tokens"));
     let b = tokens.batch();
     let cfg = model.config();
-    let t = (cfg.image_size / cfg.patch_size).pow(2);
+    let t = cfg.num_patches();
     let bad = [
         (0, vec![], "0 per example"),
         (t + 1, vec![0; b * (t + 1)], "more than the image has"),
