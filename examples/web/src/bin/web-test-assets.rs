@@ -7,7 +7,7 @@
 //! ```
 //!
 //! With `--shapes-size` instead of a fixture it writes a model of the default model's size
-//! (`examples/models/shapes.toml`: 64×64 images, patch 8, width 128, 4 + 2 blocks, sin-cos
+//! (`examples/models/shapes.toml`: 64×64 images, patch 8, width 128, 6 + 2 blocks, sin-cos
 //! position embeddings, the shapes-world vocabulary) with random weights, and shapes scenes as images: the same work per
 //! caption as the trained model, for measuring the page's speed before that model exists.
 
@@ -38,9 +38,9 @@ fn shapes_size(out: &PathBuf) -> Result<(), String> {
         image_size: 64,
         patch_size: 8,
         enc_width: 128,
-        enc_depth: 4,
+        enc_depth: 6,
         enc_heads: 4,
-        enc_mlp: 512,
+        enc_mlp: 256,
         dec_width: 128,
         dec_depth: 2,
         dec_heads: 4,
